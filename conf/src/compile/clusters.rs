@@ -1,0 +1,280 @@
+//! The destination registry (ServiceEntries, WorkloadEntries) and DestinationRules → clusters.
+//!
+//! A cluster is `(host, subset, port)` (Istio `outbound|port|subset|host`). A destination the
+//! registry does not know still gets a cluster, marked not found: requests to it get 503 NC, as in
+//! Istio, and compilation warns.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::Selection;
+use crate::config::{Config, Resource};
+use crate::diagnostic::{Code, Reporter};
+use crate::model::host::{expand_short_name, is_wildcard, subset_of};
+use crate::model::Protocol;
+use crate::raw::{self, DestinationRule, Resolution, ServiceEntry, Subset, TrafficPolicy};
+use crate::table::{Cluster, ClusterId, ClusterPolicy, Endpoint, Service};
+
+/// Services by host, DestinationRules, and the clusters built so far.
+pub(crate) struct Registry<'a> {
+    config: &'a Config,
+    sel: &'a Selection,
+    services: HashMap<String, &'a Resource<ServiceEntry>>,
+    clusters: Vec<Cluster>,
+    index: HashMap<(String, Option<String>, u16), ClusterId>,
+}
+
+/// The DestinationRules for one host, merged as Istio does.
+struct MergedRule {
+    from: Vec<String>,
+    traffic_policy: Option<TrafficPolicy>,
+    subsets: Vec<Subset>,
+}
+
+impl<'a> Registry<'a> {
+    /// Indexes the ServiceEntries visible to this workload's namespace (first definition wins).
+    pub fn new(config: &'a Config, sel: &'a Selection) -> Self {
+        let mut services = HashMap::new();
+        for se in &config.service_entries {
+            if !exported(&se.spec.export_to, se.meta.namespace(), &sel.namespace, true) {
+                continue;
+            }
+            for h in &se.spec.hosts {
+                services.entry(expand_short_name(h, se.meta.namespace(), &sel.domain)).or_insert(se);
+            }
+        }
+        Registry { config, sel, services, clusters: Vec::new(), index: HashMap::new() }
+    }
+
+    /// The name of cluster `id`.
+    pub fn name(&self, id: ClusterId) -> String {
+        self.clusters.get(id).map(|c| c.name.clone()).unwrap_or_default()
+    }
+
+    /// The built clusters, in first-use order.
+    pub fn into_clusters(self) -> Vec<Cluster> {
+        self.clusters
+    }
+
+    /// The cluster for a destination (host already expanded), reporting at `path` why it cannot be
+    /// served. `listener_port` is the gateway server port (Istio's default destination port).
+    pub fn cluster(
+        &mut self,
+        dest: &raw::Destination,
+        host: &str,
+        listener_port: u16,
+        path: &str,
+        r: &mut Reporter<'_>,
+    ) -> ClusterId {
+        let se = self.services.get(host).copied();
+        let port = match (dest.port, se) {
+            (Some(p), _) => u16::try_from(p.number).unwrap_or(0),
+            (None, Some(se)) if se.spec.ports.len() == 1 => u16::try_from(se.spec.ports[0].number).unwrap_or(0),
+            _ => listener_port,
+        };
+        let subset = dest.subset.clone().filter(|s| !s.is_empty());
+        let key = (host.to_string(), subset.clone(), port);
+        if let Some(id) = self.index.get(&key) {
+            return *id;
+        }
+        let name = format!("outbound|{port}|{}|{host}", subset.as_deref().unwrap_or(""));
+        let rule = self.destination_rule(host, se.map(|s| s.meta.namespace()));
+        let service = match se {
+            None => Err(format!("no ServiceEntry defines host {host}")),
+            Some(se) => self.service(se, host, port, subset.as_deref(), rule.as_ref()),
+        };
+        match &service {
+            Err(why) => {
+                let code = if se.is_none() {
+                    Code::UnknownHost
+                } else if why.contains("subset") {
+                    Code::UnknownSubset
+                } else {
+                    Code::UnknownPort
+                };
+                r.warn(code, path, format!("{why}; requests routed here get 503 (NC)")).hint =
+                    Some("define the destination with a ServiceEntry (and the subset with a DestinationRule)".into());
+            }
+            Ok(s) if s.endpoints.is_empty() => {
+                r.warn(
+                    Code::NoEndpoints,
+                    path,
+                    format!(
+                        "cluster {name} has no endpoints ({}); requests routed here get 503 (UH)",
+                        no_endpoint_reason(s)
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+        let policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
+        let id = self.clusters.len();
+        self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy });
+        self.index.insert(key, id);
+        id
+    }
+
+    fn service(
+        &self,
+        se: &Resource<ServiceEntry>,
+        host: &str,
+        port: u16,
+        subset: Option<&str>,
+        rule: Option<&MergedRule>,
+    ) -> Result<Service, String> {
+        let defined_by = format!("{}/{}", se.meta.namespace(), se.meta.name());
+        let Some(sp) = se.spec.ports.iter().find(|p| p.number == u32::from(port)) else {
+            return Err(format!("ServiceEntry {defined_by} has no port {port} for host {host}"));
+        };
+        let subset_labels = match subset {
+            None => None,
+            Some(name) => match rule.and_then(|r| r.subsets.iter().find(|s| s.name == name)) {
+                Some(s) => Some(&s.labels),
+                None => return Err(format!("no DestinationRule defines subset {name} for host {host}")),
+            },
+        };
+        let endpoints = self
+            .endpoints(se, host, sp)
+            .into_iter()
+            .filter(|e| subset_labels.is_none_or(|want| want.iter().all(|(k, v)| e.labels.get(k) == Some(v))))
+            .collect();
+        Ok(Service { defined_by, protocol: Protocol::parse(&sp.protocol), resolution: se.spec.resolution, endpoints })
+    }
+
+    /// Istio's endpoint port: `endpoint.ports[portName]` > `targetPort` > `number`.
+    fn endpoints(&self, se: &Resource<ServiceEntry>, host: &str, sp: &raw::Port) -> Vec<Endpoint> {
+        let default_port = sp.target_port.filter(|t| *t > 0).unwrap_or(sp.number);
+        let to_endpoint = |we: &raw::WorkloadEntry| Endpoint {
+            address: we.address.clone(),
+            port: u16::try_from(we.ports.get(&sp.name).copied().filter(|p| *p > 0).unwrap_or(default_port))
+                .unwrap_or(0),
+            labels: we.labels.clone(),
+            weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
+        };
+        match se.spec.resolution {
+            Resolution::None | Resolution::DynamicDns => Vec::new(),
+            _ if se.spec.workload_selector.is_some() => {
+                self.selected_workloads(se).into_iter().map(to_endpoint).collect()
+            }
+            Resolution::Dns | Resolution::DnsRoundRobin if se.spec.endpoints.is_empty() && !is_wildcard(host) => {
+                vec![Endpoint {
+                    address: host.to_string(),
+                    port: u16::try_from(default_port).unwrap_or(0),
+                    labels: BTreeMap::new(),
+                    weight: 1,
+                }]
+            }
+            _ => se.spec.endpoints.iter().map(to_endpoint).collect(),
+        }
+    }
+
+    /// WorkloadEntries in the ServiceEntry's namespace whose labels include its selector.
+    fn selected_workloads(&self, se: &Resource<ServiceEntry>) -> Vec<&'a raw::WorkloadEntry> {
+        let Some(selector) = &se.spec.workload_selector else {
+            return Vec::new();
+        };
+        self.config
+            .workload_entries
+            .iter()
+            .filter(|we| we.meta.namespace() == se.meta.namespace())
+            .filter(|we| selector.labels.iter().all(|(k, v)| we.spec.labels.get(k) == Some(v)))
+            .map(|we| &we.spec)
+            .collect()
+    }
+
+    /// Istio `PushContext.destinationRule`: the workload's namespace, then the service's, then the
+    /// root namespace; the first level with a matching rule wins, most specific host first.
+    fn destination_rule(&self, host: &str, service_ns: Option<&str>) -> Option<MergedRule> {
+        let proxy_ns = self.sel.namespace.as_str();
+        let levels = [
+            Some(proxy_ns),
+            service_ns.filter(|ns| *ns != proxy_ns),
+            Some(self.sel.root_namespace.as_str()).filter(|ns| *ns != proxy_ns),
+        ];
+        levels.into_iter().flatten().find_map(|ns| {
+            let candidates: Vec<(&Resource<DestinationRule>, String)> = self
+                .config
+                .destination_rules
+                .iter()
+                .filter(|dr| dr.meta.namespace() == ns && self.dr_visible(dr, ns == proxy_ns))
+                .map(|dr| (dr, expand_short_name(&dr.spec.host, dr.meta.namespace(), &self.sel.domain)))
+                .filter(|(_, h)| subset_of(host, h))
+                .collect();
+            let best =
+                candidates.iter().map(|(_, h)| h).min_by_key(|h| (is_wildcard(h), std::cmp::Reverse(h.len())))?.clone();
+            Some(merge_rules(candidates.iter().filter(|(_, h)| *h == best).map(|(dr, _)| *dr)))
+        })
+    }
+
+    fn dr_visible(&self, dr: &Resource<DestinationRule>, local: bool) -> bool {
+        if let Some(sel) = &dr.spec.workload_selector {
+            return local && sel.match_labels.iter().all(|(k, v)| self.sel.labels.get(k) == Some(v));
+        }
+        exported(&dr.spec.export_to, dr.meta.namespace(), &self.sel.namespace, local)
+    }
+}
+
+/// Istio `exportTo`: empty or `*` = everyone; `.` = own namespace; names list namespaces.
+fn exported(export_to: &[String], ns: &str, proxy_ns: &str, allow_local: bool) -> bool {
+    export_to.is_empty()
+        || export_to.iter().any(|e| e == "*" || e == proxy_ns || (allow_local && e == "." && ns == proxy_ns))
+}
+
+/// Istio `mergeDestinationRule`: subsets concatenated (first name wins), first traffic policy wins.
+fn merge_rules<'r>(rules: impl Iterator<Item = &'r Resource<DestinationRule>>) -> MergedRule {
+    let mut merged = MergedRule { from: Vec::new(), traffic_policy: None, subsets: Vec::new() };
+    for dr in rules {
+        merged.from.push(format!("{}/{}", dr.meta.namespace(), dr.meta.name()));
+        if merged.traffic_policy.is_none() {
+            merged.traffic_policy.clone_from(&dr.spec.traffic_policy);
+        }
+        for s in &dr.spec.subsets {
+            if !merged.subsets.iter().any(|m| m.name == s.name) {
+                merged.subsets.push(s.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// Istio `MergeTrafficPolicy`: top-level, its port-level settings for `port` (which replace the four
+/// policies wholesale), then the subset's fields, then the subset's port-level settings.
+fn policy_for(rule: &MergedRule, port: u16, subset: Option<&str>) -> ClusterPolicy {
+    let mut p = ClusterPolicy { from: rule.from.clone(), ..ClusterPolicy::default() };
+    if let Some(tp) = &rule.traffic_policy {
+        apply(&mut p, tp, port);
+    }
+    let subset_policy =
+        subset.and_then(|name| rule.subsets.iter().find(|s| s.name == name)).and_then(|s| s.traffic_policy.as_ref());
+    if let Some(tp) = subset_policy {
+        apply(&mut p, tp, port);
+    }
+    p
+}
+
+fn apply(p: &mut ClusterPolicy, tp: &TrafficPolicy, port: u16) {
+    if tp.load_balancer.is_some() {
+        p.load_balancer.clone_from(&tp.load_balancer);
+    }
+    if tp.connection_pool.is_some() {
+        p.connection_pool.clone_from(&tp.connection_pool);
+    }
+    if tp.outlier_detection.is_some() {
+        p.outlier_detection.clone_from(&tp.outlier_detection);
+    }
+    if tp.tls.is_some() {
+        p.tls.clone_from(&tp.tls);
+    }
+    if let Some(pl) = tp.port_level_settings.iter().find(|pl| pl.port_number() == u32::from(port)) {
+        p.load_balancer.clone_from(&pl.load_balancer);
+        p.connection_pool.clone_from(&pl.connection_pool);
+        p.outlier_detection.clone_from(&pl.outlier_detection);
+        p.tls.clone_from(&pl.tls);
+    }
+}
+
+fn no_endpoint_reason(s: &Service) -> &'static str {
+    match s.resolution {
+        Resolution::None => "resolution NONE: a gateway has no original destination to forward to",
+        _ => "no endpoint matches",
+    }
+}

@@ -1,0 +1,148 @@
+//! Listeners and HTTP route tables (Istio `buildGatewayHTTPRouteConfig`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::l4;
+use super::route;
+use super::servers::{sni_hosts, terminates, Plan, PortClass, PortPlan};
+use super::Ctx;
+use crate::diagnostic::{Code, Reporter};
+use crate::matcher::VirtualHostIndex;
+use crate::model::host::{intersection, ServerHost};
+use crate::model::Protocol;
+use crate::table::{
+    ChainAction, FilterChain, Listener, ListenerKind, Route, RouteConfig, RouteConfigId, Server, ServerId, VirtualHost,
+};
+
+/// Builds every listener of the plan, appending the route tables they use to `route_configs`.
+pub(super) fn listeners(plan: &Plan, route_configs: &mut Vec<RouteConfig>, ctx: &mut Ctx<'_, '_>) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for pp in &plan.ports {
+        let kind = match pp.class {
+            PortClass::Http => {
+                let bind = pp.bind.map(|b| format!(".{b}")).unwrap_or_default();
+                let id =
+                    add_route_config(format!("http.{}{bind}", pp.port), &pp.servers, &plan.servers, route_configs, ctx);
+                Some(ListenerKind::Http { servers: pp.servers.clone(), route_config: id })
+            }
+            PortClass::Tls => tls_listener(pp, plan, route_configs, ctx),
+            PortClass::Tcp => {
+                let server = pp.servers[0];
+                l4::tcp_route(&plan.servers[server], ctx).map(|route| ListenerKind::Tcp { server, route })
+            }
+        };
+        match kind {
+            Some(kind) => out.push(Listener { bind: pp.bind, port: pp.port, kind }),
+            None => no_listener(pp, &plan.servers, ctx),
+        }
+    }
+    out
+}
+
+fn tls_listener(
+    pp: &PortPlan,
+    plan: &Plan,
+    route_configs: &mut Vec<RouteConfig>,
+    ctx: &mut Ctx<'_, '_>,
+) -> Option<ListenerKind> {
+    let mut chains = Vec::new();
+    for &id in &pp.servers {
+        let s = &plan.servers[id];
+        if !terminates(s) {
+            chains.extend(l4::passthrough_chains(id, s, ctx));
+        } else if s.protocol == Protocol::Tls {
+            if let Some(route) = l4::tcp_route(s, ctx) {
+                chains.push(FilterChain { server: id, sni: sni_hosts(s), action: ChainAction::Tcp { route } });
+            }
+        } else {
+            let (gw_ns, gw_name) = s.gateway.split_once('/').unwrap_or(("", &s.gateway));
+            let bind = s.bind.map(|b| format!(".{b}")).unwrap_or_default();
+            let name = format!("https.{}.{}.{gw_name}.{gw_ns}{bind}", s.port, s.port_name);
+            let route_config = add_route_config(name, &[id], &plan.servers, route_configs, ctx);
+            chains.push(FilterChain { server: id, sni: sni_hosts(s), action: ChainAction::Http { route_config } });
+        }
+    }
+    (!chains.is_empty()).then_some(ListenerKind::Tls { chains })
+}
+
+/// Istio opens no listener for TCP and TLS servers without routes.
+fn no_listener(pp: &PortPlan, servers: &[Server], ctx: &mut Ctx<'_, '_>) {
+    for &id in &pp.servers {
+        let s = &servers[id];
+        let Some(gw) =
+            ctx.config.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace(), g.meta.name()) == s.gateway)
+        else {
+            continue;
+        };
+        Reporter::new(&gw.meta.id, ctx.out)
+            .warn(
+                Code::Route,
+                format!("spec.servers[{}]", s.index),
+                format!("no VirtualService routes for port {}; nothing listens on it, as in Istio", s.port),
+            )
+            .hint = Some("bind a VirtualService with tcp or tls routes to this Gateway".into());
+    }
+}
+
+/// A virtual host being built: routes from each VirtualService once.
+#[derive(Default)]
+struct VhostBuilder {
+    require_tls: bool,
+    routes: Vec<Route>,
+    from: HashSet<String>,
+}
+
+fn add_route_config(
+    name: String,
+    ids: &[ServerId],
+    servers: &[Server],
+    configs: &mut Vec<RouteConfig>,
+    ctx: &mut Ctx<'_, '_>,
+) -> RouteConfigId {
+    let mut vhosts: BTreeMap<String, VhostBuilder> = BTreeMap::new();
+    let mut cache: HashMap<(String, String), Vec<Route>> = HashMap::new();
+    for &id in ids {
+        let s = &servers[id];
+        let tls = s.tls.is_some() || s.https_redirect;
+        let hosts: Vec<ServerHost> = s.hosts.iter().map(|h| ServerHost::parse(h, "")).collect();
+        for vs in ctx.bound.for_gateway(&s.gateway) {
+            let server_names: Vec<String> =
+                hosts.iter().filter_map(|h| h.name_for(vs.res.meta.namespace())).map(str::to_string).collect();
+            let common = intersection(&server_names, &vs.hosts);
+            if common.is_empty() {
+                continue;
+            }
+            let key = (s.gateway.clone(), vs.key.clone());
+            if !cache.contains_key(&key) {
+                let routes = route::build(vs, s.port, &s.gateway, tls, ctx);
+                cache.insert(key.clone(), routes);
+            }
+            let routes = cache.get(&key).cloned().unwrap_or_default();
+            for h in common {
+                let vh = vhosts.entry(h.to_ascii_lowercase()).or_default();
+                vh.require_tls |= s.https_redirect;
+                if !routes.is_empty() && vh.from.insert(vs.key.clone()) {
+                    vh.routes.extend(routes.iter().cloned());
+                }
+            }
+        }
+        if s.https_redirect {
+            // Istio: every host of a redirecting server redirects, with or without routes.
+            for h in &hosts {
+                vhosts.entry(h.name.to_ascii_lowercase()).or_default().require_tls = true;
+            }
+        }
+    }
+    let virtual_hosts: Vec<VirtualHost> = vhosts.into_iter().map(|(name, b)| finish(name, b)).collect();
+    let index = VirtualHostIndex::new(virtual_hosts.iter().enumerate().map(|(i, v)| (v.name.as_str(), i)));
+    configs.push(RouteConfig { name, servers: ids.to_vec(), virtual_hosts, index });
+    configs.len() - 1
+}
+
+/// Istio `SortVHostRoutes`: catch-all routes move to the end, keeping relative order.
+fn finish(name: String, b: VhostBuilder) -> VirtualHost {
+    let (mut routes, catch_all): (Vec<Route>, Vec<Route>) =
+        b.routes.into_iter().partition(|r| !r.matcher.is_catch_all());
+    routes.extend(catch_all);
+    VirtualHost { name, require_tls: b.require_tls, routes }
+}

@@ -1,0 +1,180 @@
+//! One VirtualService's HTTP rules → routes for one gateway server port
+//! (Istio `BuildHTTPRoutesForVirtualService`, `translateRoute`, `TranslateRouteMatch`).
+
+use super::select::{resolve_gateway_name, BoundVs};
+use super::Ctx;
+use crate::diagnostic::Reporter;
+use crate::matcher::{HeaderMatcher, PathMatcher, QueryMatcher, RouteMatch, StringMatcher};
+use crate::model::host::expand_short_name;
+use crate::raw::{HttpMatchRequest, HttpRoute, StringMatch};
+use crate::table::{Route, RouteAction, WeightedCluster};
+
+/// The routes `vs` contributes on server port `port` of `gateway`, in declaration order: one per
+/// match, config-time filters applied, stopping after the first catch-all.
+pub(super) fn build(vs: &BoundVs<'_>, port: u16, gateway: &str, tls: bool, ctx: &mut Ctx<'_, '_>) -> Vec<Route> {
+    let mut out = Vec::new();
+    for (i, rule) in vs.http.iter().enumerate() {
+        if rule.matches.is_empty() {
+            out.extend(translate(vs, i, rule, None, (port, tls), ctx));
+            // Istio: a rule without matches matches everything; later rules are never reached.
+            break;
+        }
+        let mut catch_all = false;
+        for (j, m) in rule.matches.iter().enumerate() {
+            if !applies_here(m, vs.res.meta.namespace(), port, gateway, ctx) {
+                continue;
+            }
+            if let Some(route) = translate(vs, i, rule, Some((j, m)), (port, tls), ctx) {
+                catch_all = route.matcher.is_catch_all();
+                out.push(route);
+                if catch_all {
+                    break;
+                }
+            }
+        }
+        if catch_all {
+            break;
+        }
+    }
+    out
+}
+
+/// Istio `translateRoute` filters and `sourceMatchHTTP`: `port`, then `gateways` (which overrides
+/// the source conditions), else `sourceLabels` ⊆ workload labels and `sourceNamespace`.
+fn applies_here(m: &HttpMatchRequest, vs_ns: &str, port: u16, gateway: &str, ctx: &Ctx<'_, '_>) -> bool {
+    if m.port.is_some_and(|p| p != 0 && p != u32::from(port)) {
+        return false;
+    }
+    if !m.gateways.is_empty() {
+        return m.gateways.iter().any(|g| resolve_gateway_name(g, vs_ns) == gateway);
+    }
+    let labels_ok = m.source_labels.iter().all(|(k, v)| ctx.sel.labels.get(k) == Some(v));
+    labels_ok && m.source_namespace.as_deref().is_none_or(|ns| ns.is_empty() || ns == ctx.sel.namespace)
+}
+
+fn translate(
+    vs: &BoundVs<'_>,
+    i: usize,
+    rule: &HttpRoute,
+    m: Option<(usize, &HttpMatchRequest)>,
+    (port, tls): (u16, bool),
+    ctx: &mut Ctx<'_, '_>,
+) -> Option<Route> {
+    let mut name = rule.name.clone().unwrap_or_default();
+    if let Some(match_name) = m.and_then(|(_, m)| m.name.as_deref()) {
+        name = format!("{name}.{match_name}");
+    }
+    let origin = match m {
+        Some((j, _)) => format!("{} http[{i}] match[{j}]", vs.key),
+        None => format!("{} http[{i}]", vs.key),
+    };
+    let matcher = match m {
+        Some((_, m)) => route_match(m, ctx)?,
+        None => RouteMatch::any(),
+    };
+    let action = action(vs, i, rule, &matcher, (port, tls), ctx)?;
+    let mut route = super::extras::route_extras(vs, i, rule, port, ctx);
+    route.name = name;
+    route.origin = origin;
+    route.matcher = matcher;
+    route.action = action;
+    Some(route)
+}
+
+/// Istio `TranslateRouteMatch`.
+fn route_match(m: &HttpMatchRequest, ctx: &mut Ctx<'_, '_>) -> Option<RouteMatch> {
+    let path = match &m.uri {
+        Some(sm) if sm.exact.is_some() || sm.prefix.is_some() || sm.regex.is_some() => {
+            PathMatcher { matcher: string_matcher(sm, false, ctx)?, ignore_case: m.ignore_uri_case }
+        }
+        _ => PathMatcher { ignore_case: m.ignore_uri_case, ..PathMatcher::any() },
+    };
+    let mut headers = Vec::new();
+    for (name, sm) in &m.headers {
+        headers.push(HeaderMatcher {
+            name: name.to_ascii_lowercase(),
+            matcher: string_matcher(sm, true, ctx)?,
+            invert: false,
+        });
+    }
+    for (name, sm) in &m.without_headers {
+        headers.push(HeaderMatcher {
+            name: name.to_ascii_lowercase(),
+            matcher: string_matcher(sm, true, ctx)?,
+            invert: true,
+        });
+    }
+    headers.sort_by(|a, b| a.name.cmp(&b.name));
+    for (name, sm) in [(":method", &m.method), (":authority", &m.authority), (":scheme", &m.scheme)] {
+        if let Some(sm) = sm {
+            headers.push(HeaderMatcher { name: name.into(), matcher: string_matcher(sm, true, ctx)?, invert: false });
+        }
+    }
+    let mut query = Vec::new();
+    for (name, sm) in &m.query_params {
+        query.push(QueryMatcher { name: name.clone(), matcher: string_matcher(sm, true, ctx)? });
+    }
+    Some(RouteMatch { path, headers, query })
+}
+
+/// A `StringMatch` as a matcher; with `presence`, `{}` and `regex: "*"` mean "present" (Istio
+/// `canBeConvertedToPresentMatch`).
+fn string_matcher(sm: &StringMatch, presence: bool, ctx: &mut Ctx<'_, '_>) -> Option<StringMatcher> {
+    if let Some(e) = &sm.exact {
+        return Some(StringMatcher::Exact(e.clone()));
+    }
+    if let Some(p) = &sm.prefix {
+        return Some(StringMatcher::Prefix(p.clone()));
+    }
+    match &sm.regex {
+        Some(re) if presence && re == "*" => Some(StringMatcher::Present),
+        Some(re) => ctx.regexes.get(re, true).ok().map(StringMatcher::Regex),
+        None if presence => Some(StringMatcher::Present),
+        None => None,
+    }
+}
+
+fn action(
+    vs: &BoundVs<'_>,
+    i: usize,
+    rule: &HttpRoute,
+    matcher: &RouteMatch,
+    (port, tls): (u16, bool),
+    ctx: &mut Ctx<'_, '_>,
+) -> Option<RouteAction> {
+    if let Some(redirect) = &rule.redirect {
+        return super::extras::redirect(redirect, matcher, port, tls);
+    }
+    if let Some(dr) = &rule.direct_response {
+        return Some(super::extras::direct_response(dr));
+    }
+    let several = rule.route.len() > 1;
+    let mut destinations = Vec::new();
+    for (k, d) in rule.route.iter().enumerate() {
+        let Some(dest) = &d.destination else { continue };
+        // Istio: with several destinations, weight 0 gets nothing; a single one gets everything.
+        let weight = if several { u32::try_from(d.weight).unwrap_or(0) } else { 100 };
+        if weight == 0 {
+            continue;
+        }
+        let path = format!("spec.http[{i}].route[{k}].destination");
+        let (cluster, name) = destination(vs, dest, port, &path, ctx);
+        let headers = d.headers.as_ref().map(super::extras::header_ops).unwrap_or_default();
+        destinations.push(WeightedCluster { cluster, name, weight, headers });
+    }
+    Some(RouteAction::Forward { destinations })
+}
+
+/// The cluster of a destination of `vs` (short names expand in the VirtualService's namespace).
+pub(super) fn destination(
+    vs: &BoundVs<'_>,
+    dest: &crate::raw::Destination,
+    port: u16,
+    path: &str,
+    ctx: &mut Ctx<'_, '_>,
+) -> (usize, String) {
+    let host = expand_short_name(&dest.host, vs.res.meta.namespace(), &ctx.sel.domain);
+    let mut r = Reporter::new(&vs.res.meta.id, ctx.out);
+    let id = ctx.registry.cluster(dest, &host, port, path, &mut r);
+    (id, ctx.registry.name(id))
+}

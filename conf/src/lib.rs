@@ -1,0 +1,70 @@
+//! Istio configuration for Pylon: load, validate and compile into an immutable routing table.
+//!
+//! Pure: no sockets, no async, no Pingora. The pipeline is
+//! [`load`] (files → typed resources) → [`validate`] (Istio's rules, every problem at once) →
+//! [`compile`] (gateway selection, server merging, virtual hosts, routes, clusters).
+
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod config;
+pub mod diagnostic;
+pub mod load;
+pub mod matcher;
+pub mod model;
+pub mod raw;
+pub mod render;
+pub mod table;
+pub mod validate;
+
+use std::path::PathBuf;
+
+pub use compile::Selection;
+pub use config::Config;
+pub use diagnostic::{Code, Diagnostic, Diagnostics, Severity};
+pub use load::LoadError;
+pub use table::RouteTable;
+
+/// A configuration taken through the whole pipeline.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The compiled table (only meaningful when there are no errors).
+    pub table: RouteTable,
+    /// Every problem found: loading, validation and compilation, in that order.
+    pub diagnostics: Diagnostics,
+}
+
+impl Built {
+    /// True when the configuration has no errors (warnings allowed).
+    pub fn is_valid(&self) -> bool {
+        !self.diagnostics.has_errors()
+    }
+}
+
+/// Loads, validates and compiles the files under `paths` for the workload `sel`.
+///
+/// `Err` only when input cannot be read at all; every configuration problem is a diagnostic.
+pub fn build(paths: &[PathBuf], sel: &Selection) -> Result<Built, LoadError> {
+    let loaded = load::load_paths(paths, &sel.namespace)?;
+    Ok(finish(loaded, sel))
+}
+
+/// [`build`] for YAML text held in memory; `name` stands in for the file name in messages.
+pub fn build_str(name: &str, text: &str, sel: &Selection) -> Built {
+    finish(load::load_str(name, text, &sel.namespace), sel)
+}
+
+fn finish(loaded: load::Loaded, sel: &Selection) -> Built {
+    let mut diagnostics = loaded.diagnostics;
+    let mut regexes = validate::validate(&loaded.config, &mut diagnostics);
+    let table = compile::compile(&loaded.config, sel, &mut regexes, &mut diagnostics);
+    // A VirtualService bound on several ports reports the same destination problem once.
+    let mut seen = Vec::new();
+    diagnostics.0.retain(|d| {
+        let line = d.to_string();
+        let new = !seen.contains(&line);
+        seen.push(line);
+        new
+    });
+    Built { table, diagnostics }
+}

@@ -1,0 +1,233 @@
+//! One YAML document → one resource (or several, for a `List`).
+
+use std::collections::BTreeMap;
+
+use serde_yaml::Value;
+
+use super::decode::decode;
+use crate::config::{parse_timestamp, Config, Foreign, Meta, Origin, Resource};
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, Location, Reporter, ResourceRef, Severity};
+use crate::raw::{self, ObjectMeta};
+
+/// A decoded resource of any kind.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per document, moved once into its list
+pub enum Loaded {
+    /// Gateway.
+    Gateway(Resource<raw::Gateway>),
+    /// VirtualService.
+    VirtualService(Resource<raw::VirtualService>),
+    /// DestinationRule.
+    DestinationRule(Resource<raw::DestinationRule>),
+    /// ServiceEntry.
+    ServiceEntry(Resource<raw::ServiceEntry>),
+    /// WorkloadEntry.
+    WorkloadEntry(Resource<raw::WorkloadEntry>),
+    /// Secret.
+    Secret(Resource<raw::Secret>),
+    /// Anything else.
+    Foreign(Foreign),
+}
+
+impl Loaded {
+    pub(super) fn meta(&self) -> &Meta {
+        match self {
+            Loaded::Gateway(r) => &r.meta,
+            Loaded::VirtualService(r) => &r.meta,
+            Loaded::DestinationRule(r) => &r.meta,
+            Loaded::ServiceEntry(r) => &r.meta,
+            Loaded::WorkloadEntry(r) => &r.meta,
+            Loaded::Secret(r) => &r.meta,
+            Loaded::Foreign(f) => &f.meta,
+        }
+    }
+
+    pub(super) fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Loaded::Gateway(r) => &mut r.meta,
+            Loaded::VirtualService(r) => &mut r.meta,
+            Loaded::DestinationRule(r) => &mut r.meta,
+            Loaded::ServiceEntry(r) => &mut r.meta,
+            Loaded::WorkloadEntry(r) => &mut r.meta,
+            Loaded::Secret(r) => &mut r.meta,
+            Loaded::Foreign(f) => &mut f.meta,
+        }
+    }
+}
+
+/// Appends a resource to its list.
+pub(super) fn store(config: &mut Config, loaded: Loaded) {
+    match loaded {
+        Loaded::Gateway(r) => config.gateways.push(r),
+        Loaded::VirtualService(r) => config.virtual_services.push(r),
+        Loaded::DestinationRule(r) => config.destination_rules.push(r),
+        Loaded::ServiceEntry(r) => config.service_entries.push(r),
+        Loaded::WorkloadEntry(r) => config.workload_entries.push(r),
+        Loaded::Secret(r) => config.secrets.push(r),
+        Loaded::Foreign(f) => config.foreign.push(f),
+    }
+}
+
+/// Removes a resource by identity; returns its load index.
+pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
+    fn take<T>(list: &mut Vec<Resource<T>>, id: &ResourceRef) -> Option<usize> {
+        let pos = list.iter().position(|r| &r.meta.id == id)?;
+        Some(list.remove(pos).meta.load_index)
+    }
+    take(&mut config.gateways, id)
+        .or_else(|| take(&mut config.virtual_services, id))
+        .or_else(|| take(&mut config.destination_rules, id))
+        .or_else(|| take(&mut config.service_entries, id))
+        .or_else(|| take(&mut config.workload_entries, id))
+        .or_else(|| take(&mut config.secrets, id))
+        .or_else(|| {
+            let pos = config.foreign.iter().position(|f| &f.meta.id == id)?;
+            Some(config.foreign.remove(pos).meta.load_index)
+        })
+}
+
+/// The kinds Pylon decodes, by API group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+    Secret,
+}
+
+fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
+    match (group, kind) {
+        ("networking.istio.io", _) if !matches!(version, "v1" | "v1beta1" | "v1alpha3") => None,
+        ("networking.istio.io", "Gateway") => Some(Kind::Gateway),
+        ("networking.istio.io", "VirtualService") => Some(Kind::VirtualService),
+        ("networking.istio.io", "DestinationRule") => Some(Kind::DestinationRule),
+        ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
+        ("networking.istio.io", "WorkloadEntry") => Some(Kind::WorkloadEntry),
+        ("", "Secret") if version == "v1" => Some(Kind::Secret),
+        _ => None,
+    }
+}
+
+/// Reads one document. Problems go to `out`; what could be decoded is returned.
+pub(super) fn read(value: Value, origin: &Origin, namespace: &str, out: &mut Diagnostics) -> Vec<Loaded> {
+    let Value::Mapping(mut map) = value else {
+        if !value.is_null() {
+            out.push(file_problem(origin, "a document must be a mapping with apiVersion, kind and metadata"));
+        }
+        return Vec::new();
+    };
+    let api_version = take_string(&mut map, "apiVersion");
+    let kind = take_string(&mut map, "kind");
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        out.push(file_problem(origin, "the document has no apiVersion or kind"));
+        return Vec::new();
+    };
+    if kind == "List" || kind.ends_with("List") && map.contains_key("items") {
+        return read_list(map, origin, namespace, out);
+    }
+    let Some(meta) = read_meta(&mut map, &kind, origin, namespace, out) else {
+        return Vec::new();
+    };
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
+    let Some(routed) = routed_kind(group, version, &kind) else {
+        return vec![Loaded::Foreign(foreign(meta, group, &map))];
+    };
+    let mut r = Reporter::new(&meta.id, out);
+    decode_kind(routed, meta.clone(), map, &mut r).into_iter().collect()
+}
+
+fn read_list(mut map: serde_yaml::Mapping, origin: &Origin, ns: &str, out: &mut Diagnostics) -> Vec<Loaded> {
+    match map.remove("items") {
+        Some(Value::Sequence(items)) => items.into_iter().flat_map(|item| read(item, origin, ns, out)).collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => {
+            out.push(file_problem(origin, "items of a List must be a sequence"));
+            Vec::new()
+        }
+    }
+}
+
+fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Reporter<'_>) -> Option<Loaded> {
+    if kind == Kind::Secret {
+        map.remove("metadata");
+        let spec = decode::<raw::Secret>(Value::Mapping(map), "", r, true)?;
+        return Some(Loaded::Secret(Resource { meta, spec }));
+    }
+    let spec = map.remove("spec").unwrap_or(Value::Null);
+    let spec = if spec.is_null() { Value::Mapping(Default::default()) } else { spec };
+    Some(match kind {
+        Kind::Gateway => Loaded::Gateway(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::VirtualService => Loaded::VirtualService(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::DestinationRule => Loaded::DestinationRule(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::ServiceEntry => Loaded::ServiceEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::WorkloadEntry => Loaded::WorkloadEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::Secret => return None,
+    })
+}
+
+fn read_meta(
+    map: &mut serde_yaml::Mapping,
+    kind: &str,
+    origin: &Origin,
+    namespace: &str,
+    out: &mut Diagnostics,
+) -> Option<Meta> {
+    let value = map.remove("metadata").unwrap_or(Value::Null);
+    let meta: ObjectMeta = match serde_yaml::from_value(value) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(file_problem(origin, &format!("{kind}: metadata is invalid: {e}")));
+            return None;
+        }
+    };
+    if meta.name.is_empty() {
+        out.push(file_problem(origin, &format!("{kind} has no metadata.name")));
+        return None;
+    }
+    let id = ResourceRef {
+        kind: kind.to_string(),
+        namespace: meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string()),
+        name: meta.name.clone(),
+    };
+    let created = meta.creation_timestamp.as_deref().and_then(parse_timestamp);
+    if meta.creation_timestamp.is_some() && created.is_none() {
+        let mut r = Reporter::new(&id, out);
+        r.warn(
+            Code::InvalidValue,
+            "metadata.creationTimestamp",
+            "not an RFC 3339 time; the resource is ordered as if it had none",
+        )
+        .hint = Some("use the form 2024-05-01T10:00:00Z".into());
+    }
+    Some(Meta { id, labels: meta.labels, created, load_index: 0, origin: origin.clone() })
+}
+
+fn foreign(meta: Meta, group: &str, map: &serde_yaml::Mapping) -> Foreign {
+    let spec = map.get("spec");
+    let labels_at = |outer: &str, inner: &str| -> Option<BTreeMap<String, String>> {
+        let v = spec?.get(outer)?.get(inner)?;
+        serde_yaml::from_value(v.clone()).ok()
+    };
+    let selector = labels_at("selector", "matchLabels").or_else(|| labels_at("workloadSelector", "labels"));
+    let has_target_refs = spec.is_some_and(|s| s.get("targetRef").is_some() || s.get("targetRefs").is_some());
+    Foreign { meta, group: group.to_string(), selector, has_target_refs }
+}
+
+fn take_string(map: &mut serde_yaml::Mapping, key: &str) -> Option<String> {
+    match map.remove(key)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+fn file_problem(origin: &Origin, message: &str) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        code: Code::Document,
+        location: Location::Document { file: origin.file.clone(), document: origin.document },
+        message: message.to_string(),
+        hint: Some("every document needs apiVersion, kind and metadata.name, as kubectl requires".into()),
+    }
+}

@@ -1,0 +1,14 @@
+//! Request matchers: strings, paths, headers, query parameters and virtual hosts.
+//!
+//! Pure functions over a [`Request`] view, so the data plane and the tests share one implementation
+//! of Istio's matching semantics (`reference/istio-semantics.md` §2.3, §2.5).
+
+mod host;
+mod regex;
+mod route;
+mod string;
+
+pub use host::{authority_host, VirtualHostIndex};
+pub use regex::{Re2, MAX_REGEX_LEN};
+pub use route::{HeaderMatcher, PathMatcher, QueryMatcher, Request, RequestHeaders, RouteMatch};
+pub use string::StringMatcher;

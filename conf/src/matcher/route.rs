@@ -1,0 +1,323 @@
+//! Route matching: one compiled `HTTPMatchRequest` against one request (Istio → Envoy semantics).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use super::StringMatcher;
+
+/// Read access to request headers; multiple values of one name are comma-joined, as Envoy matches.
+pub trait RequestHeaders {
+    /// The value of `name` (lower-case), comma-joined when repeated; `None` when absent.
+    fn value(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+impl RequestHeaders for Vec<(String, String)> {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        match values.next() {
+            None => Some(Cow::Borrowed(first)),
+            Some(second) => {
+                let mut joined = format!("{first},{second}");
+                values.for_each(|v| {
+                    joined.push(',');
+                    joined.push_str(v);
+                });
+                Some(Cow::Owned(joined))
+            }
+        }
+    }
+}
+
+/// What route matching sees of a request.
+pub struct Request<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:scheme` (`http` or `https`).
+    pub scheme: &'a str,
+    /// `:authority` / Host as received (port included).
+    pub authority: &'a str,
+    /// `:path` after normalization, with the query string.
+    pub path: &'a str,
+    /// The regular headers.
+    pub headers: &'a dyn RequestHeaders,
+}
+
+impl Request<'_> {
+    /// The path without query string or fragment.
+    pub fn path_only(&self) -> &str {
+        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
+        &self.path[..end]
+    }
+
+    /// The raw query string (after `?`, before `#`), if any.
+    pub fn query(&self) -> Option<&str> {
+        let q = &self.path[self.path.find('?')? + 1..];
+        Some(&q[..q.find('#').unwrap_or(q.len())])
+    }
+
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        match name {
+            ":method" => Some(Cow::Borrowed(self.method)),
+            ":scheme" => Some(Cow::Borrowed(self.scheme)),
+            ":authority" | "host" => Some(Cow::Borrowed(self.authority)),
+            ":path" => Some(Cow::Borrowed(self.path)),
+            _ => self.headers.value(name),
+        }
+    }
+}
+
+/// The path condition of a route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathMatcher {
+    /// Exact, prefix or regex (never `Present`).
+    #[serde(flatten)]
+    pub matcher: StringMatcher,
+    /// `ignoreUriCase` (exact and prefix only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_case: bool,
+}
+
+impl PathMatcher {
+    /// Istio's default when `uri` is absent: prefix `/`.
+    pub fn any() -> Self {
+        PathMatcher { matcher: StringMatcher::Prefix("/".into()), ignore_case: false }
+    }
+
+    /// Envoy: prefix matches the path as received (query included); exact and regex match the path
+    /// without its query string.
+    pub fn matches(&self, req: &Request<'_>) -> bool {
+        match &self.matcher {
+            StringMatcher::Prefix(_) => self.matcher.matches(req.path, self.ignore_case),
+            m => m.matches(req.path_only(), self.ignore_case),
+        }
+    }
+}
+
+/// A header condition (`headers`, `withoutHeaders`, and `method` / `authority` / `scheme`, which
+/// Istio turns into header matchers on the pseudo-headers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderMatcher {
+    /// Lower-case header name or pseudo-header (`:method`).
+    pub name: String,
+    /// The value condition.
+    pub matcher: StringMatcher,
+    /// `withoutHeaders`: the condition must not hold; a missing header counts as the empty string.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invert: bool,
+}
+
+impl HeaderMatcher {
+    /// Envoy header matching with Istio's `treat_missing_header_as_empty` for `withoutHeaders`.
+    pub fn matches(&self, req: &Request<'_>) -> bool {
+        let hit = match (req.header(&self.name), &self.matcher) {
+            (None, StringMatcher::Present) => false,
+            (None, m) if self.invert => m.matches("", false),
+            (None, _) => false,
+            (Some(v), m) => m.matches(&v, false),
+        };
+        hit != self.invert
+    }
+}
+
+/// A query parameter condition on the first occurrence of the parameter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryMatcher {
+    /// Parameter name.
+    pub name: String,
+    /// Value condition (`Present` for `{}` or `regex: "*"`).
+    pub matcher: StringMatcher,
+}
+
+impl QueryMatcher {
+    /// Envoy: only the first value of the parameter counts; `?key` has the empty value.
+    pub fn matches(&self, req: &Request<'_>) -> bool {
+        let Some(query) = req.query() else { return false };
+        let first = query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == self.name).then(|| percent_decode(v))
+        });
+        first.is_some_and(|v| self.matcher.matches(&v, false))
+    }
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One compiled `HTTPMatchRequest`: every condition must hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteMatch {
+    /// The path condition.
+    pub path: PathMatcher,
+    /// Header conditions, including `:method`, `:authority` and `:scheme`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatcher>,
+    /// Query parameter conditions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<QueryMatcher>,
+}
+
+impl RouteMatch {
+    /// Matches everything (a rule without `match`).
+    pub fn any() -> Self {
+        RouteMatch { path: PathMatcher::any(), headers: Vec::new(), query: Vec::new() }
+    }
+
+    /// True when every condition holds for `req`.
+    pub fn matches(&self, req: &Request<'_>) -> bool {
+        self.path.matches(req)
+            && self.headers.iter().all(|h| h.matches(req))
+            && self.query.iter().all(|q| q.matches(req))
+    }
+
+    /// Istio `IsCatchAllRoute`: prefix `/` (or regex `.*`) with no header or query condition.
+    pub fn is_catch_all(&self) -> bool {
+        let path_all = match &self.path.matcher {
+            StringMatcher::Prefix(p) => p == "/",
+            StringMatcher::Regex(r) => r.as_str() == ".*",
+            _ => false,
+        };
+        path_all && self.headers.is_empty() && self.query.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matcher::Re2;
+
+    fn req<'a>(path: &'a str, headers: &'a Vec<(String, String)>) -> Request<'a> {
+        Request { method: "GET", scheme: "http", authority: "example.com:8080", path, headers }
+    }
+
+    static NO: Vec<(String, String)> = Vec::new();
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn prefix_match_is_a_string_prefix() {
+        let m = PathMatcher { matcher: StringMatcher::Prefix("/policy".into()), ignore_case: false };
+        assert!(m.matches(&req("/policy-author", &NO)));
+        assert!(m.matches(&req("/policy?x=1", &NO)));
+        assert!(!m.matches(&req("/Policy", &NO)));
+    }
+
+    #[test]
+    fn exact_and_regex_ignore_the_query_string() {
+        let exact = PathMatcher { matcher: StringMatcher::Exact("/a".into()), ignore_case: false };
+        assert!(exact.matches(&req("/a?b=c", &NO)));
+        assert!(!exact.matches(&req("/a/b", &NO)));
+        let re = PathMatcher { matcher: StringMatcher::Regex(Re2::full("/a/[0-9]+").unwrap()), ignore_case: false };
+        assert!(re.matches(&req("/a/12?x", &NO)));
+        assert!(!re.matches(&req("/a/12/x", &NO)));
+    }
+
+    #[test]
+    fn ignore_uri_case_applies_to_exact_and_prefix() {
+        let m = PathMatcher { matcher: StringMatcher::Prefix("/API".into()), ignore_case: true };
+        assert!(m.matches(&req("/api/v1", &NO)));
+        let m = PathMatcher { matcher: StringMatcher::Exact("/Login".into()), ignore_case: true };
+        assert!(m.matches(&req("/LOGIN", &NO)));
+    }
+
+    #[test]
+    fn repeated_headers_match_comma_joined() {
+        let headers = h(&[("x-a", "1"), ("x-a", "2")]);
+        let m = HeaderMatcher { name: "x-a".into(), matcher: StringMatcher::Exact("1,2".into()), invert: false };
+        assert!(m.matches(&req("/", &headers)));
+    }
+
+    #[test]
+    fn without_headers_treats_missing_as_empty() {
+        let none = h(&[]);
+        let jason = h(&[("end-user", "jason")]);
+        let exact =
+            HeaderMatcher { name: "end-user".into(), matcher: StringMatcher::Exact("jason".into()), invert: true };
+        assert!(exact.matches(&req("/", &none)));
+        assert!(!exact.matches(&req("/", &jason)));
+        let any = HeaderMatcher {
+            name: "end-user".into(),
+            matcher: StringMatcher::Regex(Re2::full(".*").unwrap()),
+            invert: true,
+        };
+        assert!(!any.matches(&req("/", &none)));
+        let present = HeaderMatcher { name: "end-user".into(), matcher: StringMatcher::Present, invert: true };
+        assert!(present.matches(&req("/", &none)));
+        assert!(!present.matches(&req("/", &jason)));
+    }
+
+    #[test]
+    fn missing_header_does_not_match_a_header_condition() {
+        let m =
+            HeaderMatcher { name: "x".into(), matcher: StringMatcher::Regex(Re2::full(".*").unwrap()), invert: false };
+        assert!(!m.matches(&req("/", &NO)));
+    }
+
+    #[test]
+    fn pseudo_headers_are_matched() {
+        let m = HeaderMatcher {
+            name: ":authority".into(),
+            matcher: StringMatcher::Exact("example.com:8080".into()),
+            invert: false,
+        };
+        assert!(m.matches(&req("/", &NO)));
+        let m = HeaderMatcher { name: ":method".into(), matcher: StringMatcher::Exact("GET".into()), invert: false };
+        assert!(m.matches(&req("/", &NO)));
+    }
+
+    #[test]
+    fn query_params_use_the_first_value() {
+        let m = QueryMatcher { name: "k".into(), matcher: StringMatcher::Exact("1".into()) };
+        assert!(m.matches(&req("/?k=1&k=2", &NO)));
+        assert!(!m.matches(&req("/?k=2&k=1", &NO)));
+        let empty = QueryMatcher { name: "k".into(), matcher: StringMatcher::Exact(String::new()) };
+        assert!(empty.matches(&req("/?k", &NO)));
+        assert!(empty.matches(&req("/?k=", &NO)));
+        assert!(!empty.matches(&req("/", &NO)));
+        let re = QueryMatcher { name: "id".into(), matcher: StringMatcher::Regex(Re2::full(r"\d+$").unwrap()) };
+        assert!(re.matches(&req("/?id=123", &NO)));
+        assert!(!re.matches(&req("/?id=a123", &NO)));
+        let decoded = QueryMatcher { name: "q".into(), matcher: StringMatcher::Exact("a b".into()) };
+        assert!(decoded.matches(&req("/?q=a%20b", &NO)));
+    }
+
+    #[test]
+    fn catch_all_is_prefix_slash_without_conditions() {
+        assert!(RouteMatch::any().is_catch_all());
+        let mut m = RouteMatch::any();
+        m.headers.push(HeaderMatcher {
+            name: ":method".into(),
+            matcher: StringMatcher::Exact("GET".into()),
+            invert: false,
+        });
+        assert!(!m.is_catch_all());
+        let empty_prefix = RouteMatch {
+            path: PathMatcher { matcher: StringMatcher::Prefix(String::new()), ignore_case: false },
+            ..RouteMatch::any()
+        };
+        assert!(!empty_prefix.is_catch_all());
+    }
+}

@@ -1,0 +1,271 @@
+//! The text form of a [`RouteTable`] (`pylon routes`): listeners, servers, virtual hosts with their
+//! ordered routes and destinations, clusters with endpoints — what `istioctl proxy-config` shows,
+//! in one view.
+
+use std::fmt::Write;
+
+use crate::matcher::{HeaderMatcher, RouteMatch, StringMatcher};
+use crate::table::{
+    ChainAction, Cluster, HeaderOps, ListenerKind, PemSource, Route, RouteAction, RouteConfig, RouteTable, Server,
+    ServerTls, TcpRoute, WeightedCluster,
+};
+
+/// Renders the whole table as text.
+pub fn text(t: &RouteTable) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "GATEWAYS {}",
+        if t.gateways.is_empty() { "(none select this workload)".to_string() } else { t.gateways.join(", ") }
+    );
+    out.push_str("\nLISTENERS\n");
+    if t.listeners.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for l in &t.listeners {
+        let addr = l.bind.map_or_else(|| "0.0.0.0".to_string(), |b| b.to_string());
+        listener(&mut out, t, &format!("{addr}:{}", l.port), &l.kind);
+    }
+    for rc in &t.route_configs {
+        route_config(&mut out, t, rc);
+    }
+    out.push_str("\nCLUSTERS\n");
+    if t.clusters.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for c in &t.clusters {
+        cluster(&mut out, c);
+    }
+    out
+}
+
+fn server_name(t: &RouteTable, id: usize) -> String {
+    t.servers.get(id).map_or_else(String::new, |s| format!("{} servers[{}]", s.gateway, s.index))
+}
+
+fn server_line(out: &mut String, s: &Server) {
+    let redirect = if s.https_redirect { ", httpsRedirect" } else { "" };
+    let _ = writeln!(
+        out,
+        "    server {} servers[{}] port {} {} hosts {}{redirect}",
+        s.gateway,
+        s.index,
+        s.port_name,
+        s.protocol,
+        s.hosts.join(",")
+    );
+}
+
+fn listener(out: &mut String, t: &RouteTable, addr: &str, kind: &ListenerKind) {
+    match kind {
+        ListenerKind::Http { servers, route_config } => {
+            let name = t.route_configs.get(*route_config).map_or("", |r| r.name.as_str());
+            let _ = writeln!(out, "  {addr} HTTP (HTTP/1.1, h2c) routes {name}");
+            servers.iter().filter_map(|id| t.servers.get(*id)).for_each(|s| server_line(out, s));
+        }
+        ListenerKind::Tcp { server, route } => {
+            let _ = writeln!(out, "  {addr} TCP");
+            if let Some(s) = t.servers.get(*server) {
+                server_line(out, s);
+            }
+            tcp_route(out, route, "      ");
+        }
+        ListenerKind::Tls { chains } => {
+            let _ = writeln!(out, "  {addr} TLS (server chosen by SNI: exact, then longest wildcard, then *)");
+            for c in chains {
+                let sni = if c.sni.is_empty() { "*".to_string() } else { c.sni.join(",") };
+                let Some(s) = t.servers.get(c.server) else { continue };
+                let mode = s.tls.as_ref().map_or("", |tls| mode_name(tls));
+                let _ = writeln!(
+                    out,
+                    "    sni {sni}: {} servers[{}] port {} {} {mode}",
+                    s.gateway, s.index, s.port_name, s.protocol
+                );
+                if let Some(tls) = &s.tls {
+                    certificates(out, tls);
+                }
+                match &c.action {
+                    ChainAction::Http { route_config } => {
+                        let _ = writeln!(
+                            out,
+                            "      routes {}",
+                            t.route_configs.get(*route_config).map_or("", |r| r.name.as_str())
+                        );
+                    }
+                    ChainAction::Tcp { route } | ChainAction::Passthrough { route } => tcp_route(out, route, "      "),
+                }
+            }
+        }
+    }
+}
+
+fn mode_name(tls: &ServerTls) -> &'static str {
+    match tls.mode {
+        crate::table::TlsMode::Passthrough => "PASSTHROUGH",
+        crate::table::TlsMode::Simple => "SIMPLE",
+        crate::table::TlsMode::Mutual => "MUTUAL",
+        crate::table::TlsMode::OptionalMutual => "OPTIONAL_MUTUAL",
+    }
+}
+
+fn pem(p: &PemSource) -> String {
+    match p {
+        PemSource::File { path } => format!("file {}", path.display()),
+        PemSource::Secret { secret, key, .. } => format!("secret {secret} {key}"),
+        PemSource::Missing { credential } => format!("MISSING {credential} (handshakes refused)"),
+    }
+}
+
+fn certificates(out: &mut String, tls: &ServerTls) {
+    for c in &tls.certificates {
+        let _ = writeln!(out, "      certificate {}; key {}", pem(&c.cert), pem(&c.key));
+    }
+    if let Some(ca) = &tls.client_ca {
+        let _ = writeln!(out, "      client CA {}", pem(ca));
+    }
+}
+
+fn tcp_route(out: &mut String, r: &TcpRoute, indent: &str) {
+    let _ = writeln!(out, "{indent}tcp proxy ({}) {}", r.origin, destinations(&r.destinations));
+}
+
+fn destinations(list: &[WeightedCluster]) -> String {
+    let total: u64 = list.iter().map(|d| u64::from(d.weight)).sum();
+    if list.is_empty() {
+        return "→ (no destination)".into();
+    }
+    let parts: Vec<String> = list
+        .iter()
+        .map(|d| {
+            let pct = if total == 0 { 0.0 } else { d.weight as f64 * 100.0 / total as f64 };
+            format!("{} {}%", d.name, (pct * 100.0).round() / 100.0)
+        })
+        .collect();
+    format!("→ {}", parts.join(", "))
+}
+
+fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
+    let servers: Vec<String> = rc.servers.iter().map(|id| server_name(t, *id)).collect();
+    let _ = writeln!(out, "\nROUTES {} (servers: {})", rc.name, servers.join("; "));
+    if rc.virtual_hosts.is_empty() {
+        out.push_str("  (no virtual hosts: every request gets 404 NR)\n");
+    }
+    for vh in &rc.virtual_hosts {
+        let redirect = if vh.require_tls { " (httpsRedirect: plaintext requests get 301 to https)" } else { "" };
+        let _ = writeln!(out, "  virtual host {}{redirect}", vh.name);
+        if vh.routes.is_empty() && !vh.require_tls {
+            out.push_str("    (no routes: 404 NR)\n");
+        }
+        for (i, r) in vh.routes.iter().enumerate() {
+            route(out, i + 1, r);
+        }
+    }
+}
+
+fn route(out: &mut String, n: usize, r: &Route) {
+    let name = if r.name.is_empty() { String::new() } else { format!(" {:?}", r.name) };
+    let _ = writeln!(out, "    {n}. {}{name}: {}", r.origin, describe_match(&r.matcher));
+    let action = match &r.action {
+        RouteAction::Forward { destinations: d } => destinations(d),
+        RouteAction::Redirect(rd) => {
+            let mut parts = vec![format!("redirect {}", rd.code)];
+            parts.extend(rd.scheme.as_ref().map(|s| format!("scheme {s}")));
+            parts.extend(rd.authority.as_ref().map(|a| format!("authority {a}")));
+            parts.extend(rd.port.map(|p| format!("port {p}")));
+            parts.extend(rd.uri.as_ref().map(|u| format!("uri {u}")));
+            parts.extend(rd.prefix_rewrite.as_ref().map(|u| format!("prefix {u}")));
+            format!("→ {}", parts.join(", "))
+        }
+        RouteAction::DirectResponse { status, body } => {
+            let body = body.as_ref().map(|b| format!(" body {:?}", String::from_utf8_lossy(b))).unwrap_or_default();
+            format!("→ direct response {status}{body}")
+        }
+    };
+    let _ = writeln!(out, "       {action}");
+    extras(out, r);
+}
+
+fn extras(out: &mut String, r: &Route) {
+    let mut lines = Vec::new();
+    if let Some(rw) = &r.rewrite {
+        let mut parts = Vec::new();
+        parts.extend(rw.uri.as_ref().map(|u| format!("uri {u}")));
+        parts.extend(rw.uri_regex.as_ref().map(|(re, to)| format!("uri regex {:?} → {to:?}", re.as_str())));
+        parts.extend(rw.authority.as_ref().map(|a| format!("authority {a}")));
+        lines.push(format!("rewrite {}", parts.join(", ")));
+    }
+    lines.extend(header_ops(&r.headers));
+    lines.extend(r.timeout.map(|t| format!("timeout {t}")));
+    lines.extend(r.retries.as_ref().map(|p| format!("retries {} on {}", p.attempts, p.retry_on.join(","))));
+    if let Some(f) = &r.fault {
+        lines.extend(f.delay.as_ref().map(|(d, p)| format!("fault delay {d} for {p}%")));
+        lines.extend(f.abort.as_ref().map(|(a, p)| format!("fault abort {a:?} for {p}%")));
+    }
+    lines.extend(r.mirrors.iter().map(|m| format!("mirror {} {}%", m.name, m.percent)));
+    lines.extend(r.cors.as_ref().map(|c| {
+        format!("cors origins {}", c.allow_origins.iter().map(StringMatcher::describe).collect::<Vec<_>>().join(", "))
+    }));
+    for l in lines {
+        let _ = writeln!(out, "       {l}");
+    }
+}
+
+fn header_ops(h: &HeaderOps) -> Vec<String> {
+    let mut out = Vec::new();
+    let kv = |v: &[(String, String)]| v.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    for (what, list) in [
+        ("request set", &h.request_set),
+        ("request add", &h.request_add),
+        ("response set", &h.response_set),
+        ("response add", &h.response_add),
+    ] {
+        if !list.is_empty() {
+            out.push(format!("{what} {}", kv(list)));
+        }
+    }
+    for (what, list) in [("request remove", &h.request_remove), ("response remove", &h.response_remove)] {
+        if !list.is_empty() {
+            out.push(format!("{what} {}", list.join(" ")));
+        }
+    }
+    out.extend(h.authority.as_ref().map(|a| format!("host rewrite {a}")));
+    out
+}
+
+/// A match in words: `path prefix "/"`, `header end-user exact "jason"`, ...
+pub fn describe_match(m: &RouteMatch) -> String {
+    let mut parts =
+        vec![format!("path {}{}", m.path.matcher.describe(), if m.path.ignore_case { " (ignore case)" } else { "" })];
+    parts.extend(m.headers.iter().map(describe_header));
+    parts.extend(m.query.iter().map(|q| format!("query {} {}", q.name, q.matcher.describe())));
+    parts.join(" and ")
+}
+
+fn describe_header(h: &HeaderMatcher) -> String {
+    let not = if h.invert { "without " } else { "" };
+    format!("{not}header {} {}", h.name, h.matcher.describe())
+}
+
+fn cluster(out: &mut String, c: &Cluster) {
+    match &c.service {
+        Err(why) => {
+            let _ = writeln!(out, "  {} NOT FOUND: {why} (503 NC)", c.name);
+        }
+        Ok(s) => {
+            let proto = s.protocol.map_or("", |p| p.as_str());
+            let _ = writeln!(out, "  {} {} {proto} (ServiceEntry {})", c.name, s.resolution.as_str(), s.defined_by);
+            if s.endpoints.is_empty() {
+                out.push_str("      (no endpoints: 503 UH)\n");
+            }
+            for e in &s.endpoints {
+                let labels = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                let labels = if labels.is_empty() { String::new() } else { format!(" [{labels}]") };
+                let weight = if e.weight == 1 { String::new() } else { format!(" weight {}", e.weight) };
+                let _ = writeln!(out, "      {}:{}{labels}{weight}", e.address, e.port);
+            }
+        }
+    }
+    if !c.policy.from.is_empty() {
+        let _ = writeln!(out, "      policy from DestinationRule {}", c.policy.from.join(", "));
+    }
+}

@@ -1,0 +1,516 @@
+//! The compiled routing table: immutable, shared by every request of one configuration generation.
+//!
+//! Parts refer to each other by index ([`ServerId`], [`RouteConfigId`], [`ClusterId`]), never by
+//! name lookups at request time. `pylon routes` prints this table (text or JSON).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::matcher::{Re2, RouteMatch, StringMatcher, VirtualHostIndex};
+use crate::model::{Duration, Protocol};
+use crate::raw;
+
+/// Index into [`RouteTable::servers`].
+pub type ServerId = usize;
+/// Index into [`RouteTable::route_configs`].
+pub type RouteConfigId = usize;
+/// Index into [`RouteTable::clusters`].
+pub type ClusterId = usize;
+
+/// Everything a gateway workload needs to serve one configuration.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouteTable {
+    /// The Gateways that select this workload (`namespace/name`), in Istio's order.
+    pub gateways: Vec<String>,
+    /// Every server of those gateways that is in use.
+    pub servers: Vec<Server>,
+    /// The bind plan: one listener per (bind address, port).
+    pub listeners: Vec<Listener>,
+    /// HTTP route tables (`http.<port>` shared by plaintext servers, one per HTTPS server).
+    pub route_configs: Vec<RouteConfig>,
+    /// Upstream clusters `(host, subset, port)`.
+    pub clusters: Vec<Cluster>,
+}
+
+/// One Gateway server, with its TLS settings resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    /// The owning Gateway, `namespace/name`.
+    pub gateway: String,
+    /// Position in the Gateway's `spec.servers`.
+    pub index: usize,
+    /// `port.number`: what routing, redirects and `match.port` see.
+    pub port: u16,
+    /// `port.name`.
+    pub port_name: String,
+    /// `port.protocol`.
+    pub protocol: Protocol,
+    /// The address to bind; `None` = every address.
+    pub bind: Option<IpAddr>,
+    /// Hosts with namespaces resolved (`ns/host` entries keep their namespace).
+    pub hosts: Vec<String>,
+    /// `tls.httpsRedirect` on an HTTP server.
+    pub https_redirect: bool,
+    /// TLS handling, for HTTPS and TLS servers.
+    pub tls: Option<ServerTls>,
+}
+
+/// How a server handles TLS.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    /// The mode.
+    pub mode: TlsMode,
+    /// Certificates to present (empty for passthrough).
+    pub certificates: Vec<Certificate>,
+    /// CA bundle for client certificates (MUTUAL, OPTIONAL_MUTUAL).
+    pub client_ca: Option<PemSource>,
+    /// CRL file for client certificates.
+    pub ca_crl: Option<PathBuf>,
+    /// Accepted client certificate SANs.
+    pub subject_alt_names: Vec<String>,
+    /// Accepted client certificate SPKI hashes.
+    pub verify_certificate_spki: Vec<String>,
+    /// Accepted client certificate hashes.
+    pub verify_certificate_hash: Vec<String>,
+    /// Minimum TLS version (TLS 1.2 when unset).
+    pub min_version: raw::TlsProtocol,
+    /// Maximum TLS version (TLS 1.3 when unset).
+    pub max_version: raw::TlsProtocol,
+    /// Allowed cipher suites (invalid and duplicate names dropped, as Istio does).
+    pub cipher_suites: Vec<String>,
+    /// Allowed ECDH curves.
+    pub ecdh_curves: Vec<String>,
+    /// Accept client certificates that fail verification.
+    pub insecure_skip_verify: bool,
+}
+
+/// Server TLS modes Pylon implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TlsMode {
+    /// Route by SNI without terminating.
+    Passthrough,
+    /// Terminate.
+    Simple,
+    /// Terminate and require a verified client certificate.
+    Mutual,
+    /// Terminate and verify a client certificate when one is presented.
+    OptionalMutual,
+}
+
+/// A certificate and key to present.
+#[derive(Debug, Clone, Serialize)]
+pub struct Certificate {
+    /// Where the certificate chain comes from.
+    pub cert: PemSource,
+    /// Where the private key comes from.
+    pub key: PemSource,
+    /// The credential this came from, if any (`credentialName`).
+    pub credential: Option<String>,
+}
+
+/// Where PEM data comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "source")]
+pub enum PemSource {
+    /// A file (watched for rotation).
+    File {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Inline data from a Secret in the configuration.
+    Secret {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// The key inside it (`tls.crt`).
+        key: String,
+        /// The PEM bytes (never printed).
+        #[serde(skip)]
+        pem: Vec<u8>,
+    },
+    /// A credential that could not be found: the server refuses handshakes until it appears.
+    Missing {
+        /// What was looked for.
+        credential: String,
+    },
+}
+
+/// One listening socket and what it serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listener {
+    /// Bind address; `None` = every address.
+    pub bind: Option<IpAddr>,
+    /// The declared port (`--port-map` may listen elsewhere).
+    pub port: u16,
+    /// What the listener does with connections.
+    pub kind: ListenerKind,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum ListenerKind {
+    /// Plaintext HTTP (HTTP/1.x and h2c) for the merged servers.
+    Http {
+        /// The servers merged onto this port.
+        servers: Vec<ServerId>,
+        /// Their shared route table.
+        route_config: RouteConfigId,
+    },
+    /// TLS: the ClientHello's SNI selects a filter chain.
+    Tls {
+        /// Chains in server order.
+        chains: Vec<FilterChain>,
+    },
+    /// Opaque TCP proxying.
+    Tcp {
+        /// The server.
+        server: ServerId,
+        /// Where connections go.
+        route: TcpRoute,
+    },
+}
+
+/// One SNI-selected chain of a TLS listener.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterChain {
+    /// The server.
+    pub server: ServerId,
+    /// SNI names (exact or `*.suffix`); empty = any SNI, including none.
+    pub sni: Vec<String>,
+    /// What follows the handshake.
+    pub action: ChainAction,
+}
+
+/// What a TLS chain does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum ChainAction {
+    /// Terminate, then route HTTP with the server's own route table.
+    Http {
+        /// The route table.
+        route_config: RouteConfigId,
+    },
+    /// Terminate, then proxy TCP.
+    Tcp {
+        /// Where connections go.
+        route: TcpRoute,
+    },
+    /// Do not terminate: proxy the bytes.
+    Passthrough {
+        /// Where connections go.
+        route: TcpRoute,
+    },
+}
+
+/// A TCP or TLS route: weighted destinations and where the rule came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpRoute {
+    /// `namespace/name` of the VirtualService, and the rule index (`tcp[0]`, `tls[1]`).
+    pub origin: String,
+    /// Weighted clusters.
+    pub destinations: Vec<WeightedCluster>,
+}
+
+/// One HTTP route table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    /// Istio's name: `http.80`, `https.443.https.gw.ns`.
+    pub name: String,
+    /// The servers that use it.
+    pub servers: Vec<ServerId>,
+    /// Virtual hosts, sorted by name.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Host lookup (exact > longest wildcard > `*`).
+    #[serde(skip)]
+    pub index: VirtualHostIndex,
+}
+
+impl RouteConfig {
+    /// The virtual host for a request's authority (port ignored, case-insensitive); `None` = 404 NR.
+    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        let id = self.index.find(&crate::matcher::authority_host(authority))?;
+        self.virtual_hosts.get(id)
+    }
+}
+
+/// One virtual host: a domain and its ordered routes.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    /// The domain (lower-case; `*`, `*.suffix` or exact).
+    pub name: String,
+    /// `httpsRedirect`: plaintext requests get a 301 to https before any route is consulted.
+    pub require_tls: bool,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+}
+
+impl VirtualHost {
+    /// The first route whose match holds (Istio: first matching route wins).
+    pub fn route(&self, req: &crate::matcher::Request<'_>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matcher.matches(req))
+    }
+}
+
+/// One route: a match and what to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// Istio's route name (`rule` or `rule.match`); may be empty.
+    pub name: String,
+    /// Where it came from: `namespace/name http[i] match[j]`.
+    pub origin: String,
+    /// The conditions.
+    pub matcher: RouteMatch,
+    /// The action.
+    pub action: RouteAction,
+    /// Header operations of the rule.
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub headers: HeaderOps,
+    /// `rewrite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// `timeout` (none = no timeout, Istio's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// `retries` (none = Istio's default policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// `fault`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// `mirror` / `mirrors`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+    /// `corsPolicy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum RouteAction {
+    /// Forward to one of these clusters, chosen by weight per request.
+    Forward {
+        /// Weighted clusters (weight-0 entries dropped when there are several).
+        destinations: Vec<WeightedCluster>,
+    },
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer locally.
+    DirectResponse {
+        /// Status code.
+        status: u16,
+        /// Body, if any.
+        #[serde(skip_serializing_if = "Option::is_none", serialize_with = "lossy_text")]
+        body: Option<Vec<u8>>,
+    },
+}
+
+fn lossy_text<S: serde::Serializer>(body: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match body {
+        Some(b) => s.serialize_str(&String::from_utf8_lossy(b)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A destination with its weight.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightedCluster {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// Its name, for display and metrics.
+    pub name: String,
+    /// Relative weight.
+    pub weight: u32,
+    /// Destination-level header operations.
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub headers: HeaderOps,
+}
+
+/// Request and response header operations. `authority` is the host rewrite they carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderOps {
+    /// Request headers to overwrite.
+    pub request_set: Vec<(String, String)>,
+    /// Request headers to append.
+    pub request_add: Vec<(String, String)>,
+    /// Request headers to remove.
+    pub request_remove: Vec<String>,
+    /// Response headers to overwrite.
+    pub response_set: Vec<(String, String)>,
+    /// Response headers to append.
+    pub response_add: Vec<(String, String)>,
+    /// Response headers to remove.
+    pub response_remove: Vec<String>,
+    /// Host rewrite from a `:authority` / `host` set or add.
+    pub authority: Option<String>,
+}
+
+impl HeaderOps {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        *self == HeaderOps::default()
+    }
+}
+
+/// Istio `HTTPRedirect`, resolved for the server port.
+#[derive(Debug, Clone, Serialize)]
+pub struct Redirect {
+    /// 301, 302, 303, 307 or 308.
+    pub code: u16,
+    /// New scheme; `None` keeps the request's.
+    pub scheme: Option<String>,
+    /// New host; `None` keeps the request's.
+    pub authority: Option<String>,
+    /// New port (from `port`, or the server port for `FROM_REQUEST_PORT`); `None` keeps the
+    /// request's. Istio drops 80 for http and 443 for https.
+    pub port: Option<u16>,
+    /// Replaces the whole path (the query is kept unless this has one).
+    pub uri: Option<String>,
+    /// Replaces the matched prefix.
+    pub prefix_rewrite: Option<String>,
+}
+
+/// Istio `HTTPRewrite`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rewrite {
+    /// Replaces the matched prefix (prefix matches) or the whole path.
+    pub uri: Option<String>,
+    /// Regex replacement of the path.
+    pub uri_regex: Option<(Re2, String)>,
+    /// New Host / `:authority`.
+    pub authority: Option<String>,
+}
+
+/// Istio `HTTPRetry`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryPolicy {
+    /// Retries (not counting the first try); 0 disables.
+    pub attempts: u32,
+    /// Per-try timeout.
+    pub per_try_timeout: Option<Duration>,
+    /// Retry conditions (numeric codes are listed in `retriable_status_codes`).
+    pub retry_on: Vec<String>,
+    /// Status codes that are retried.
+    pub retriable_status_codes: Vec<u16>,
+    /// Base backoff (Envoy default 25ms).
+    pub backoff: Option<Duration>,
+}
+
+/// Istio `HTTPFaultInjection`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// Delay and the share of requests delayed (percent).
+    pub delay: Option<(Duration, f64)>,
+    /// Abort and the share of requests aborted (percent).
+    pub abort: Option<(FaultAbort, f64)>,
+}
+
+/// What an abort answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultAbort {
+    /// An HTTP status.
+    Http(u16),
+    /// A gRPC status name.
+    Grpc(String),
+}
+
+/// A mirror destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mirror {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// Its name.
+    pub name: String,
+    /// Share of requests mirrored (percent).
+    pub percent: f64,
+}
+
+/// Istio `CorsPolicy`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cors {
+    /// Allowed origins.
+    pub allow_origins: Vec<StringMatcher>,
+    /// Allowed methods.
+    pub allow_methods: Vec<String>,
+    /// Allowed headers.
+    pub allow_headers: Vec<String>,
+    /// Exposed headers.
+    pub expose_headers: Vec<String>,
+    /// Preflight cache time.
+    pub max_age: Option<Duration>,
+    /// Allow credentials.
+    pub allow_credentials: Option<bool>,
+    /// Forward preflights whose origin does not match (default true).
+    pub forward_unmatched_preflights: bool,
+}
+
+/// An upstream cluster: `outbound|port|subset|host`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// Istio's cluster name.
+    pub name: String,
+    /// Destination host.
+    pub host: String,
+    /// Subset name, if any.
+    pub subset: Option<String>,
+    /// Service port.
+    pub port: u16,
+    /// The service: found in the registry, or why not (requests get 503 NC).
+    pub service: Result<Service, String>,
+    /// Effective DestinationRule policy for this port and subset.
+    pub policy: ClusterPolicy,
+}
+
+/// What the registry knows of a cluster's service.
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    /// The ServiceEntry that defines it, `namespace/name`.
+    pub defined_by: String,
+    /// The port's protocol (decides HTTP/1.1 or HTTP/2 upstream).
+    pub protocol: Option<Protocol>,
+    /// How endpoints are found.
+    pub resolution: raw::Resolution,
+    /// The endpoints (after subset selection). Empty = 503 UH.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// IP address or, for DNS resolution, a host name to resolve.
+    pub address: String,
+    /// Endpoint port.
+    pub port: u16,
+    /// Labels (subsets select on them).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Load-balancing weight (default 1).
+    pub weight: u32,
+}
+
+/// The DestinationRule policy that applies to one cluster (port-level settings and subset
+/// overrides already merged, as Istio's `MergeTrafficPolicy` does).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterPolicy {
+    /// The DestinationRule(s) it came from, `namespace/name`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    /// Load balancing (default LEAST_REQUEST).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<raw::LoadBalancerSettings>,
+    /// Circuit breakers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_pool: Option<raw::ConnectionPoolSettings>,
+    /// Passive health checking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<raw::OutlierDetection>,
+    /// TLS origination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<raw::ClientTlsSettings>,
+}

@@ -1,0 +1,112 @@
+//! HTTP match validation (Istio `validateHTTPRouteMatchRequest`, `validateStringMatch`).
+
+use super::names::{is_dns1123_label, is_jwt_claim, validate_match_header_name, validate_port};
+use super::virtual_service::validate_gateway_names;
+use super::{check_labels, Regexes};
+use crate::diagnostic::{Code, Reporter};
+use crate::matcher::MAX_REGEX_LEN;
+use crate::raw::{HttpMatchRequest, StringMatch};
+
+pub(super) fn validate_matches(matches: &[HttpMatchRequest], path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+    for (i, m) in matches.iter().enumerate() {
+        let at = format!("{path}.match[{i}]");
+        validate_match(m, &at, r, re);
+    }
+}
+
+fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+    for (name, sm) in &m.headers {
+        let path = format!("{at}.headers[{name:?}]");
+        if let Err(e) = validate_match_header_name(name) {
+            r.error(Code::Header, path.clone(), e);
+        }
+        if is_jwt_claim(name) {
+            r.error(
+                Code::Unsupported,
+                path.clone(),
+                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
+            );
+        }
+        string_match(sm, "headers", &path, r, re);
+    }
+    for (name, sm) in &m.without_headers {
+        let path = format!("{at}.withoutHeaders[{name:?}]");
+        if let Err(e) = validate_match_header_name(name) {
+            r.error(Code::Header, path.clone(), e);
+        }
+        if is_jwt_claim(name) {
+            r.error(
+                Code::Unsupported,
+                path.clone(),
+                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
+            );
+        }
+        // Istio: `regex: "*"` is not RE2; it is translated to a presence match.
+        if sm.regex.as_deref() != Some("*") {
+            string_match(sm, "withoutHeaders", &path, r, re);
+        }
+    }
+    if let Some(uri) = &m.uri {
+        one_of(uri, &format!("{at}.uri"), r);
+        if let Some(regex) = &uri.regex {
+            validate_regex(regex, "uri", &format!("{at}.uri.regex"), r, re);
+        }
+    }
+    for (field, sm) in [("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
+        if let Some(sm) = sm {
+            string_match(sm, field, &format!("{at}.{field}"), r, re);
+        }
+    }
+    for (name, sm) in &m.query_params {
+        string_match(sm, "queryParams", &format!("{at}.queryParams[{name:?}]"), r, re);
+    }
+    if let Some(port) = m.port.filter(|p| *p != 0) {
+        if let Err(e) = validate_port(port) {
+            r.error(Code::Port, format!("{at}.port"), e);
+        }
+    }
+    check_labels(r, &format!("{at}.sourceLabels"), &m.source_labels);
+    validate_gateway_names(&m.gateways, &format!("{at}.gateways"), r);
+    if let Some(ns) = m.source_namespace.as_deref().filter(|n| !n.is_empty()) {
+        if !is_dns1123_label(ns) {
+            r.error(Code::Match, format!("{at}.sourceNamespace"), format!("sourceNamespace match {ns} is invalid"));
+        }
+    }
+}
+
+/// A `StringMatch` is a protobuf oneof: at most one of exact, prefix and regex.
+fn one_of(sm: &StringMatch, path: &str, r: &mut Reporter<'_>) {
+    let set = [sm.exact.is_some(), sm.prefix.is_some(), sm.regex.is_some()].iter().filter(|b| **b).count();
+    if set > 1 {
+        r.error(Code::Match, path, "only one of exact, prefix or regex may be set in a string match");
+    }
+}
+
+/// Istio `validateStringMatch`: prefixes may not be empty, regexes must compile.
+fn string_match(sm: &StringMatch, where_: &str, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+    one_of(sm, path, r);
+    if sm.prefix.as_deref() == Some("") {
+        r.error(Code::Match, format!("{path}.prefix"), format!("{where_:?}: prefix string match should not be empty"));
+    }
+    if let Some(regex) = &sm.regex {
+        validate_regex(regex, where_, &format!("{path}.regex"), r, re);
+    }
+}
+
+/// Istio `validateStringMatchRegexp`: non-empty, at most 1024 characters, valid RE2.
+pub(super) fn validate_regex(regex: &str, where_: &str, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+    if regex.is_empty() {
+        r.error(Code::Regex, path, format!("{where_:?}: regex string match should not be empty"));
+    } else if regex.len() > MAX_REGEX_LEN {
+        r.error(Code::Regex, path, format!("{where_:?}: regex is too large, max length allowed is {MAX_REGEX_LEN}"));
+    } else if let Err(e) = re.get(regex, true) {
+        let e = e.lines().last().unwrap_or_default().trim().to_string();
+        r.error(
+            Code::Regex,
+            path,
+            format!(
+                "{where_:?}: {e}; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
+            ),
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Validation: Istio's rules and messages for every kind (`reference/istio-semantics.md` §4),
+//! every problem collected in one pass. Nothing here depends on which workload is running:
+//! `pylon validate` reports what Istio's validating webhook would, plus Pylon's strictness.
+
+mod destination_rule;
+mod gateway;
+mod http_match;
+mod http_route;
+pub mod names;
+mod secret;
+mod service_entry;
+mod unreachable;
+mod virtual_service;
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::diagnostic::{Code, Diagnostics, Reporter};
+use crate::matcher::Re2;
+use crate::model::Duration;
+
+/// Regexes compiled during validation, reused by compilation so each is compiled once.
+#[derive(Debug, Default, Clone)]
+pub struct Regexes {
+    compiled: HashMap<(String, bool), Result<Re2, String>>,
+}
+
+impl Regexes {
+    /// The compiled form of `pattern`: fully anchored when `full`, else for search-and-replace.
+    pub fn get(&mut self, pattern: &str, full: bool) -> Result<Re2, String> {
+        self.compiled
+            .entry((pattern.to_string(), full))
+            .or_insert_with(|| if full { Re2::full(pattern) } else { Re2::search(pattern) })
+            .clone()
+    }
+}
+
+/// Validates every resource of `config`, appending problems to `out`; returns the compiled regexes.
+pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
+    let mut regexes = Regexes::default();
+    for gw in &config.gateways {
+        gateway::validate(&gw.meta, &gw.spec, &mut Reporter::new(&gw.meta.id, out));
+    }
+    for vs in &config.virtual_services {
+        let mut r = Reporter::new(&vs.meta.id, out);
+        virtual_service::validate(&vs.meta, &vs.spec, &mut r, &mut regexes);
+    }
+    for dr in &config.destination_rules {
+        destination_rule::validate(&dr.meta, &dr.spec, &mut Reporter::new(&dr.meta.id, out));
+    }
+    for se in &config.service_entries {
+        service_entry::validate(&se.meta, &se.spec, &mut Reporter::new(&se.meta.id, out));
+    }
+    for we in &config.workload_entries {
+        service_entry::validate_workload_entry(&we.spec, &mut Reporter::new(&we.meta.id, out));
+    }
+    for secret in &config.secrets {
+        secret::validate(&secret.spec, &mut Reporter::new(&secret.meta.id, out));
+    }
+    regexes
+}
+
+/// Istio `ValidateDuration`: at least 1ms, whole milliseconds. Returns the duration when valid.
+fn check_duration(r: &mut Reporter<'_>, path: &str, value: &str) -> Option<Duration> {
+    match Duration::parse(value) {
+        Err(e) => {
+            r.error(Code::Duration, path, e);
+            None
+        }
+        Ok(d) if d < Duration::from_millis(1) => {
+            r.error(Code::Duration, path, "duration must be greater than 1ms");
+            None
+        }
+        Ok(d) if d.finer_than_millis() => {
+            r.error(Code::Duration, path, "only durations to ms precision are supported");
+            None
+        }
+        Ok(d) => Some(d),
+    }
+}
+
+/// A duration that may be zero (connection-pool timeouts, where `0s` disables).
+fn check_duration_or_zero(r: &mut Reporter<'_>, path: &str, value: &str) {
+    match Duration::parse(value) {
+        Err(e) => {
+            r.error(Code::Duration, path, e);
+        }
+        Ok(d) if d.is_zero() => {}
+        Ok(_) => {
+            check_duration(r, path, value);
+        }
+    }
+}
+
+/// Istio `validateExportTo`.
+fn check_export_to(r: &mut Reporter<'_>, path: &str, namespace: &str, export_to: &[String], service_entry: bool) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, e) in export_to.iter().enumerate() {
+        let key = if e == "." { namespace } else { e.as_str() };
+        let at = format!("{path}[{i}]");
+        if seen.contains(&key) {
+            let msg = if key != e {
+                format!("duplicate entries in exportTo: . and current namespace {namespace}")
+            } else {
+                format!("duplicate entries in exportTo for entry {e}")
+            };
+            r.error(Code::ExportTo, at, msg);
+            continue;
+        }
+        let valid = matches!(key, "*" | ".") || (e == "~" && service_entry) || names::is_dns1123_label(key);
+        if valid {
+            seen.push(key);
+        } else if e == "~" {
+            r.error(Code::ExportTo, at, "exportTo ~ (none) is not allowed for Istio configuration objects");
+        } else {
+            r.error(Code::ExportTo, at, "only .,*, or a valid DNS 1123 label is allowed as exportTo entry");
+        }
+    }
+    if seen.contains(&"*") && export_to.len() > 1 {
+        r.error(Code::ExportTo, path, "cannot have both public (*) and non-public exportTo values for a resource");
+    }
+    if seen.contains(&"~") && export_to.len() > 1 {
+        r.error(Code::ExportTo, path, "cannot export service entry to no one (~) and someone");
+    }
+}
+
+/// Validates a label map (selectors, endpoint labels).
+fn check_labels(r: &mut Reporter<'_>, path: &str, labels: &std::collections::BTreeMap<String, String>) {
+    if let Err(e) = names::validate_labels(labels) {
+        r.error(Code::Name, path, e);
+    }
+}

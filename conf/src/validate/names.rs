@@ -1,0 +1,221 @@
+//! Name, domain, port and header-name rules shared by every kind (Istio `agent/validation.go`,
+//! `labels/instance.go`). Each returns Istio's message on failure.
+
+use std::net::IpAddr;
+
+/// Istio `IsDNS1123Label` (upper case allowed, at most 63 characters).
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// Istio `IsWildcardDNS1123Label`: `*`, or a label optionally prefixed by `*` or `*-`.
+fn is_wildcard_label(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let rest = s.strip_prefix("*-").or_else(|| s.strip_prefix('*')).unwrap_or(s);
+    s.len() <= 63 && is_dns1123_label(rest)
+}
+
+fn preconditions(name: &str) -> Result<(), String> {
+    if name.len() > 255 {
+        return Err(format!("domain name {name:?} too long (max 255)"));
+    }
+    if name.is_empty() {
+        return Err("empty domain name not allowed".into());
+    }
+    Ok(())
+}
+
+fn dns1123_labels(domain: &str) -> Result<(), String> {
+    let parts: Vec<&str> = domain.split('.').collect();
+    let tld = parts.last().copied().unwrap_or_default();
+    if tld.parse::<i64>().is_ok() {
+        return Err(format!("domain name {domain:?} invalid (top level domain {tld:?} cannot be all-numeric)"));
+    }
+    for (i, label) in parts.iter().enumerate() {
+        if i == parts.len() - 1 && label.is_empty() {
+            return Ok(());
+        }
+        if !is_dns1123_label(label) {
+            return Err(format!("domain name {domain:?} invalid (label {label:?} invalid)"));
+        }
+    }
+    Ok(())
+}
+
+/// Istio `ValidateFQDN`.
+pub fn validate_fqdn(fqdn: &str) -> Result<(), String> {
+    preconditions(fqdn)?;
+    dns1123_labels(fqdn)
+}
+
+/// Istio `ValidateWildcardDomain`: only the first label may be a wildcard.
+pub fn validate_wildcard_domain(domain: &str) -> Result<(), String> {
+    preconditions(domain)?;
+    let (first, rest) = match domain.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (domain, None),
+    };
+    if !is_wildcard_label(first) {
+        return Err(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+    }
+    rest.map_or(Ok(()), dns1123_labels)
+}
+
+/// Istio `ValidatePartialWildCard`.
+pub fn validate_partial_wildcard(host: &str) -> Result<(), String> {
+    if host.contains('*') && host.len() != 1 && !host.starts_with("*.") {
+        return Err(format!("partial wildcard {host:?} not allowed"));
+    }
+    Ok(())
+}
+
+/// True for IPv4 and IPv6 addresses.
+pub fn is_ip(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok()
+}
+
+/// Istio `ValidatePort`.
+pub fn validate_port(port: u32) -> Result<(), String> {
+    if (1..=65535).contains(&port) {
+        Ok(())
+    } else {
+        Err(format!("port number {port} must be in the range 1..65535"))
+    }
+}
+
+/// Istio's HTTP header-name rule for matches: a token, a pseudo-header, or a JWT-claim key.
+pub fn validate_match_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name cannot be empty".into());
+    }
+    if is_jwt_claim(name) || matches!(name, ":method" | ":scheme" | ":authority" | ":path" | ":status") {
+        return Ok(());
+    }
+    if !is_token(name) {
+        return Err(format!("header name {name} is not a valid header name"));
+    }
+    Ok(())
+}
+
+/// True for `@request.auth.claims.<name>` and `@request.auth.claims[<name>]` keys.
+pub fn is_jwt_claim(name: &str) -> bool {
+    name.starts_with("@request.auth.claims")
+}
+
+/// RFC 7230 token characters.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// Istio `ValidateHTTPHeaderWithAuthorityOperationName` (request `set` / `add`).
+pub fn validate_request_header_op_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name cannot be empty".into());
+    }
+    if is_authority(name) {
+        return Ok(());
+    }
+    if name.starts_with(':') {
+        return Err(format!("invalid header {name:?}: header cannot have \":\" prefix"));
+    }
+    if !is_token(name) {
+        return Err(format!("header name {name} is not a valid header name"));
+    }
+    Ok(())
+}
+
+/// Istio `ValidateHTTPHeaderOperationName` (request `remove`, every response operation).
+pub fn validate_header_op_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name cannot be empty".into());
+    }
+    if name.eq_ignore_ascii_case("host") {
+        return Err(format!("invalid header {name:?}: cannot set Host header"));
+    }
+    if name.starts_with(':') {
+        return Err(format!("invalid header {name:?}: header cannot have \":\" prefix"));
+    }
+    if !is_token(name) {
+        return Err(format!("header name {name} is not a valid header name"));
+    }
+    Ok(())
+}
+
+/// `:authority` or `host`, case-insensitive.
+pub fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
+}
+
+/// Istio `ValidateHTTPHeaderValue`: no control characters other than tab.
+pub fn validate_header_value(value: &str) -> Result<(), String> {
+    if value.chars().any(|c| (c < ' ' && c != '\t') || c == '\u{7f}') {
+        return Err(format!("header value configuration {value} is invalid"));
+    }
+    Ok(())
+}
+
+/// Kubernetes label key/value rules, as Istio's `labels.Instance.Validate` applies them.
+pub fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in labels {
+        let name = k.rsplit_once('/').map_or(k.as_str(), |(_, n)| n);
+        if !is_label_value(name) || name.is_empty() {
+            return Err(format!("invalid tag key: {k:?}"));
+        }
+        if !is_label_value(v) {
+            return Err(format!("invalid tag value: {v:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn is_label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_follow_istio_examples() {
+        for ok in ["foo.bar.com", "*", "*.com", "reviews", "istio.io.", "Example.org", "123"] {
+            assert!(validate_wildcard_domain(ok).is_ok(), "{ok}");
+        }
+        // Istio validates the labels after the first as a domain of their own, and names that part.
+        assert_eq!(
+            validate_wildcard_domain("foo.*.bar.com").unwrap_err(),
+            r#"domain name "*.bar.com" invalid (label "*" invalid)"#
+        );
+        assert_eq!(
+            validate_wildcard_domain("a.123").unwrap_err(),
+            r#"domain name "123" invalid (top level domain "123" cannot be all-numeric)"#
+        );
+        assert_eq!(validate_wildcard_domain("").unwrap_err(), "empty domain name not allowed");
+        assert!(validate_wildcard_domain("a_b.com").is_err());
+        assert!(validate_partial_wildcard("*bar.com").is_err());
+        assert!(validate_partial_wildcard("*.bar.com").is_ok());
+    }
+
+    #[test]
+    fn header_names() {
+        assert!(validate_match_header_name(":method").is_ok());
+        assert!(validate_match_header_name(":uri").is_err());
+        assert!(validate_match_header_name("x-foo").is_ok());
+        assert!(validate_match_header_name("x foo").is_err());
+        assert_eq!(validate_header_op_name("Host").unwrap_err(), r#"invalid header "Host": cannot set Host header"#);
+        assert!(validate_request_header_op_name(":authority").is_ok());
+        assert!(validate_request_header_op_name(":path").is_err());
+    }
+}

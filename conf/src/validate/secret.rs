@@ -1,0 +1,29 @@
+//! Secret validation: the data a `credentialName` reads must decode.
+
+use base64::Engine;
+
+use crate::diagnostic::{Code, Reporter};
+use crate::raw::Secret;
+
+/// Keys Istio reads from a TLS credential Secret.
+const CERT_KEYS: &[&str] = &["tls.crt", "cert"];
+const KEY_KEYS: &[&str] = &["tls.key", "key"];
+
+pub(super) fn validate(secret: &Secret, r: &mut Reporter<'_>) {
+    for (k, v) in &secret.data {
+        if base64::engine::general_purpose::STANDARD.decode(v.trim()).is_err() {
+            r.error(Code::Secret, format!("data[{k:?}]"), "value is not valid base64").hint =
+                Some("values under data are base64; put plain PEM under stringData".into());
+        }
+    }
+    if secret.secret_type.as_deref() == Some("kubernetes.io/tls") {
+        let has =
+            |keys: &[&str]| keys.iter().any(|k| secret.data.contains_key(*k) || secret.string_data.contains_key(*k));
+        if !has(CERT_KEYS) {
+            r.error(Code::Secret, "data", "a kubernetes.io/tls Secret needs tls.crt");
+        }
+        if !has(KEY_KEYS) {
+            r.error(Code::Secret, "data", "a kubernetes.io/tls Secret needs tls.key");
+        }
+    }
+}
