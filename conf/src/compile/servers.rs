@@ -155,6 +155,8 @@ fn build_server(
     };
     let tls = match (class, &s.tls) {
         (PortClass::Tls, Some(t)) => Some(credentials::server_tls(t, &format!("{path}.tls"), config, sel, r)?),
+        // Validation rejects HTTPS and TLS servers without tls settings.
+        (PortClass::Tls, None) => return None,
         _ => None,
     };
     let hosts = server_hosts(&s.hosts, gw.res.meta.namespace());

@@ -100,7 +100,9 @@ pub(super) fn validate_regex(regex: &str, where_: &str, path: &str, r: &mut Repo
     } else if regex.len() > MAX_REGEX_LEN {
         r.error(Code::Regex, path, format!("{where_:?}: regex is too large, max length allowed is {MAX_REGEX_LEN}"));
     } else if let Err(e) = re.get(regex, true) {
-        let e = e.lines().last().unwrap_or_default().trim().to_string();
+        // The regex crate's error ends with a line `error: <what>`; keep only what is wrong.
+        let last = e.lines().last().unwrap_or_default().trim();
+        let e = last.strip_prefix("error: ").unwrap_or(last).to_string();
         r.error(
             Code::Regex,
             path,

@@ -1,0 +1,141 @@
+//! The `pylon` command line: exit statuses, output formats, and the shipped and Istio sample
+//! configurations (CONTRACT.md "Command line").
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn pylon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pylon")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn errors(o: &Output) -> Vec<String> {
+    stdout(o).lines().filter(|l| l.starts_with("error[")).map(str::to_string).collect()
+}
+
+#[test]
+fn validate_accepts_the_shipped_examples() {
+    for entry in std::fs::read_dir(root().join("conf/examples")).unwrap() {
+        let dir = entry.unwrap().path();
+        let out = pylon(&["validate", "--config", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", dir.display(), stdout(&out));
+        assert!(stdout(&out).is_empty(), "{} has warnings: {}", dir.display(), stdout(&out));
+    }
+}
+
+/// The label sets Istio's samples select: ingress, egress, and the API reference's custom selector.
+const LABELS: &[&str] = &["istio=ingressgateway", "istio=egressgateway", "app=my-gateway-controller"];
+
+#[test]
+fn validate_accepts_every_istio_sample_alone_and_together() {
+    let samples = root().join("conf/tests/istio-samples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 31);
+    for labels in LABELS {
+        for file in files.iter().chain([&samples]) {
+            let out = pylon(&[
+                "validate",
+                "--labels",
+                labels,
+                "--config",
+                file.to_str().unwrap(),
+                "--config",
+                "conf/tests/istio-services",
+            ]);
+            assert_eq!(out.status.code(), Some(0), "{} with {labels}: {}", file.display(), stdout(&out));
+        }
+    }
+}
+
+#[test]
+fn validate_lists_every_problem_of_a_broken_configuration() {
+    let out = pylon(&["validate", "--config", "gateway/tests/broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = [
+        "error[unknown-field] VirtualService default/shop spec.http[0].route[1].wieght: unknown field `wieght`",
+        "error[yaml] gateway/tests/broken/4-syntax.yaml:7:1: did not find expected node content",
+        "error[name] Gateway default/edge.gateway metadata.name: invalid gateway name: \"edge.gateway\"",
+        "error[host] Gateway default/edge.gateway spec.servers[0].hosts[0]: short names (non FQDN) are not allowed",
+        "error[port] Gateway default/edge.gateway spec.servers[0].port.number: port number 70000 must be in the range 1..65535",
+        "error[tls] Gateway default/edge.gateway spec.servers[1].tls: server must have TLS settings for HTTPS/TLS protocols",
+        "error[port] Gateway default/edge.gateway spec.servers[1].port.name: port names in servers must be unique: duplicate name http",
+        "error[match] VirtualService default/shop spec.http[0].match[0].headers[\"x-user\"].prefix: \"headers\": prefix string match should not be empty",
+        "error[regex] VirtualService default/shop spec.http[0].match[0].uri.regex: \"uri\": unclosed group; Istio uses RE2 style regex-based match",
+        "error[weight] VirtualService default/shop spec.http[0].route[0].weight: weight -1 < 0",
+        "error[destination] VirtualService default/shop spec.http[0].route[1].destination.subset: subset name is invalid: V_1",
+        "error[subset] DestinationRule default/shop spec.subsets[1].name: duplicate subset names: v1",
+        "error[endpoint] ServiceEntry default/shop spec.endpoints[0].address: endpoint address \"shop.example.com\" is not a valid IP address",
+    ];
+    let found = errors(&out);
+    for e in expected {
+        assert!(found.iter().any(|l| l.starts_with(e)), "missing {e:?} in:\n{}", found.join("\n"));
+    }
+    assert_eq!(found.len(), expected.len(), "{}", found.join("\n"));
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let out = pylon(&["validate", "--config", "no/such/path"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/path"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(pylon(&["validate"]).status.code(), Some(2));
+    assert_eq!(pylon(&["validate", "--config", "x", "--labels", "novalue"]).status.code(), Some(2));
+    assert_eq!(pylon(&["run", "--config", "x", "--port-map", "80=9000,81=9000"]).status.code(), Some(2));
+}
+
+#[test]
+fn routes_prints_the_bookinfo_virtual_host() {
+    let out =
+        pylon(&["routes", "--config", "conf/tests/istio-samples/S2.yaml", "--config", "conf/tests/istio-services"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("0.0.0.0:8080 HTTP"), "{text}");
+    assert!(text.contains("virtual host *"), "{text}");
+    assert!(text.contains("1. default/bookinfo http[0] match[0]: path exact \"/productpage\""), "{text}");
+    assert!(text.contains("5. default/bookinfo http[0] match[4]: path prefix \"/api/v1/products\""), "{text}");
+    assert!(text.contains("outbound|9080||productpage.default.svc.cluster.local STATIC HTTP"), "{text}");
+}
+
+#[test]
+fn routes_json_is_the_table() {
+    let out = pylon(&["routes", "--output", "json", "--config", "conf/examples/demo"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["listeners"][0]["port"], 8080);
+    assert_eq!(v["route_configs"][0]["name"], "http.8080");
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn routes_refuses_an_invalid_configuration() {
+    let out = pylon(&["routes", "--config", "gateway/tests/broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn run_refuses_an_invalid_configuration() {
+    let out = pylon(&["run", "--config", "gateway/tests/broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[name] Gateway default/edge.gateway"));
+}
+
+#[test]
+fn version_prints_the_version() {
+    let out = pylon(&["version"]);
+    assert_eq!(stdout(&out).trim(), format!("pylon {}", env!("CARGO_PKG_VERSION")));
+}
