@@ -232,8 +232,12 @@ pub struct RouteConfig {
 impl RouteConfig {
     /// The virtual host for a request's authority (port ignored, case-insensitive); `None` = 404 NR.
     pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
-        let id = self.index.find(&crate::matcher::authority_host(authority))?;
-        self.virtual_hosts.get(id)
+        self.virtual_hosts.get(self.virtual_host_index(authority)?)
+    }
+
+    /// The index of [`RouteConfig::virtual_host`].
+    pub fn virtual_host_index(&self, authority: &str) -> Option<usize> {
+        self.index.find(&crate::matcher::authority_host(authority))
     }
 }
 

@@ -6,19 +6,17 @@
 
 use std::collections::BTreeMap;
 
+use super::select::Rule;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::raw::{HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
 
 /// The HTTP rules of `vs` with every `delegate` rule replaced by the merged delegate rules.
-pub(crate) fn merge(vs: &Resource<VirtualService>, config: &Config, out: &mut Diagnostics) -> Vec<HttpRoute> {
-    if vs.spec.http.iter().all(|r| r.delegate.is_none()) {
-        return vs.spec.http.clone();
-    }
+pub(crate) fn merge<'a>(vs: &'a Resource<VirtualService>, config: &'a Config, out: &mut Diagnostics) -> Vec<Rule<'a>> {
     let mut merged = Vec::new();
     for (i, root) in vs.spec.http.iter().enumerate() {
         let Some(d) = &root.delegate else {
-            merged.push(root.clone());
+            merged.push(Rule { route: root.clone(), owner: vs, index: i, root: None });
             continue;
         };
         let ns = d.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(vs.meta.namespace());
@@ -49,7 +47,7 @@ pub(crate) fn merge(vs: &Resource<VirtualService>, config: &Config, out: &mut Di
         }
         for (j, sub) in delegate.spec.http.iter().enumerate() {
             match merge_route(root, sub) {
-                Some(route) => merged.push(route),
+                Some(route) => merged.push(Rule { route, owner: delegate, index: j, root: Some(i) }),
                 None => {
                     Reporter::new(&delegate.meta.id, out).warn(
                         Code::Delegate,

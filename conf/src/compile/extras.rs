@@ -4,11 +4,11 @@
 use base64::Engine;
 
 use super::route::destination;
-use super::select::BoundVs;
+use super::select::Rule;
 use super::Ctx;
 use crate::matcher::{RouteMatch, StringMatcher};
 use crate::model::Duration;
-use crate::raw::{self, Headers, HttpDirectResponse, HttpRedirect, HttpRoute, RedirectPortSelection};
+use crate::raw::{self, Headers, HttpDirectResponse, HttpRedirect, RedirectPortSelection};
 use crate::table::{Cors, Fault, FaultAbort, HeaderOps, Mirror, Redirect, RetryPolicy, Rewrite, Route, RouteAction};
 use crate::validate::names::is_authority;
 
@@ -84,7 +84,8 @@ fn duration(s: Option<&String>) -> Option<Duration> {
 }
 
 /// A route with every policy of `rule` filled in; the caller sets name, origin, match and action.
-pub(super) fn route_extras(vs: &BoundVs<'_>, i: usize, rule: &HttpRoute, port: u16, ctx: &mut Ctx<'_, '_>) -> Route {
+pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Route {
+    let rule = &r.route;
     let mut headers = rule.headers.as_ref().map(header_ops).unwrap_or_default();
     let rewrite = rule.rewrite.as_ref().map(|rw| Rewrite {
         uri: rw.uri.clone().filter(|u| !u.is_empty()),
@@ -108,7 +109,7 @@ pub(super) fn route_extras(vs: &BoundVs<'_>, i: usize, rule: &HttpRoute, port: u
         timeout: duration(rule.timeout.as_ref()),
         retries: rule.retries.as_ref().map(retry_policy),
         fault: rule.fault.as_ref().map(fault),
-        mirrors: mirrors(vs, i, rule, port, ctx),
+        mirrors: mirrors(r, port, ctx),
         cors: rule.cors_policy.as_ref().map(|c| cors(c, ctx)),
     }
 }
@@ -155,16 +156,18 @@ fn fault(f: &raw::HttpFaultInjection) -> Fault {
 }
 
 /// `mirror` with `mirrorPercentage` (or the deprecated `mirrorPercent`; default 100), or `mirrors`.
-fn mirrors(vs: &BoundVs<'_>, i: usize, rule: &HttpRoute, port: u16, ctx: &mut Ctx<'_, '_>) -> Vec<Mirror> {
+fn mirrors(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Vec<Mirror> {
+    let (rule, i) = (&r.route, r.index);
     let mut out = Vec::new();
     if let Some(m) = &rule.mirror {
         let percent = rule.mirror_percentage.map(|p| p.value).or(rule.mirror_percent.map(f64::from)).unwrap_or(100.0);
-        let (cluster, name) = destination(vs, m, port, &format!("spec.http[{i}].mirror"), ctx);
+        let (cluster, name) = destination(r.owner, m, port, &format!("spec.http[{i}].mirror"), ctx);
         out.push(Mirror { cluster, name, percent });
     }
     for (k, m) in rule.mirrors.iter().enumerate() {
         let Some(dest) = &m.destination else { continue };
-        let (cluster, name) = destination(vs, dest, port, &format!("spec.http[{i}].mirrors[{k}].destination"), ctx);
+        let (cluster, name) =
+            destination(r.owner, dest, port, &format!("spec.http[{i}].mirrors[{k}].destination"), ctx);
         out.push(Mirror { cluster, name, percent: m.percentage.map_or(100.0, |p| p.value) });
     }
     out

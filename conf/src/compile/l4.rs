@@ -98,7 +98,7 @@ fn weighted(
         if weight == 0 {
             continue;
         }
-        let (cluster, name) = destination(vs, dest, port, &format!("{path}.route[{k}].destination"), ctx);
+        let (cluster, name) = destination(vs.res, dest, port, &format!("{path}.route[{k}].destination"), ctx);
         out.push(WeightedCluster { cluster, name, weight, headers: Default::default() });
     }
     out

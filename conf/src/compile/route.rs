@@ -1,30 +1,31 @@
 //! One VirtualService's HTTP rules → routes for one gateway server port
 //! (Istio `BuildHTTPRoutesForVirtualService`, `translateRoute`, `TranslateRouteMatch`).
 
-use super::select::{resolve_gateway_name, BoundVs};
+use super::select::{resolve_gateway_name, BoundVs, Rule};
 use super::Ctx;
+use crate::config::Resource;
 use crate::diagnostic::Reporter;
 use crate::matcher::{HeaderMatcher, PathMatcher, QueryMatcher, RouteMatch, StringMatcher};
 use crate::model::host::expand_short_name;
-use crate::raw::{HttpMatchRequest, HttpRoute, StringMatch};
+use crate::raw::{HttpMatchRequest, StringMatch, VirtualService};
 use crate::table::{Route, RouteAction, WeightedCluster};
 
 /// The routes `vs` contributes on server port `port` of `gateway`, in declaration order: one per
 /// match, config-time filters applied, stopping after the first catch-all.
 pub(super) fn build(vs: &BoundVs<'_>, port: u16, gateway: &str, tls: bool, ctx: &mut Ctx<'_, '_>) -> Vec<Route> {
     let mut out = Vec::new();
-    for (i, rule) in vs.http.iter().enumerate() {
-        if rule.matches.is_empty() {
-            out.extend(translate(vs, i, rule, None, (port, tls), ctx));
+    for rule in &vs.http {
+        if rule.route.matches.is_empty() {
+            out.extend(translate(vs, rule, None, (port, tls), ctx));
             // Istio: a rule without matches matches everything; later rules are never reached.
             break;
         }
         let mut catch_all = false;
-        for (j, m) in rule.matches.iter().enumerate() {
+        for (j, m) in rule.route.matches.iter().enumerate() {
             if !applies_here(m, vs.res.meta.namespace(), port, gateway, ctx) {
                 continue;
             }
-            if let Some(route) = translate(vs, i, rule, Some((j, m)), (port, tls), ctx) {
+            if let Some(route) = translate(vs, rule, Some((j, m)), (port, tls), ctx) {
                 catch_all = route.matcher.is_catch_all();
                 out.push(route);
                 if catch_all {
@@ -54,26 +55,29 @@ fn applies_here(m: &HttpMatchRequest, vs_ns: &str, port: u16, gateway: &str, ctx
 
 fn translate(
     vs: &BoundVs<'_>,
-    i: usize,
-    rule: &HttpRoute,
+    rule: &Rule<'_>,
     m: Option<(usize, &HttpMatchRequest)>,
     (port, tls): (u16, bool),
     ctx: &mut Ctx<'_, '_>,
 ) -> Option<Route> {
-    let mut name = rule.name.clone().unwrap_or_default();
+    let mut name = rule.route.name.clone().unwrap_or_default();
     if let Some(match_name) = m.and_then(|(_, m)| m.name.as_deref()) {
         name = format!("{name}.{match_name}");
     }
-    let origin = match m {
-        Some((j, _)) => format!("{} http[{i}] match[{j}]", vs.key),
-        None => format!("{} http[{i}]", vs.key),
+    let owner = format!("{}/{}", rule.owner.meta.namespace(), rule.owner.meta.name());
+    let mut origin = match m {
+        Some((j, _)) => format!("{owner} http[{}] match[{j}]", rule.index),
+        None => format!("{owner} http[{}]", rule.index),
     };
+    if let Some(root) = rule.root {
+        origin.push_str(&format!(" (delegated by {} http[{root}])", vs.key));
+    }
     let matcher = match m {
         Some((_, m)) => route_match(m, ctx)?,
         None => RouteMatch::any(),
     };
-    let action = action(vs, i, rule, &matcher, (port, tls), ctx)?;
-    let mut route = super::extras::route_extras(vs, i, rule, port, ctx);
+    let action = action(rule, &matcher, (port, tls), ctx)?;
+    let mut route = super::extras::route_extras(rule, port, ctx);
     route.name = name;
     route.origin = origin;
     route.matcher = matcher;
@@ -134,14 +138,8 @@ fn string_matcher(sm: &StringMatch, presence: bool, ctx: &mut Ctx<'_, '_>) -> Op
     }
 }
 
-fn action(
-    vs: &BoundVs<'_>,
-    i: usize,
-    rule: &HttpRoute,
-    matcher: &RouteMatch,
-    (port, tls): (u16, bool),
-    ctx: &mut Ctx<'_, '_>,
-) -> Option<RouteAction> {
+fn action(r: &Rule<'_>, matcher: &RouteMatch, (port, tls): (u16, bool), ctx: &mut Ctx<'_, '_>) -> Option<RouteAction> {
+    let (rule, i) = (&r.route, r.index);
     if let Some(redirect) = &rule.redirect {
         return super::extras::redirect(redirect, matcher, port, tls);
     }
@@ -158,23 +156,24 @@ fn action(
             continue;
         }
         let path = format!("spec.http[{i}].route[{k}].destination");
-        let (cluster, name) = destination(vs, dest, port, &path, ctx);
+        let (cluster, name) = destination(r.owner, dest, port, &path, ctx);
         let headers = d.headers.as_ref().map(super::extras::header_ops).unwrap_or_default();
         destinations.push(WeightedCluster { cluster, name, weight, headers });
     }
     Some(RouteAction::Forward { destinations })
 }
 
-/// The cluster of a destination of `vs` (short names expand in the VirtualService's namespace).
+/// The cluster of a destination written in `owner` (short names expand in its namespace; problems
+/// are reported on it).
 pub(super) fn destination(
-    vs: &BoundVs<'_>,
+    owner: &Resource<VirtualService>,
     dest: &crate::raw::Destination,
     port: u16,
     path: &str,
     ctx: &mut Ctx<'_, '_>,
 ) -> (usize, String) {
-    let host = expand_short_name(&dest.host, vs.res.meta.namespace(), &ctx.sel.domain);
-    let mut r = Reporter::new(&vs.res.meta.id, ctx.out);
+    let host = expand_short_name(&dest.host, owner.meta.namespace(), &ctx.sel.domain);
+    let mut r = Reporter::new(&owner.meta.id, ctx.out);
     let id = ctx.registry.cluster(dest, &host, port, path, &mut r);
     (id, ctx.registry.name(id))
 }

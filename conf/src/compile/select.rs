@@ -84,9 +84,21 @@ pub(crate) struct BoundVs<'a> {
     /// Hosts with short names expanded.
     pub hosts: Vec<String>,
     /// HTTP rules with delegates merged in.
-    pub http: Vec<HttpRoute>,
+    pub http: Vec<Rule<'a>>,
     /// Istio's visibility class for this workload's namespace: 0 private, 1 exported, 2 public.
     class: u8,
+}
+
+/// One HTTP rule and the VirtualService it was written in (a delegate's rules keep theirs).
+pub(crate) struct Rule<'a> {
+    /// The rule, merged with its root rule for delegates.
+    pub route: HttpRoute,
+    /// The VirtualService that declares it: short names expand, and problems are reported, there.
+    pub owner: &'a Resource<VirtualService>,
+    /// Its index in the owner's `spec.http`.
+    pub index: usize,
+    /// For a delegate's rule, the index of the root rule that delegated.
+    pub root: Option<usize>,
 }
 
 /// Every VirtualService that can bind to a gateway, in Istio's order.

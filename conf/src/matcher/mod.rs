@@ -4,6 +4,7 @@
 //! of Istio's matching semantics (`reference/istio-semantics.md` §2.3, §2.5).
 
 mod host;
+pub mod path;
 mod regex;
 mod route;
 mod string;

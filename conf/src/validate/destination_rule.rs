@@ -258,12 +258,37 @@ fn validate_lb(lb: &LoadBalancerSettings, path: &str, r: &mut Reporter<'_>) {
             "locality load balancing has no effect: Pylon endpoints carry no locality",
         );
     }
+    if let Some(w) = &lb.warmup {
+        validate_warmup(w, &format!("{path}.warmup"), r);
+    }
     if lb.warmup.is_some() || lb.warmup_duration_secs.is_some() {
         r.warn(
             Code::NoEffect,
             format!("{path}.warmup"),
             "slow-start warm-up is not implemented; new endpoints get their full share at once",
         );
+    }
+}
+
+/// Istio `validateWarmupConfiguration`.
+fn validate_warmup(w: &crate::raw::WarmupConfiguration, at: &str, r: &mut Reporter<'_>) {
+    match &w.duration {
+        None => {
+            r.error(Code::TrafficPolicy, format!("{at}.duration"), "duration is required");
+        }
+        Some(d) => {
+            check_duration(r, &format!("{at}.duration"), d);
+        }
+    }
+    if w.minimum_percent.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+        r.error(
+            Code::TrafficPolicy,
+            format!("{at}.minimumPercent"),
+            "minimumPercent value should be less than or equal to 100",
+        );
+    }
+    if w.aggression.is_some_and(|a| a < 1.0) {
+        r.error(Code::TrafficPolicy, format!("{at}.aggression"), "aggression should be greater than 0");
     }
 }
 

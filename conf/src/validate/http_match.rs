@@ -107,7 +107,7 @@ pub(super) fn validate_regex(regex: &str, where_: &str, path: &str, r: &mut Repo
             Code::Regex,
             path,
             format!(
-                "{where_:?}: {e}; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
+                "{where_:?}: error parsing regexp: {e}: `{regex}`; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
             ),
         );
     }

@@ -233,7 +233,7 @@ fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) 
                 r.error(
                     Code::Fault,
                     format!("{at}.grpcStatus"),
-                    format!("gRPC status {status:?} is not supported. See https://github.com/grpc/grpc/blob/master/doc/statuscodes.md"),
+                    format!("gRPC status {status:?} is not supported. See https://github.com/grpc/grpc/blob/master/doc/statuscodes.md for a list of supported codes, for example 'NOT_FOUND'"),
                 );
             }
         } else if abort.http2_error.is_some() {

@@ -80,6 +80,15 @@ fn validate_ports(se: &ServiceEntry, r: &mut Reporter<'_>) -> HashSet<String> {
         if let Err(e) = validate_port(p.number) {
             r.error(Code::Port, format!("{at}.number"), e);
         }
+        // Istio: without addresses (and auto-allocation, which Pylon does not do) a TCP port cannot
+        // be captured by sidecars.
+        if se.addresses.is_empty() && (p.protocol.is_empty() || p.protocol == "TCP") {
+            r.warn(
+                Code::Port,
+                format!("{at}.protocol"),
+                "addresses are required for ports serving TCP (or unset) protocol when IP Autoallocation is not enabled",
+            );
+        }
     }
     names
 }
@@ -133,6 +142,14 @@ fn validate_dns(se: &ServiceEntry, port_names: &HashSet<String>, r: &mut Reporte
             Code::Resolution,
             "spec.endpoints",
             format!("there must only be 0 or 1 endpoint for resolution mode {mode}"),
+        );
+    }
+    let tcp = se.ports.iter().any(|p| Protocol::parse(&p.protocol).is_some_and(Protocol::is_tcp));
+    if !se.addresses.is_empty() && tcp && se.hosts.len() > 1 {
+        r.warn(
+            Code::Resolution,
+            "spec.addresses",
+            "service entry can not have more than one host specified simultaneously with address and tcp port",
         );
     }
     for (i, ep) in se.endpoints.iter().enumerate() {
