@@ -102,6 +102,9 @@ pub struct RunArgs {
     /// Access log destination: a file, `-` for stdout, or `off`.
     #[arg(long, value_name = "PATH|-|off", default_value = "-")]
     pub access_log: String,
+    /// A DNS server (IP:PORT) for ServiceEntry DNS resolution instead of the system's resolv.conf.
+    #[arg(long, value_name = "ADDR")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// `--log-format`.

@@ -1,6 +1,7 @@
 //! The verbs: `validate`, `routes`, `run`, `version`. Each returns the process exit status.
 
 use std::io::Write;
+use std::time::Duration;
 
 use crate::cli::{Output, RoutesArgs, RunArgs, Selection};
 
@@ -69,19 +70,66 @@ pub fn routes(args: &RoutesArgs) -> u8 {
     EXIT_OK
 }
 
-/// `pylon run`: refuses invalid configuration (exit 1, diagnostics on stderr).
+/// `pylon run`: refuses invalid configuration (exit 1, diagnostics on stderr) and ports it cannot
+/// bind (exit 1 naming the port); serves until SIGTERM or SIGINT, then drains and exits 0.
 pub fn run(args: &RunArgs) -> u8 {
-    let built = match build(&args.selection) {
-        Ok(b) => b,
-        Err(code) => return code,
+    crate::logging::init(args.log_format);
+    warn_unbuilt(args);
+    let opts = crate::server::Options {
+        config: args.selection.config.clone(),
+        selection: args.selection.to_conf(),
+        port_map: args.selection.port_map.clone().unwrap_or_default().0,
+        status_addr: args.status_addr,
+        threads: args.threads.map_or_else(default_threads, usize::from),
+        dns_server: args.dns_server,
     };
-    eprint!("{}", built.diagnostics);
-    if !built.is_valid() {
-        eprintln!("pylon: refusing to start: {} error(s) in the configuration", built.diagnostics.error_count());
-        return EXIT_INVALID;
+    let running = match crate::server::start(&opts) {
+        Ok(r) => r,
+        Err(crate::server::StartError::Invalid(diagnostics)) => {
+            eprint!("{diagnostics}");
+            eprintln!("pylon: refusing to start: {} error(s) in the configuration", diagnostics.error_count());
+            return EXIT_INVALID;
+        }
+        Err(crate::server::StartError::Load(e)) => {
+            eprintln!("pylon: {e}");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("pylon: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    for d in running.diagnostics.iter() {
+        tracing::warn!("{d}");
     }
-    eprintln!("pylon: the data plane is not part of this build yet; the configuration is valid");
-    EXIT_INVALID
+    for w in crate::features::not_served(&running.state.snapshot().table) {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
+    let signal = crate::signals::wait();
+    tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
+    running.drain(Duration::from_secs(args.drain_seconds), DRAIN_GRACE);
+    tracing::info!("stopped");
+    EXIT_OK
+}
+
+/// In-flight requests get this long to finish once listeners stop accepting.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn warn_unbuilt(args: &RunArgs) {
+    let unbuilt = [
+        (args.workload_name.is_some(), "--workload-name"),
+        (true, "--metrics-addr"),
+        (true, "--admin-addr"),
+        (args.access_log != "-", "--access-log"),
+    ];
+    for (_, flag) in unbuilt.iter().filter(|(set, _)| *set) {
+        tracing::warn!("{flag} is not implemented yet; it has no effect");
+    }
 }
 
 /// `pylon version`.

@@ -70,7 +70,7 @@ fn validate_lists_every_problem_of_a_broken_configuration() {
         "error[tls] Gateway default/edge.gateway spec.servers[1].tls: server must have TLS settings for HTTPS/TLS protocols",
         "error[port] Gateway default/edge.gateway spec.servers[1].port.name: port names in servers must be unique: duplicate name http",
         "error[match] VirtualService default/shop spec.http[0].match[0].headers[\"x-user\"].prefix: \"headers\": prefix string match should not be empty",
-        "error[regex] VirtualService default/shop spec.http[0].match[0].uri.regex: \"uri\": unclosed group; Istio uses RE2 style regex-based match",
+        "error[regex] VirtualService default/shop spec.http[0].match[0].uri.regex: \"uri\": error parsing regexp: unclosed group: `/items/(\\d+`; Istio uses RE2 style regex-based match",
         "error[weight] VirtualService default/shop spec.http[0].route[0].weight: weight -1 < 0",
         "error[destination] VirtualService default/shop spec.http[0].route[1].destination.subset: subset name is invalid: V_1",
         "error[subset] DestinationRule default/shop spec.subsets[1].name: duplicate subset names: v1",

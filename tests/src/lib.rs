@@ -1,1 +1,12 @@
-//! End-to-end test harness.
+//! End-to-end test harness: in-process upstreams that report what they received, a DNS server the
+//! test controls, and the gateway started in-process on ephemeral ports. No fixed ports, no sleeps:
+//! readiness is polled with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support fails by panicking
+
+pub mod dns;
+pub mod gateway;
+pub mod upstream;
+
+pub use gateway::TestGateway;
+pub use upstream::Upstream;

@@ -1,0 +1,135 @@
+//! Background DNS for ServiceEntry `resolution: DNS` / `DNS_ROUND_ROBIN` clusters (hickory-resolver).
+//!
+//! Names are resolved off the request path: once before the gateway reports ready (bounded), then
+//! again when the answer's TTL runs out. A failed lookup keeps the last good addresses and is
+//! retried sooner than the TTL.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use conf::raw::Resolution;
+use conf::table::Cluster;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
+
+use crate::upstream::{Endpoint, Upstream};
+
+/// Shortest and longest time between two lookups of a name.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
+/// Retry delay after a failed lookup.
+const FAILURE_RETRY: Duration = Duration::from_secs(5);
+
+/// A resolver: the system's (`/etc/resolv.conf`), or one name server (`--dns-server`).
+pub struct Dns {
+    resolver: TokioResolver,
+}
+
+impl Dns {
+    /// Builds the resolver; `server` replaces the system configuration.
+    pub fn new(server: Option<SocketAddr>) -> Result<Arc<Self>, String> {
+        let mut builder = match server {
+            Some(addr) => {
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                ns.connections.iter_mut().for_each(|c| c.port = addr.port());
+                let mut config = ResolverConfig::default();
+                config.add_name_server(ns);
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            }
+            None => {
+                TokioResolver::builder_tokio().map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+            }
+        };
+        let opts = builder.options_mut();
+        opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+        opts.timeout = Duration::from_secs(2);
+        let resolver = builder.build().map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+        Ok(Arc::new(Dns { resolver }))
+    }
+
+    /// The addresses of `name` and until when they are valid.
+    async fn lookup(&self, name: &str) -> Result<(Vec<IpAddr>, Instant), String> {
+        // A trailing dot makes the name absolute: no search-domain queries.
+        let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+        let answer = self.resolver.lookup_ip(fqdn.as_str()).await.map_err(|e| e.to_string())?;
+        let ips: Vec<IpAddr> = answer.iter().collect();
+        if ips.is_empty() {
+            return Err(format!("no address for {name}"));
+        }
+        Ok((ips, answer.valid_until()))
+    }
+}
+
+/// The names a cluster resolves: (host name, port, weight).
+pub fn names(cluster: &Cluster) -> Vec<(String, u16, u32)> {
+    match &cluster.service {
+        Ok(s) if matches!(s.resolution, Resolution::Dns | Resolution::DnsRoundRobin) => {
+            s.endpoints.iter().map(|e| (e.address.clone(), e.port, e.weight)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Keeps one cluster's endpoints up to date.
+pub struct Refresher {
+    dns: Arc<Dns>,
+    upstream: Arc<Upstream>,
+    names: Vec<(String, u16, u32)>,
+    last_good: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Refresher {
+    /// A refresher for `upstream` (nothing is resolved until [`Refresher::refresh`]).
+    pub fn new(dns: Arc<Dns>, upstream: Arc<Upstream>, names: Vec<(String, u16, u32)>) -> Self {
+        Refresher { dns, upstream, names, last_good: HashMap::new() }
+    }
+
+    /// Resolves every name once, stores the endpoints, and returns when to look again.
+    pub async fn refresh(&mut self) -> Duration {
+        let mut next = MAX_REFRESH;
+        for (name, _, _) in &self.names {
+            if name.parse::<IpAddr>().is_ok() {
+                continue;
+            }
+            match self.dns.lookup(name).await {
+                Ok((ips, valid_until)) => {
+                    self.last_good.insert(name.clone(), ips);
+                    next = next.min(valid_until.saturating_duration_since(Instant::now()));
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %self.upstream.name, host = %name, error = %e, "DNS lookup failed; keeping the last addresses");
+                    next = next.min(FAILURE_RETRY);
+                }
+            }
+        }
+        self.store();
+        next.clamp(MIN_REFRESH, MAX_REFRESH)
+    }
+
+    fn store(&self) {
+        let round_robin = self.upstream.resolution == Resolution::DnsRoundRobin;
+        let mut endpoints = Vec::new();
+        for (name, port, weight) in &self.names {
+            let ips = match name.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => self.last_good.get(name).cloned().unwrap_or_default(),
+            };
+            // Istio DNS_ROUND_ROBIN (Envoy LOGICAL_DNS) uses the first address only.
+            let take = if round_robin { 1 } else { ips.len() };
+            endpoints.extend(ips.into_iter().take(take).map(|ip| Endpoint::new(SocketAddr::new(ip, *port), *weight)));
+        }
+        self.upstream.endpoints.store(Arc::new(endpoints));
+    }
+
+    /// Refreshes forever (the task is aborted when its snapshot is dropped).
+    pub async fn run(mut self, first_wait: Duration) {
+        let mut wait = first_wait;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = self.refresh().await;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The one table mapping how a request ended to its status code, body and Envoy response flag
+//! (CONTRACT.md "Status codes", `istio-semantics.md` §2.13).
+
+use pingora::{Error, ErrorType};
+
+/// Why a request was answered by the gateway itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No virtual host or no route matched.
+    NoRoute,
+    /// The route's cluster is not in the registry.
+    NoCluster,
+    /// The cluster has no endpoint.
+    NoHealthyUpstream,
+    /// Connecting to the upstream failed (after the retries allowed).
+    ConnectFailure,
+    /// The upstream closed or reset the connection before a response.
+    UpstreamReset,
+    /// The request is malformed.
+    BadRequest,
+    /// The request headers exceed the limits.
+    HeadersTooLarge,
+}
+
+impl Outcome {
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::NoRoute => 404,
+            Outcome::NoCluster | Outcome::NoHealthyUpstream | Outcome::ConnectFailure | Outcome::UpstreamReset => 503,
+            Outcome::BadRequest => 400,
+            Outcome::HeadersTooLarge => 431,
+        }
+    }
+
+    /// The body Envoy sends (empty for 404 and NC).
+    pub fn body(self) -> &'static str {
+        match self {
+            Outcome::NoRoute | Outcome::NoCluster | Outcome::BadRequest | Outcome::HeadersTooLarge => "",
+            Outcome::NoHealthyUpstream => "no healthy upstream",
+            Outcome::ConnectFailure => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+            }
+            Outcome::UpstreamReset => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            }
+        }
+    }
+
+    /// Envoy's response flag for access logs.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Outcome::NoRoute => "NR",
+            Outcome::NoCluster => "NC",
+            Outcome::NoHealthyUpstream => "UH",
+            Outcome::ConnectFailure => "UF",
+            Outcome::UpstreamReset => "UC",
+            Outcome::BadRequest | Outcome::HeadersTooLarge => "DPE",
+        }
+    }
+
+    /// The outcome of a Pingora proxy error that reached `fail_to_proxy`.
+    pub fn of_error(e: &Error) -> Option<Outcome> {
+        match e.etype() {
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError => Some(Outcome::ConnectFailure),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H2Error
+                if e.esource() == &pingora::ErrorSource::Upstream =>
+            {
+                Some(Outcome::UpstreamReset)
+            }
+            _ => None,
+        }
+    }
+
+    /// An error carrying this outcome's status, for returning from a hook.
+    pub fn error(self) -> Box<Error> {
+        Error::explain(ErrorType::HTTPStatus(self.status()), self.flag())
+    }
+}

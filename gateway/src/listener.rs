@@ -1,0 +1,175 @@
+//! Pylon's own accept loops (DESIGN.md "Listeners", way (b)).
+//!
+//! Binding happens before anything starts, so a taken port is a startup error naming it, readiness
+//! follows binding exactly, `--port-map TO=0` reports the ephemeral port, and Pylon decides HTTP/1
+//! versus h2c itself with a timeout on the first bytes (Pingora's own h2c sniffing waits for 24
+//! bytes with no timeout, so a short request or an idle connection would hang). Accepted sockets are
+//! handed to Pingora's `HttpProxy` as buffered streams (see the README's benchmark note).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::proxy::Gateway;
+
+/// How long a new connection may stay silent before it is closed.
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A socket bound for one listener of the plan.
+pub struct Bound {
+    /// The Gateway server port it serves.
+    pub port: u16,
+    /// The address actually bound (after `--port-map`; the real port when 0 was asked for).
+    pub local: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (Gateway port {port}): {source}")]
+pub struct BindError {
+    /// The Gateway server port.
+    pub port: u16,
+    /// The address tried.
+    pub addr: SocketAddr,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// Binds `bind:listen_port` for Gateway port `port` (every IPv4 address when `bind` is `None`).
+pub fn bind(port: u16, bind: Option<IpAddr>, listen_port: u16) -> Result<Bound, BindError> {
+    let addr = SocketAddr::new(bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), listen_port);
+    let err = |source| BindError { port, addr, source };
+    let socket = std::net::TcpListener::bind(addr).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    let local = socket.local_addr().map_err(err)?;
+    Ok(Bound { port, local, socket })
+}
+
+/// The two Pingora apps: HTTP/1 only, and h2c (chosen per connection from its first bytes).
+pub struct Apps {
+    /// HTTP/1.0 and HTTP/1.1.
+    pub h1: Arc<HttpProxy<Gateway>>,
+    /// HTTP/2 with prior knowledge.
+    pub h2c: Arc<HttpProxy<Gateway>>,
+}
+
+impl Apps {
+    /// Builds both apps around the same proxy logic.
+    pub fn new(gateway: Gateway, conf: &Arc<pingora::server::configuration::ServerConf>) -> Self {
+        let h1 = pingora::proxy::http_proxy(conf, gateway.clone());
+        let mut h2c = pingora::proxy::http_proxy(conf, gateway);
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        h2c.server_options = Some(options);
+        Apps { h1: Arc::new(h1), h2c: Arc::new(h2c) }
+    }
+}
+
+/// Accepts connections until `stop` turns true; each connection is served until it closes.
+pub async fn serve(bound: Bound, apps: Arc<Apps>, shutdown: ShutdownWatch, mut stop: watch::Receiver<bool>) {
+    let listener = match TcpListener::from_std(bound.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %bound.local, error = %e, "cannot serve the listener");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    tokio::spawn(connection(tcp, apps.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(addr = %bound.local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, apps: Arc<Apps>, shutdown: ShutdownWatch) {
+    let _ = tcp.set_nodelay(true);
+    let h2c = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, starts_with_preface(&tcp)).await {
+        Ok(Some(h2c)) => h2c,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(peer = ?tcp.peer_addr().ok(), "no request within the first-bytes timeout; closing");
+            return;
+        }
+    };
+    let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+    let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered(BufStream::new(tcp)))).into();
+    stream.set_socket_digest(digest);
+    let app = if h2c { &apps.h2c } else { &apps.h1 };
+    app.process_new(Box::new(stream), &shutdown).await;
+}
+
+/// `Some(true)` when the connection starts with the HTTP/2 preface, `Some(false)` as soon as its
+/// bytes differ from it, `None` when it closes first.
+async fn starts_with_preface(tcp: &TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = tcp.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // A partial preface: wait for the rest (peek does not consume, so poll gently).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A buffered TCP stream for Pingora: response header and body leave in one write.
+#[derive(Debug)]
+struct Buffered(BufStream<TcpStream>);
+
+impl AsyncRead for Buffered {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Buffered {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl VirtualSocket for Buffered {
+    fn set_socket_option(&self, _opt: VirtualSockOpt) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! The per-request context: the snapshot read once in `new_ctx`, and what routing decided.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use conf::table::{ClusterId, Route};
+
+use crate::error::Outcome;
+use crate::snapshot::Snapshot;
+use crate::upstream::InFlight;
+
+/// Where the matched route lives in the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRef {
+    /// Route table index.
+    pub config: usize,
+    /// Virtual host index.
+    pub vhost: usize,
+    /// Route index.
+    pub route: usize,
+}
+
+/// Per-request state. One snapshot per request: routing, upstream choice and header rewriting all
+/// read `snap`.
+pub struct Ctx {
+    /// The configuration this request is served with.
+    pub snap: Arc<Snapshot>,
+    /// When the request started.
+    pub started: Instant,
+    /// The Gateway server port the request arrived on (before `--port-map`).
+    pub port: u16,
+    /// The local address the connection arrived on (selects among listeners bound to addresses).
+    pub local_ip: Option<std::net::IpAddr>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The matched route.
+    pub route: Option<RouteRef>,
+    /// The chosen cluster.
+    pub cluster: Option<ClusterId>,
+    /// The endpoint of the current attempt.
+    pub endpoint: Option<InFlight>,
+    /// Endpoints already tried (retries prefer others).
+    pub tried: Vec<SocketAddr>,
+    /// Connect retries left.
+    pub retries_left: u32,
+    /// Why the request ended without an upstream response, when it did.
+    pub outcome: Option<Outcome>,
+    /// The request id sent upstream.
+    pub request_id: Option<String>,
+}
+
+impl Ctx {
+    /// A context for a request served with `snap`.
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        Ctx {
+            snap,
+            started: Instant::now(),
+            port: 0,
+            local_ip: None,
+            scheme: "http",
+            route: None,
+            cluster: None,
+            endpoint: None,
+            tried: Vec::new(),
+            retries_left: 0,
+            outcome: None,
+            request_id: None,
+        }
+    }
+
+    /// The matched route.
+    pub fn route(&self) -> Option<&Route> {
+        let r = self.route?;
+        self.snap.table.route_configs.get(r.config)?.virtual_hosts.get(r.vhost)?.routes.get(r.route)
+    }
+}

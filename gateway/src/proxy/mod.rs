@@ -1,0 +1,162 @@
+//! The `ProxyHttp` implementation. Each hook only dispatches; the logic lives in the submodules.
+
+pub mod ctx;
+pub mod reply;
+pub mod request;
+pub mod route;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, Result};
+
+use crate::error::Outcome;
+use crate::state::SharedState;
+use ctx::Ctx;
+use reply::LocalReply;
+use route::Decision;
+
+/// Maps a listening socket to the Gateway server port it serves (`--port-map` TO → FROM).
+#[derive(Debug, Default, Clone)]
+pub struct Ports {
+    by_local: HashMap<SocketAddr, u16>,
+    by_port: HashMap<u16, u16>,
+}
+
+impl Ports {
+    /// Records that `local` (as bound) serves declared port `port`.
+    pub fn insert(&mut self, local: SocketAddr, port: u16) {
+        self.by_local.insert(local, port);
+        self.by_port.insert(local.port(), port);
+    }
+
+    /// The declared port for a connection that arrived on `local`.
+    pub fn declared(&self, local: SocketAddr) -> Option<u16> {
+        self.by_local.get(&local).or_else(|| self.by_port.get(&local.port())).copied()
+    }
+}
+
+/// The gateway's proxy logic, shared by every listener.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<SharedState>,
+    ports: Arc<Ports>,
+}
+
+impl Gateway {
+    /// Proxy logic reading `state`.
+    pub fn new(state: Arc<SharedState>, ports: Arc<Ports>) -> Self {
+        Gateway { state, ports }
+    }
+}
+
+fn local_addr(session: &Session) -> Option<SocketAddr> {
+    session.server_addr().and_then(|a| a.as_inet()).copied()
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.state.snapshot())
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let local = local_addr(session);
+        ctx.local_ip = local.map(|a| a.ip());
+        ctx.port = local.and_then(|a| self.ports.declared(a)).unwrap_or_default();
+        if self.state.is_draining() {
+            // Drain: finish this request, then close the connection (Envoy: Connection: close).
+            session.set_keepalive(None);
+        }
+        let checked = request::check(session.req_header()).map_or_else(|| request::normalize_path(session), Err);
+        ctx.outcome = checked.err();
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(bad) = ctx.outcome {
+            session.set_keepalive(None);
+            LocalReply::outcome(bad).write(session).await?;
+            return Ok(true);
+        }
+        match route::decide(session, ctx) {
+            Decision::Forward => Ok(false),
+            Decision::Reply(reply) => {
+                reply.write(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        upstream::peer(ctx).map_err(|o| {
+            ctx.outcome = Some(o);
+            o.error()
+        })
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        ctx.request_id = Some(request::forwarding_headers(req, client, ctx.scheme)?);
+        upstream::rewrite(req, ctx)
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        upstream::response_headers(resp, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Istio's default retry policy retries connect failures on other endpoints.
+        if ctx.retries_left > 0 {
+            ctx.retries_left -= 1;
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let outcome = ctx.outcome.or_else(|| Outcome::of_error(e));
+        ctx.outcome = outcome;
+        let code = match (outcome, e.etype()) {
+            (Some(o), _) => o.status(),
+            (None, pingora::ErrorType::HTTPStatus(code)) => *code,
+            (None, _) => 502,
+        };
+        let reply = match outcome {
+            Some(o) => LocalReply::outcome(o),
+            None => LocalReply { status: code, headers: Vec::new(), body: bytes::Bytes::new() },
+        };
+        if session.response_written().is_none() {
+            if let Err(err) = reply.write(session).await {
+                tracing::debug!(error = %err, "cannot write the error response");
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.endpoint = None;
+        if let Some(e) = e {
+            tracing::debug!(error = %e, path = %session.req_header().uri, "request failed");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Local replies: redirects, direct responses, 404 NR, 503s. Written with
+//! `write_response_header` + body (not `respond_error`, which closes the connection and adds
+//! `Server: Pingora`).
+
+use bytes::Bytes;
+use conf::table::{HeaderOps, Redirect};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::error::Outcome;
+
+/// The `server` header on every response (Istio writes `istio-envoy`; see the README).
+pub const SERVER: &str = "pylon";
+
+/// A response the gateway writes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body (may be empty).
+    pub body: Bytes,
+}
+
+impl LocalReply {
+    /// A reply for an outcome, with Envoy's body (`text/plain` when not empty).
+    pub fn outcome(o: Outcome) -> Self {
+        let body = Bytes::from_static(o.body().as_bytes());
+        let headers = if body.is_empty() { Vec::new() } else { vec![("content-type".into(), "text/plain".into())] };
+        LocalReply { status: o.status(), headers, body }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(status: u16, location: String) -> Self {
+        LocalReply { status, headers: vec![("location".into(), location)], body: Bytes::new() }
+    }
+
+    /// Applies a route's response header operations (Istio applies them to local replies too).
+    pub fn with_response_ops(mut self, ops: &HeaderOps) -> Self {
+        for name in &ops.response_remove {
+            self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        }
+        for (k, v) in &ops.response_set {
+            self.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+            self.headers.push((k.clone(), v.clone()));
+        }
+        self.headers.extend(ops.response_add.iter().cloned());
+        self
+    }
+
+    /// Writes the reply; the connection stays usable unless the request body was not read.
+    pub async fn write(self, session: &mut Session) -> Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
+        for (k, v) in self.headers {
+            resp.append_header(k, v)?;
+        }
+        resp.insert_header("server", SERVER)?;
+        resp.insert_header("content-length", self.body.len().to_string())?;
+        if request_has_body(session) {
+            session.set_keepalive(None);
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let end = self.body.is_empty() || head_only;
+        session.write_response_header(Box::new(resp), end).await?;
+        if !end {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+/// True when the request carries a body we did not read.
+fn request_has_body(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")
+}
+
+/// Builds the `Location` of an Istio `HTTPRedirect` (Envoy `RedirectAction` semantics).
+///
+/// `scheme` and `authority` are the request's; `path` is the normalized path with query;
+/// `matched_prefix` is the route's prefix match, for `prefixRewrite`.
+pub fn location(r: &Redirect, scheme: &str, authority: &str, path: &str, matched_prefix: Option<&str>) -> String {
+    let new_scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let host = match (&r.authority, r.port) {
+        (Some(a), Some(p)) => format!("{}:{p}", strip_port(a)),
+        (Some(a), None) => a.clone(),
+        (None, Some(p)) => format!("{}:{p}", strip_port(authority)),
+        (None, None) if new_scheme != scheme && has_default_port(authority, scheme) => {
+            strip_port(authority).to_string()
+        }
+        (None, None) => authority.to_string(),
+    };
+    let (req_path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+    let new_path = match (&r.uri, &r.prefix_rewrite, matched_prefix) {
+        (Some(uri), _, _) => uri.clone(),
+        (None, Some(rewrite), Some(prefix)) if req_path.starts_with(prefix) => {
+            format!("{rewrite}{}", &req_path[prefix.len()..])
+        }
+        _ => req_path.to_string(),
+    };
+    // Envoy keeps the request's query unless the new path carries one.
+    let query = if new_path.contains('?') { None } else { query };
+    let mut out = format!("{new_scheme}://{host}{new_path}");
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |end| &authority[..=end]);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+fn has_default_port(authority: &str, scheme: &str) -> bool {
+    let port = &authority[strip_port(authority).len()..];
+    matches!((scheme, port), ("http", ":80") | ("https", ":443"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect() -> Redirect {
+        Redirect { code: 301, scheme: None, authority: None, port: None, uri: None, prefix_rewrite: None }
+    }
+
+    #[test]
+    fn uri_replaces_the_path_and_keeps_the_query() {
+        let r = Redirect { uri: Some("/new/path".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b", "/foo?key=value", None), "http://b/new/path?key=value");
+        let r = Redirect { uri: Some("/new?x=1".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b", "/foo?key=value", None), "http://b/new?x=1");
+    }
+
+    #[test]
+    fn request_port_is_kept_unless_replaced() {
+        let r = Redirect { port: None, uri: Some("/foo".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b:80", "/x", None), "http://b:80/foo");
+        let r = Redirect { port: Some(85), uri: Some("/foo".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b", "/x", None), "http://b:85/foo");
+        assert_eq!(location(&r, "http", "b:85", "/x", None), "http://b:85/foo");
+    }
+
+    #[test]
+    fn scheme_change_drops_the_old_default_port() {
+        let r = Redirect { scheme: Some("https".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b:80", "/x", None), "https://b/x");
+        assert_eq!(location(&r, "http", "b:8080", "/x", None), "https://b:8080/x");
+    }
+
+    #[test]
+    fn authority_replaces_the_host_and_its_port() {
+        let r = Redirect { authority: Some("new.example.com".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "old:8080", "/x", None), "http://new.example.com/x");
+    }
+
+    #[test]
+    fn prefix_rewrite_replaces_the_matched_prefix() {
+        let r = Redirect { prefix_rewrite: Some("/new/".into()), ..redirect() };
+        assert_eq!(location(&r, "http", "b", "/foo/bar?q", Some("/foo/")), "http://b/new/bar?q");
+    }
+}

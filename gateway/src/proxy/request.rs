@@ -1,0 +1,121 @@
+//! Request checks before routing, and the request sent upstream (Istio's defaults for a gateway).
+
+use std::borrow::Cow;
+
+use conf::matcher::RequestHeaders;
+use conf::table::HeaderOps;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use crate::error::Outcome;
+
+/// Envoy's default request header limits at an Istio gateway: 60 KiB and 100 headers → 431.
+const MAX_HEADER_BYTES: usize = 60 * 1024;
+const MAX_HEADERS: usize = 100;
+
+/// Reads request headers for route matching (values of a repeated header are comma-joined).
+pub struct HeaderView<'a>(pub &'a http::HeaderMap);
+
+impl RequestHeaders for HeaderView<'_> {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.0.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let first = values.next()?;
+        let rest: Vec<Cow<'_, str>> = values.collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let mut joined = first.into_owned();
+        for v in rest {
+            joined.push(',');
+            joined.push_str(&v);
+        }
+        Some(Cow::Owned(joined))
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
+pub fn authority(req: &RequestHeader) -> String {
+    if let Some(a) = req.uri.authority() {
+        return a.as_str().to_string();
+    }
+    req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()).unwrap_or_default()
+}
+
+/// Framing and size checks Pingora does not do; `Some` is the reply to send.
+pub fn check(req: &RequestHeader) -> Option<Outcome> {
+    let h = &req.headers;
+    // Request smuggling: Content-Length with Transfer-Encoding is rejected outright.
+    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
+        return Some(Outcome::BadRequest);
+    }
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Some(Outcome::HeadersTooLarge);
+    }
+    None
+}
+
+/// Normalizes the request path in place (Istio `pathNormalization: BASE`): routing and the
+/// upstream both see the normalized path. `Err` for a path that is not origin-form.
+pub fn normalize_path(session: &mut Session) -> Result<(), Outcome> {
+    let req = session.req_header();
+    let Some(pq) = req.uri.path_and_query().map(|pq| pq.as_str().to_string()) else { return Err(Outcome::BadRequest) };
+    let normalized = conf::matcher::path::normalize(&pq).ok_or(Outcome::BadRequest)?;
+    if normalized != pq {
+        let uri = http::Uri::builder().path_and_query(normalized.as_ref()).build().map_err(|_| Outcome::BadRequest)?;
+        session.req_header_mut().set_uri(uri);
+    }
+    Ok(())
+}
+
+/// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
+/// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted), and
+/// `x-request-id` added when absent. Returns the request id.
+pub fn forwarding_headers(req: &mut RequestHeader, client: Option<String>, scheme: &str) -> pingora::Result<String> {
+    if let Some(ip) = client {
+        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            // Envoy appends with a bare comma.
+            Some(prev) if !prev.trim().is_empty() => format!("{prev},{ip}"),
+            _ => ip.clone(),
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header("x-envoy-external-address", ip)?;
+    }
+    req.insert_header("x-forwarded-proto", scheme)?;
+    let id = match req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+        Some(id) => id.to_string(),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            req.insert_header("x-request-id", id.as_str())?;
+            id
+        }
+    };
+    Ok(id)
+}
+
+/// Applies request header operations (remove, then set, then add), as Envoy does.
+pub fn apply_request_ops(req: &mut RequestHeader, ops: &HeaderOps) -> pingora::Result<()> {
+    for name in &ops.request_remove {
+        req.remove_header(name.as_str());
+    }
+    for (k, v) in &ops.request_set {
+        req.insert_header(k.clone(), v.as_str())?;
+    }
+    for (k, v) in &ops.request_add {
+        req.append_header(k.clone(), v.as_str())?;
+    }
+    Ok(())
+}
+
+/// Replaces the authority sent upstream (Host for HTTP/1, `:authority` for HTTP/2).
+pub fn rewrite_authority(req: &mut RequestHeader, authority: &str) -> pingora::Result<()> {
+    req.insert_header(http::header::HOST, authority)?;
+    if req.uri.authority().is_some() {
+        let mut parts = req.uri.clone().into_parts();
+        parts.authority = authority.parse().ok();
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            req.set_uri(uri);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Routing one request: listener → virtual host → first matching route → action
+//! (`istio-semantics.md` §2.3–§2.6).
+
+use conf::matcher::{Request, StringMatcher};
+use std::net::IpAddr;
+
+use conf::table::{Listener, ListenerKind, RouteAction, RouteConfig, RouteTable};
+use pingora::proxy::Session;
+
+use super::ctx::{Ctx, RouteRef};
+use super::reply::{self, LocalReply};
+use super::request::{authority, HeaderView};
+use crate::error::Outcome;
+use crate::upstream::pick_weighted;
+
+/// What to do with a request.
+pub enum Decision {
+    /// Forward to `ctx.cluster`.
+    Forward,
+    /// Answer locally.
+    Reply(LocalReply),
+}
+
+/// The HTTP route table of the listener for server port `port` bound to `local` (or to every
+/// address).
+fn route_config(table: &RouteTable, port: u16, local: Option<IpAddr>) -> Option<(usize, &RouteConfig)> {
+    let http = |l: &&Listener| matches!(l.kind, ListenerKind::Http { .. }) && l.port == port;
+    let listener = table
+        .listeners
+        .iter()
+        .filter(http)
+        .find(|l| l.bind.is_some() && l.bind == local)
+        .or_else(|| table.listeners.iter().filter(http).find(|l| l.bind.is_none()))?;
+    let ListenerKind::Http { route_config: id, .. } = listener.kind else { return None };
+    Some((id, table.route_configs.get(id)?))
+}
+
+/// Routes the request: sets `ctx.route` and `ctx.cluster`, or returns the reply to send.
+pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
+    let snap = ctx.snap.clone();
+    let req = session.req_header();
+    let host = authority(req);
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Some((config, rc)) = route_config(&snap.table, ctx.port, ctx.local_ip) else { return no_route(ctx) };
+    let Some(vhost_index) = rc.virtual_host_index(&host) else { return no_route(ctx) };
+    let Some(vhost) = rc.virtual_hosts.get(vhost_index) else { return no_route(ctx) };
+    // Istio httpsRedirect: every plaintext request to the host is redirected, before any route.
+    if vhost.require_tls && ctx.scheme != "https" {
+        return Decision::Reply(LocalReply::redirect(301, format!("https://{host}{path}")));
+    }
+    let headers = HeaderView(&req.headers);
+    let view = Request { method: req.method.as_str(), scheme: ctx.scheme, authority: &host, path, headers: &headers };
+    // Istio: the first matching route wins; no fallback to another virtual host.
+    let Some(index) = vhost.routes.iter().position(|r| r.matcher.matches(&view)) else { return no_route(ctx) };
+    ctx.route = Some(RouteRef { config, vhost: vhost_index, route: index });
+    let route = &vhost.routes[index];
+    match &route.action {
+        RouteAction::Redirect(r) => {
+            let prefix = match &route.matcher.path.matcher {
+                StringMatcher::Prefix(p) => Some(p.as_str()),
+                _ => None,
+            };
+            let location = reply::location(r, ctx.scheme, &host, path, prefix);
+            Decision::Reply(LocalReply::redirect(r.code, location).with_response_ops(&route.headers))
+        }
+        RouteAction::DirectResponse { status, body } => {
+            let body = body.clone().map(bytes::Bytes::from).unwrap_or_default();
+            let headers = if body.is_empty() { Vec::new() } else { vec![("content-type".into(), "text/plain".into())] };
+            Decision::Reply(LocalReply { status: *status, headers, body }.with_response_ops(&route.headers))
+        }
+        RouteAction::Forward { destinations } => match pick_weighted(destinations, |d| d.weight) {
+            Some(d) => {
+                ctx.cluster = Some(d.cluster);
+                Decision::Forward
+            }
+            None => {
+                ctx.outcome = Some(Outcome::NoCluster);
+                Decision::Reply(LocalReply::outcome(Outcome::NoCluster))
+            }
+        },
+    }
+}
+
+fn no_route(ctx: &mut Ctx) -> Decision {
+    ctx.outcome = Some(Outcome::NoRoute);
+    Decision::Reply(LocalReply::outcome(Outcome::NoRoute))
+}

@@ -1,0 +1,123 @@
+//! The upstream side of a request: endpoint choice, the `HttpPeer`, and request/response rewriting.
+
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::Result;
+
+use super::ctx::Ctx;
+use super::reply::SERVER;
+use super::request::{apply_request_ops, rewrite_authority};
+use crate::error::Outcome;
+
+/// Istio's default retry policy: 2 retries on connect failure (and refused streams).
+const DEFAULT_CONNECT_RETRIES: u32 = 2;
+
+/// Retry conditions that cover a connect failure in Envoy.
+const CONNECT_RETRY_ON: &[&str] = &["connect-failure", "5xx", "gateway-error", "reset"];
+
+/// The peer for the next attempt; `Err` is the outcome to answer with.
+pub fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>, Outcome> {
+    let id = ctx.cluster.ok_or(Outcome::NoCluster)?;
+    let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
+    if upstream.not_found.is_some() {
+        return Err(Outcome::NoCluster);
+    }
+    if ctx.tried.is_empty() {
+        ctx.retries_left = connect_retries(ctx);
+    }
+    let chosen = upstream.pick(&ctx.tried).ok_or(Outcome::NoHealthyUpstream)?;
+    let addr = chosen.endpoint().addr;
+    ctx.tried.push(addr);
+    ctx.endpoint = Some(chosen);
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(upstream.connect_timeout);
+    if upstream.http2 {
+        // HTTP2 and GRPC service ports: h2c with prior knowledge, multiplexed.
+        peer.options.alpn = ALPN::H2;
+        peer.options.max_h2_streams = 100;
+    }
+    Ok(Box::new(peer))
+}
+
+fn connect_retries(ctx: &Ctx) -> u32 {
+    match ctx.route().and_then(|r| r.retries.as_ref()) {
+        None => DEFAULT_CONNECT_RETRIES,
+        Some(p) if p.retry_on.iter().any(|c| CONNECT_RETRY_ON.contains(&c.as_str())) => p.attempts,
+        Some(_) => 0,
+    }
+}
+
+/// The route's rewrites and header operations on the request sent upstream. Istio precedence for
+/// the authority: `rewrite.authority` > route-level header > destination-level header.
+pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+    let Some(route) = ctx.route() else { return Ok(()) };
+    let dest = ctx.cluster.and_then(|c| match &route.action {
+        conf::table::RouteAction::Forward { destinations } => destinations.iter().find(|d| d.cluster == c),
+        _ => None,
+    });
+    if let Some(rw) = &route.rewrite {
+        rewrite_path(req, rw, &route.matcher)?;
+    }
+    apply_request_ops(req, &route.headers)?;
+    if let Some(d) = dest {
+        apply_request_ops(req, &d.headers)?;
+    }
+    let authority = route.headers.authority.as_deref().or(dest.and_then(|d| d.headers.authority.as_deref()));
+    if let Some(a) = authority {
+        rewrite_authority(req, a)?;
+    }
+    Ok(())
+}
+
+/// Istio `rewrite.uri`: replaces the matched prefix for prefix matches, else the whole path (the
+/// query is kept); `uriRegexRewrite` replaces every match in the path.
+fn rewrite_path(req: &mut RequestHeader, rw: &conf::table::Rewrite, m: &conf::matcher::RouteMatch) -> Result<()> {
+    let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+    let new_path = match (&rw.uri, &rw.uri_regex, &m.path.matcher) {
+        (Some(uri), _, conf::matcher::StringMatcher::Prefix(prefix)) => {
+            let rest =
+                if m.path.ignore_case || path.starts_with(prefix.as_str()) { path.get(prefix.len()..) } else { None };
+            format!("{uri}{}", rest.unwrap_or(""))
+        }
+        (Some(uri), _, _) => uri.clone(),
+        (None, Some((re, with)), _) => re.regex().replace_all(path, with.as_str()).into_owned(),
+        (None, None, _) => return Ok(()),
+    };
+    let new_pq = match query {
+        Some(q) if !new_path.contains('?') => format!("{new_path}?{q}"),
+        _ => new_path,
+    };
+    if let Ok(uri) = http::Uri::builder().path_and_query(new_pq).build() {
+        req.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// Response header operations (destination-level, then route-level), and the `server` header.
+pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    if let Some(route) = ctx.route() {
+        if let conf::table::RouteAction::Forward { destinations } = &route.action {
+            if let Some(d) = ctx.cluster.and_then(|c| destinations.iter().find(|d| d.cluster == c)) {
+                apply_response_ops(resp, &d.headers)?;
+            }
+        }
+        apply_response_ops(resp, &route.headers)?;
+    }
+    resp.insert_header("server", SERVER)?;
+    Ok(())
+}
+
+fn apply_response_ops(resp: &mut ResponseHeader, ops: &conf::table::HeaderOps) -> Result<()> {
+    for name in &ops.response_remove {
+        resp.remove_header(name.as_str());
+    }
+    for (k, v) in &ops.response_set {
+        resp.insert_header(k.clone(), v.as_str())?;
+    }
+    for (k, v) in &ops.response_add {
+        resp.append_header(k.clone(), v.as_str())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! A snapshot: one compiled configuration with everything the data plane needs to serve it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conf::RouteTable;
+use tokio::task::JoinHandle;
+
+use crate::dns::{self, Dns, Refresher};
+use crate::upstream::Upstream;
+
+/// How long the first DNS lookups may delay readiness.
+const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One configuration generation: the routing table and its clusters' run-time state.
+pub struct Snapshot {
+    /// Increases with every applied configuration.
+    pub generation: u64,
+    /// The compiled table.
+    pub table: RouteTable,
+    /// Run-time clusters, indexed like `table.clusters`.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Background DNS refreshers, stopped when the snapshot is dropped.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Snapshot {
+    /// The run-time form of `table`; DNS clusters are resolved by [`Snapshot::start_discovery`].
+    pub fn new(table: RouteTable, generation: u64) -> Self {
+        let upstreams = table.clusters.iter().map(|c| Arc::new(Upstream::new(c))).collect();
+        Snapshot { generation, table, upstreams, tasks: Vec::new() }
+    }
+
+    /// Resolves every DNS cluster once (bounded in time), then keeps them fresh in the background
+    /// on `runtime`.
+    pub async fn start_discovery(&mut self, dns: &Arc<Dns>, runtime: &tokio::runtime::Handle) {
+        let mut first = Vec::new();
+        for (cluster, upstream) in self.table.clusters.iter().zip(&self.upstreams) {
+            let names = dns::names(cluster);
+            if names.iter().all(|(n, _, _)| n.parse::<std::net::IpAddr>().is_ok()) {
+                continue;
+            }
+            first.push(Refresher::new(dns.clone(), upstream.clone(), names));
+        }
+        let resolved = futures_join_all(first).await;
+        for (refresher, wait) in resolved {
+            self.tasks.push(runtime.spawn(refresher.run(wait)));
+        }
+    }
+}
+
+/// Runs the first refresh of every refresher concurrently, within the startup bound.
+async fn futures_join_all(refreshers: Vec<Refresher>) -> Vec<(Refresher, Duration)> {
+    let mut set = tokio::task::JoinSet::new();
+    for mut r in refreshers {
+        set.spawn(async move {
+            let wait = match tokio::time::timeout(FIRST_RESOLUTION_TIMEOUT, r.refresh()).await {
+                Ok(wait) => wait,
+                Err(_) => Duration::ZERO,
+            };
+            (r, wait)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = set.join_next().await {
+        if let Ok(pair) = done {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The gateway started in-process for a test: configuration written to a temporary folder, every
+//! declared port mapped to an ephemeral one, readiness polled with a deadline.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gateway::server::{Options, Running};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A temporary folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder under the system temp dir.
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "pylon-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running gateway and its configuration folder.
+pub struct TestGateway {
+    /// The gateway.
+    pub running: Running,
+    /// Where its configuration lives.
+    pub dir: TempDir,
+}
+
+/// How to start a test gateway.
+#[derive(Default)]
+pub struct Setup {
+    /// Workload labels (default `istio=ingressgateway`).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The DNS server for DNS ServiceEntries.
+    pub dns_server: Option<SocketAddr>,
+}
+
+impl TestGateway {
+    /// Starts a gateway serving `yaml` (the default workload labels).
+    pub fn start(yaml: &str) -> TestGateway {
+        Self::start_with(yaml, Setup::default())
+    }
+
+    /// Starts a gateway serving `yaml` with `setup`.
+    pub fn start_with(yaml: &str, setup: Setup) -> TestGateway {
+        let dir = TempDir::new();
+        std::fs::write(dir.0.join("config.yaml"), yaml).unwrap();
+        let mut selection = conf::Selection::default();
+        if let Some(labels) = setup.labels {
+            selection.labels = labels;
+        }
+        let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
+        assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
+        let port_map = built.table.listeners.iter().map(|l| (l.port, 0)).collect();
+        let opts = Options {
+            config: vec![dir.0.clone()],
+            selection,
+            port_map,
+            status_addr: "127.0.0.1:0".parse().unwrap(),
+            threads: 2,
+            dns_server: setup.dns_server,
+        };
+        let running = gateway::server::start(&opts).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+        let gw = TestGateway { running, dir };
+        gw.wait_ready();
+        gw
+    }
+
+    /// Polls `/healthz/ready` until it answers 200 (deadline 10 s).
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ready_status() == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("gateway not ready within 10 s");
+    }
+
+    /// The status code of `GET /healthz/ready`.
+    pub fn ready_status(&self) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(self.running.status_addr).ok()?;
+        tcp.write_all(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).ok()?;
+        out.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The address serving Gateway port `port`.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        let a = self.running.addr(port).unwrap_or_else(|| panic!("no listener for port {port}"));
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    }
+
+    /// `http://127.0.0.1:<port>` for Gateway port `port`.
+    pub fn url(&self, port: u16) -> String {
+        format!("http://{}", self.addr(port))
+    }
+}

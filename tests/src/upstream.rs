@@ -1,0 +1,119 @@
+//! An in-process echo upstream: answers every request with a JSON report of what it received
+//! (method, path, version, headers) and its own name, over HTTP/1 and h2c.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// `HTTP/1.1`, `HTTP/2.0`...
+    pub version: String,
+    /// Headers, lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running echo upstream.
+pub struct Upstream {
+    /// Its name, echoed in every response.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts an upstream on an ephemeral loopback port.
+    pub async fn start(name: &str) -> Upstream {
+        Self::start_on(name, "127.0.0.1:0").await.unwrap()
+    }
+
+    /// Starts an upstream on `addr`.
+    pub async fn start_on(name: &str, addr: &str) -> std::io::Result<Upstream> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (n, s) = (name.to_string(), seen.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (n, s) = (n.clone(), s.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Upstream { name: name.to_string(), addr, seen, task })
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The last request seen.
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("the upstream saw a request")
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    name: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let s = Seen {
+        method: req.method().to_string(),
+        path: req.uri().path_and_query().map_or("/".to_string(), |p| p.to_string()),
+        version: format!("{:?}", req.version()),
+        headers: headers.clone(),
+    };
+    let body = json!({"upstream": name, "method": s.method, "path": s.path, "version": s.version, "headers": headers});
+    seen.lock().unwrap().push(s);
+    let resp = Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", name.as_str())
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    Ok(resp)
+}
