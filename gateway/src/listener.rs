@@ -109,19 +109,24 @@ pub async fn serve(bound: Bound, apps: Arc<Apps>, shutdown: ShutdownWatch, mut s
 
 async fn connection(tcp: TcpStream, apps: Arc<Apps>, shutdown: ShutdownWatch) {
     let _ = tcp.set_nodelay(true);
-    let h2c = match tokio::time::timeout(FIRST_BYTES_TIMEOUT, starts_with_preface(&tcp)).await {
-        Ok(Some(h2c)) => h2c,
-        Ok(None) => return,
-        Err(_) => {
-            tracing::debug!(peer = ?tcp.peer_addr().ok(), "no request within the first-bytes timeout; closing");
-            return;
-        }
-    };
+    let Some(h2c) = classify(&tcp).await else { return };
     let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
     let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered(BufStream::new(tcp)))).into();
     stream.set_socket_digest(digest);
     let app = if h2c { &apps.h2c } else { &apps.h1 };
     app.process_new(Box::new(stream), &shutdown).await;
+}
+
+/// HTTP/1 (`Some(false)`) or h2c (`Some(true)`), from the first bytes; `None` when the connection
+/// closes or stays silent for [`FIRST_BYTES_TIMEOUT`].
+async fn classify(tcp: &TcpStream) -> Option<bool> {
+    match tokio::time::timeout(FIRST_BYTES_TIMEOUT, starts_with_preface(tcp)).await {
+        Ok(found) => found,
+        Err(_) => {
+            tracing::debug!(peer = ?tcp.peer_addr().ok(), "no request within the first-bytes timeout; closing");
+            None
+        }
+    }
 }
 
 /// `Some(true)` when the connection starts with the HTTP/2 preface, `Some(false)` as soon as its
@@ -171,5 +176,50 @@ impl AsyncWrite for Buffered {
 impl VirtualSocket for Buffered {
     fn set_socket_option(&self, _opt: VirtualSockOpt) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_request_shorter_than_the_preface_is_http1_at_once() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        assert_eq!(classify(&server).await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn the_h2_preface_selects_h2c_even_when_split() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
+        let detect = tokio::spawn(async move { classify(&server).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(&H2_PREFACE[10..]).await.unwrap();
+        assert_eq!(detect.await.unwrap(), Some(true));
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_dropped() {
+        let (client, server) = pair().await;
+        drop(client);
+        assert_eq!(classify(&server).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out() {
+        let (_client, server) = pair().await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(classify(&server).await, None);
+        assert!(started.elapsed() >= FIRST_BYTES_TIMEOUT);
     }
 }

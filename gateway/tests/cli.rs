@@ -116,7 +116,8 @@ fn routes_json_is_the_table() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["listeners"][0]["port"], 8080);
-    assert_eq!(v["route_configs"][0]["name"], "http.8080");
+    // Istio names a route table after its port, and its bind address when it has one.
+    assert_eq!(v["route_configs"][0]["name"], "http.8080.127.0.0.1");
     assert_eq!(v["clusters"].as_array().unwrap().len(), 2);
 }
 

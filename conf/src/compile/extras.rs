@@ -92,7 +92,7 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         uri_regex: rw
             .uri_regex_rewrite
             .as_ref()
-            .and_then(|rr| Some((ctx.regexes.get(&rr.pattern, false).ok()?, rr.rewrite.clone()))),
+            .and_then(|rr| Some((ctx.regexes.get(&rr.pattern, false).ok()?, substitution(&rr.rewrite)))),
         authority: rw.authority.clone().filter(|a| !a.is_empty()),
     });
     // Istio: rewrite.authority wins over a route-level :authority header operation.
@@ -112,6 +112,28 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         mirrors: mirrors(r, port, ctx),
         cors: rule.cors_policy.as_ref().map(|c| cors(c, ctx)),
     }
+}
+
+/// RE2's substitution syntax (`\1`, used by Istio's `uriRegexRewrite`) in the `regex` crate's
+/// (`${1}`); a literal `$` is escaped.
+fn substitution(re2: &str) -> String {
+    let mut out = String::with_capacity(re2.len() + 8);
+    let mut chars = re2.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(d)) if d.is_ascii_digit() => {
+                out.push_str(&format!("${{{d}}}"));
+                chars.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            ('$', _) => out.push_str("$$"),
+            (c, _) => out.push(c),
+        }
+    }
+    out
 }
 
 /// Istio's retry translation: numeric `retryOn` entries become retriable status codes.
@@ -192,5 +214,16 @@ fn cors(c: &raw::CorsPolicy, ctx: &mut Ctx<'_, '_>) -> Cors {
         max_age: duration(c.max_age.as_ref()),
         allow_credentials: c.allow_credentials,
         forward_unmatched_preflights: c.unmatched_preflights != Some(raw::UnmatchedPreflights::Ignore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn re2_substitutions_become_regex_crate_ones() {
+        assert_eq!(substitution(r"/customprefix/\2/\1"), "/customprefix/${2}/${1}");
+        assert_eq!(substitution(r"/a$b\\c"), "/a$$b\\c");
     }
 }

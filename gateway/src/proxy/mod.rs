@@ -76,7 +76,7 @@ impl ProxyHttp for Gateway {
             // Drain: finish this request, then close the connection (Envoy: Connection: close).
             session.set_keepalive(None);
         }
-        let checked = request::check(session.req_header()).map_or_else(|| request::normalize_path(session), Err);
+        let checked = request::check(session).map_or_else(|| request::normalize_path(session), Err);
         ctx.outcome = checked.err();
         Ok(())
     }
@@ -145,12 +145,18 @@ impl ProxyHttp for Gateway {
             Some(o) => LocalReply::outcome(o),
             None => LocalReply { status: code, headers: Vec::new(), body: bytes::Bytes::new() },
         };
+        // The connection stays open (as Envoy's does) when no request body is in flight; otherwise
+        // the reply says `Connection: close`, so the client never reuses a connection we drop.
+        let reusable = !reply::request_has_body(session);
+        if !reusable {
+            session.set_keepalive(None);
+        }
         if session.response_written().is_none() {
             if let Err(err) = reply.write(session).await {
                 tracing::debug!(error = %err, "cannot write the error response");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy { error_code: code, can_reuse_downstream: reusable && session.response_written().is_some() }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

@@ -71,8 +71,8 @@ impl LocalReply {
     }
 }
 
-/// True when the request carries a body we did not read.
-fn request_has_body(session: &Session) -> bool {
+/// True when the request carries a body (which may not have been read).
+pub fn request_has_body(session: &Session) -> bool {
     let h = &session.req_header().headers;
     h.contains_key(http::header::TRANSFER_ENCODING)
         || h.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")

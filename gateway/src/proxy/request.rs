@@ -42,10 +42,11 @@ pub fn authority(req: &RequestHeader) -> String {
 }
 
 /// Framing and size checks Pingora does not do; `Some` is the reply to send.
-pub fn check(req: &RequestHeader) -> Option<Outcome> {
-    let h = &req.headers;
-    // Request smuggling: Content-Length with Transfer-Encoding is rejected outright.
-    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
+pub fn check(session: &Session) -> Option<Outcome> {
+    let h = &session.req_header().headers;
+    // Request smuggling: Content-Length with Transfer-Encoding is rejected outright, as Envoy does.
+    // Pingora drops the Content-Length before we see the header map, so look at the raw bytes.
+    if h.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session) {
         return Some(Outcome::BadRequest);
     }
     let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
@@ -53,6 +54,14 @@ pub fn check(req: &RequestHeader) -> Option<Outcome> {
         return Some(Outcome::HeadersTooLarge);
     }
     None
+}
+
+fn raw_has_content_length(session: &Session) -> bool {
+    if session.as_downstream().is_http2() {
+        return false;
+    }
+    let raw = session.as_downstream().to_h1_raw();
+    raw.split(|b| *b == b'\n').any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
 /// Normalizes the request path in place (Istio `pathNormalization: BASE`): routing and the

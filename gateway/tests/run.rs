@@ -1,0 +1,187 @@
+//! `pylon run` as a process: startup errors, readiness, and the SIGTERM drain (CONTRACT.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn write_config(name: &str, yaml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pylon-run-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+    dir
+}
+
+const DIRECT: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    bind: 127.0.0.1
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - directResponse: {status: 200, body: {string: ok}}
+"#;
+
+/// A running `pylon run` and what its log said.
+struct Pylon {
+    child: Child,
+    data: SocketAddr,
+    status: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Pylon {
+    fn start(config: &Path, extra: &[&str]) -> Pylon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+            .args(["run", "--config", config.to_str().unwrap(), "--port-map", "80=0", "--status-addr", "127.0.0.1:0"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut data, mut status) = (None, None);
+        while status.is_none() {
+            let line = lines.recv_timeout(Duration::from_secs(20)).expect("pylon logs that it is ready");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                data = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+            }
+            if let Some(rest) = line.split("status=").nth(1) {
+                status = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+            }
+        }
+        Pylon { child, data: data.unwrap(), status: status.unwrap(), lines }
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Pylon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tcp.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn a_taken_port_is_a_startup_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = write_config("taken", DIRECT);
+    let out = Command::new(env!("CARGO_BIN_EXE_pylon"))
+        .args([
+            "run",
+            "--config",
+            dir.to_str().unwrap(),
+            "--port-map",
+            &format!("80={port}"),
+            "--status-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port} (Gateway port 80)")), "{stderr}");
+}
+
+#[test]
+fn ready_once_listening_and_draining_on_sigterm() {
+    let dir = write_config("drain", DIRECT);
+    let mut pylon = Pylon::start(&dir, &["--drain-seconds", "1"]);
+    assert!(http_get(pylon.status, "/healthz/ready").starts_with("HTTP/1.1 200"));
+    assert!(http_get(pylon.data, "/").starts_with("HTTP/1.1 200"));
+    pylon.signal("TERM");
+    // Readiness turns 503 at once; the listener keeps serving during the drain, closing connections.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !http_get(pylon.status, "/healthz/ready").starts_with("HTTP/1.1 503") {
+        assert!(Instant::now() < deadline, "readiness did not turn 503");
+    }
+    let during = http_get(pylon.data, "/");
+    assert!(during.starts_with("HTTP/1.1 200"), "{during}");
+    assert!(during.to_ascii_lowercase().contains("connection: close"), "{during}");
+    assert_eq!(pylon.wait(Duration::from_secs(15)), Some(0));
+    let log: Vec<String> = pylon.lines.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("draining")), "{log:?}");
+}
+
+#[test]
+fn sigint_also_drains_and_exits_0() {
+    let dir = write_config("int", DIRECT);
+    let mut pylon = Pylon::start(&dir, &["--drain-seconds", "0"]);
+    pylon.signal("INT");
+    assert_eq!(pylon.wait(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn the_demo_configuration_starts() {
+    let demo = root().join("conf/examples/demo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+        .args(["run", "--config", demo.to_str().unwrap(), "--port-map", "8080=0", "--status-addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains(" ready ") && Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains(" ready "), "last line: {line}");
+}

@@ -1,0 +1,42 @@
+//! Small builders for the Istio YAML the end-to-end tests serve.
+
+use crate::Upstream;
+
+/// A Gateway `gw` (namespace default) with one HTTP server on `port` for `hosts`.
+pub fn gateway(port: u16, hosts: &[&str]) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http-{port}, protocol: HTTP}}\n    hosts: [{}]\n---\n",
+        quoted(hosts)
+    )
+}
+
+/// A STATIC ServiceEntry `name` for `host` on port 80 whose endpoints are `upstreams`, each labelled
+/// `version: <upstream name>`.
+pub fn service(name: &str, host: &str, upstreams: &[&Upstream]) -> String {
+    let endpoints: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: {}}}}}", u.port(), u.name))
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n{}\n---\n",
+        endpoints.join("\n")
+    )
+}
+
+/// A VirtualService `name` bound to `gw` for `hosts`, with `http` as its (YAML) rules.
+pub fn virtual_service(name: &str, hosts: &[&str], http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{}]\n  gateways: [gw]\n  http:\n{}\n---\n",
+        quoted(hosts),
+        indent(http, 2)
+    )
+}
+
+fn quoted(hosts: &[&str]) -> String {
+    hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
+}
+
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.trim_matches('\n').lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+}
