@@ -166,7 +166,7 @@ fn route(out: &mut String, n: usize, r: &Route) {
     let name = if r.name.is_empty() { String::new() } else { format!(" {:?}", r.name) };
     let _ = writeln!(out, "    {n}. {}{name}: {}", r.origin, describe_match(&r.matcher));
     let action = match &r.action {
-        RouteAction::Forward { destinations: d } => destinations(d),
+        RouteAction::Forward { destinations: d, .. } => destinations(d),
         RouteAction::Redirect(rd) => {
             let mut parts = vec![format!("redirect {}", rd.code)];
             parts.extend(rd.scheme.as_ref().map(|s| format!("scheme {s}")));

@@ -301,6 +301,9 @@ pub enum RouteAction {
     Forward {
         /// Weighted clusters (weight-0 entries dropped when there are several).
         destinations: Vec<WeightedCluster>,
+        /// The rule lists several destinations (Envoy weighted clusters): header operations of the
+        /// rule then win over the destination's.
+        weighted: bool,
     },
     /// Answer with a redirect.
     Redirect(Redirect),

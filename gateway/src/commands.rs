@@ -74,6 +74,13 @@ pub fn routes(args: &RoutesArgs) -> u8 {
 /// bind (exit 1 naming the port); serves until SIGTERM or SIGINT, then drains and exits 0.
 pub fn run(args: &RunArgs) -> u8 {
     crate::logging::init(args.log_format);
+    let signals = match crate::signals::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pylon: cannot install signal handlers: {e}");
+            return EXIT_INVALID;
+        }
+    };
     warn_unbuilt(args);
     let opts = crate::server::Options {
         config: args.selection.config.clone(),
@@ -106,7 +113,7 @@ pub fn run(args: &RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
-    let signal = crate::signals::wait();
+    let signal = signals.wait();
     tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
     running.drain(Duration::from_secs(args.drain_seconds), DRAIN_GRACE);
     tracing::info!("stopped");

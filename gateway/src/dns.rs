@@ -98,6 +98,8 @@ impl Refresher {
                 Ok((ips, valid_until)) => {
                     self.last_good.insert(name.clone(), ips);
                     next = next.min(valid_until.saturating_duration_since(Instant::now()));
+                    // Store as we go: a bounded first refresh keeps what it resolved in time.
+                    self.store();
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %self.upstream.name, host = %name, error = %e, "DNS lookup failed; keeping the last addresses");

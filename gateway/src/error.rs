@@ -20,6 +20,8 @@ pub enum Outcome {
     BadRequest,
     /// The request headers exceed the limits.
     HeadersTooLarge,
+    /// The cluster needs TLS origination, which this version does not do.
+    TlsOriginationUnsupported,
 }
 
 impl Outcome {
@@ -27,7 +29,11 @@ impl Outcome {
     pub fn status(self) -> u16 {
         match self {
             Outcome::NoRoute => 404,
-            Outcome::NoCluster | Outcome::NoHealthyUpstream | Outcome::ConnectFailure | Outcome::UpstreamReset => 503,
+            Outcome::NoCluster
+            | Outcome::NoHealthyUpstream
+            | Outcome::ConnectFailure
+            | Outcome::UpstreamReset
+            | Outcome::TlsOriginationUnsupported => 503,
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
         }
@@ -44,6 +50,9 @@ impl Outcome {
             Outcome::UpstreamReset => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
             }
+            Outcome::TlsOriginationUnsupported => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS origination is not supported by this version"
+            }
         }
     }
 
@@ -53,7 +62,7 @@ impl Outcome {
             Outcome::NoRoute => "NR",
             Outcome::NoCluster => "NC",
             Outcome::NoHealthyUpstream => "UH",
-            Outcome::ConnectFailure => "UF",
+            Outcome::ConnectFailure | Outcome::TlsOriginationUnsupported => "UF",
             Outcome::UpstreamReset => "UC",
             Outcome::BadRequest | Outcome::HeadersTooLarge => "DPE",
         }

@@ -1,23 +1,49 @@
-//! Route features the compiled table carries but this version's data plane does not apply yet.
-//! They are reported at start-up so that nothing is silently ignored.
+//! Configuration the compiled table carries but this version's data plane does not apply yet. It is
+//! reported at start-up so that nothing is silently ignored.
 
-use conf::table::RouteTable;
+use conf::table::{Cluster, Route, RouteTable};
 
 /// One warning per feature in use that the data plane does not serve yet.
 pub fn not_served(table: &RouteTable) -> Vec<String> {
-    let routes: Vec<&conf::table::Route> =
+    let routes: Vec<&Route> =
         table.route_configs.iter().flat_map(|rc| rc.virtual_hosts.iter().flat_map(|v| v.routes.iter())).collect();
-    let count = |f: &dyn Fn(&conf::table::Route) -> bool| routes.iter().filter(|r| f(r)).count();
-    let features: [(&str, usize); 5] = [
+    let count = |f: &dyn Fn(&Route) -> bool| routes.iter().filter(|r| f(r)).count();
+    let route_features: [(&str, usize); 5] = [
         ("timeout", count(&|r| r.timeout.is_some())),
-        ("retries other than on connect failure", count(&|r| r.retries.is_some())),
+        (
+            "retries other than on connect failure",
+            count(&|r| r.retries.as_ref().is_some_and(|p| p.retry_on.iter().any(|c| c != "connect-failure"))),
+        ),
         ("fault", count(&|r| r.fault.is_some())),
         ("mirror", count(&|r| !r.mirrors.is_empty())),
         ("corsPolicy", count(&|r| r.cors.is_some())),
     ];
-    features
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(what, n)| format!("{n} route(s) use {what}, which this version does not apply yet; it has no effect"))
+    let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
+    let cluster_features: [(&str, usize); 3] = [
+        (
+            "connectionPool limits other than tcp.connectTimeout",
+            clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(limits_beyond_connect_timeout)),
+        ),
+        ("outlierDetection", clusters(&|c| c.policy.outlier_detection.is_some())),
+        (
+            "consistentHash load balancing",
+            clusters(&|c| c.policy.load_balancer.as_ref().is_some_and(|lb| lb.consistent_hash.is_some())),
+        ),
+    ];
+    let routes = route_features.iter().filter(|(_, n)| *n > 0).map(|(what, n)| (n, "route(s)", what));
+    let clusters = cluster_features.iter().filter(|(_, n)| *n > 0).map(|(what, n)| (n, "cluster(s)", what));
+    routes
+        .chain(clusters)
+        .map(|(n, of, what)| format!("{n} {of} use {what}, which this version does not apply yet; it has no effect"))
         .collect()
+}
+
+fn limits_beyond_connect_timeout(p: &conf::raw::ConnectionPoolSettings) -> bool {
+    let tcp_other = p.tcp.as_ref().is_some_and(|t| {
+        t.max_connections.is_some()
+            || t.tcp_keepalive.is_some()
+            || t.max_connection_duration.is_some()
+            || t.idle_timeout.is_some()
+    });
+    tcp_other || p.http.is_some()
 }

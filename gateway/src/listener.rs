@@ -133,6 +133,7 @@ async fn classify(tcp: &TcpStream) -> Option<bool> {
 /// bytes differ from it, `None` when it closes first.
 async fn starts_with_preface(tcp: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; 24];
+    let mut wait = Duration::from_millis(1);
     loop {
         let n = tcp.peek(&mut buf).await.ok()?;
         if n == 0 {
@@ -144,8 +145,9 @@ async fn starts_with_preface(tcp: &TcpStream) -> Option<bool> {
         if n == H2_PREFACE.len() {
             return Some(true);
         }
-        // A partial preface: wait for the rest (peek does not consume, so poll gently).
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        // A partial preface: wait for the rest (peek does not consume, so poll, backing off).
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -185,6 +185,7 @@ fn bind_all(
 
 /// Pingora's server settings for the proxy apps.
 fn server_conf() -> pingora::server::configuration::ServerConf {
-    // Retries are decided in `fail_to_connect` (Istio's policy); this is only a fail-safe.
-    pingora::server::configuration::ServerConf { max_retries: 5, ..Default::default() }
+    // Retries are decided in `fail_to_connect` (Istio's policy); this is only a fail-safe above any
+    // realistic `attempts`.
+    pingora::server::configuration::ServerConf { max_retries: 64, ..Default::default() }
 }

@@ -63,8 +63,9 @@ async fn futures_join_all(refreshers: Vec<Refresher>) -> Vec<(Refresher, Duratio
     }
     let mut out = Vec::new();
     while let Some(done) = set.join_next().await {
-        if let Ok(pair) = done {
-            out.push(pair);
+        match done {
+            Ok(pair) => out.push(pair),
+            Err(e) => tracing::error!(error = %e, "a DNS refresher stopped; its cluster keeps its current endpoints"),
         }
     }
     out

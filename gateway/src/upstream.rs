@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use conf::raw::{Resolution, SimpleLb};
+use conf::raw::{ClientTlsMode, Resolution, SimpleLb};
 use conf::table::Cluster;
 
 /// Istio's default connect timeout (meshConfig.connectTimeout).
@@ -76,6 +76,9 @@ pub struct Upstream {
     pub name: String,
     /// Why requests cannot be routed here (503 NC), if so.
     pub not_found: Option<String>,
+    /// The cluster needs TLS origination, which this version does not do: requests get 503 rather
+    /// than leave in plaintext.
+    pub needs_tls: bool,
     /// The current endpoints; swapped whole when DNS answers change.
     pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     /// How endpoints are found (STATIC, DNS, ...).
@@ -117,9 +120,12 @@ impl Upstream {
             .and_then(|t| t.connect_timeout.as_deref())
             .and_then(|d| conf::model::Duration::parse(d).ok())
             .map_or(DEFAULT_CONNECT_TIMEOUT, conf::model::Duration::to_std);
+        let needs_tls =
+            c.policy.tls.as_ref().is_some_and(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual));
         Upstream {
             name: c.name.clone(),
             not_found,
+            needs_tls,
             endpoints: ArcSwap::from_pointee(endpoints),
             resolution,
             balancer,
@@ -199,6 +205,7 @@ mod tests {
         Upstream {
             name: "c".into(),
             not_found: None,
+            needs_tls: false,
             endpoints: ArcSwap::from_pointee(eps),
             resolution: Resolution::Static,
             balancer,

@@ -63,3 +63,36 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let _ = tcp.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Sends `requests` one after the other on one connection, reading each response head (and a
+/// `content-length` body) before the next; returns the responses.
+pub fn sequential(addr: SocketAddr, requests: &[&[u8]]) -> Vec<String> {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    for req in requests {
+        tcp.write_all(req).unwrap();
+        out.push(read_response(&mut tcp));
+    }
+    out
+}
+
+fn read_response(tcp: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return String::from_utf8_lossy(&buf).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = tcp.read_exact(&mut body);
+    buf.extend_from_slice(&body);
+    String::from_utf8_lossy(&buf).into_owned()
+}

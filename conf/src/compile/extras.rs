@@ -56,15 +56,21 @@ pub(super) fn direct_response(dr: &HttpDirectResponse) -> RouteAction {
 /// Istio `TranslateHeadersOperations`: `:authority` / `host` in request set or add is a host rewrite.
 pub(super) fn header_ops(h: &Headers) -> HeaderOps {
     let mut ops = HeaderOps::default();
+    // Envoy format strings: `%%` is a literal `%` (variables are rejected by validation).
     let pairs = |m: &std::collections::BTreeMap<String, String>| {
-        m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect::<Vec<_>>()
+        m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.replace("%%", "%"))).collect::<Vec<_>>()
     };
     if let Some(req) = &h.request {
-        for (k, v) in pairs(&req.set).into_iter().chain(pairs(&req.add)) {
+        for (k, v) in pairs(&req.set) {
             if is_authority(&k) {
                 ops.authority.get_or_insert(v);
-            } else if req.set.keys().any(|s| s.eq_ignore_ascii_case(&k)) {
+            } else {
                 ops.request_set.push((k, v));
+            }
+        }
+        for (k, v) in pairs(&req.add) {
+            if is_authority(&k) {
+                ops.authority.get_or_insert(v);
             } else {
                 ops.request_add.push((k, v));
             }
@@ -103,7 +109,7 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         name: String::new(),
         origin: String::new(),
         matcher: RouteMatch::any(),
-        action: RouteAction::Forward { destinations: Vec::new() },
+        action: RouteAction::Forward { destinations: Vec::new(), weighted: false },
         headers,
         rewrite,
         timeout: duration(rule.timeout.as_ref()),
@@ -136,11 +142,16 @@ fn substitution(re2: &str) -> String {
     out
 }
 
-/// Istio's retry translation: numeric `retryOn` entries become retriable status codes.
+/// Istio's default `retryOn` (since 1.24, without 503).
+const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+/// Istio's retry translation: numeric `retryOn` entries become retriable status codes; without
+/// `retryOn`, Istio's default conditions apply to the given `attempts`.
 fn retry_policy(r: &raw::HttpRetry) -> RetryPolicy {
     let mut retry_on = Vec::new();
     let mut codes = Vec::new();
-    for policy in r.retry_on.as_deref().unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+    let on = r.retry_on.as_deref().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_RETRY_ON);
+    for policy in on.split(',').filter(|p| !p.is_empty()) {
         match policy.parse::<u16>() {
             Ok(code) => codes.push(code),
             Err(_) => retry_on.push(policy.to_string()),
@@ -220,6 +231,31 @@ fn cors(c: &raw::CorsPolicy, ctx: &mut Ctx<'_, '_>) -> Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_without_retry_on_keep_istio_default_conditions() {
+        let p = retry_policy(&raw::HttpRetry { attempts: 3, ..Default::default() });
+        assert_eq!(p.attempts, 3);
+        assert!(p.retry_on.iter().any(|c| c == "connect-failure"), "{:?}", p.retry_on);
+        let p = retry_policy(&raw::HttpRetry { attempts: 1, retry_on: Some("5xx,503".into()), ..Default::default() });
+        assert_eq!(p.retry_on, vec!["5xx", "retriable-status-codes"]);
+        assert_eq!(p.retriable_status_codes, vec![503]);
+    }
+
+    #[test]
+    fn set_and_add_of_one_header_keep_both_and_unescape_percent() {
+        let h = Headers {
+            request: Some(raw::HeaderOperations {
+                set: [("X-A".to_string(), "1".to_string())].into(),
+                add: [("x-a".to_string(), "100%%".to_string())].into(),
+                remove: vec![],
+            }),
+            response: None,
+        };
+        let ops = header_ops(&h);
+        assert_eq!(ops.request_set, vec![("x-a".to_string(), "1".to_string())]);
+        assert_eq!(ops.request_add, vec![("x-a".to_string(), "100%".to_string())]);
+    }
 
     #[test]
     fn re2_substitutions_become_regex_crate_ones() {

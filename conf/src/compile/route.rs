@@ -160,7 +160,7 @@ fn action(r: &Rule<'_>, matcher: &RouteMatch, (port, tls): (u16, bool), ctx: &mu
         let headers = d.headers.as_ref().map(super::extras::header_ops).unwrap_or_default();
         destinations.push(WeightedCluster { cluster, name, weight, headers });
     }
-    Some(RouteAction::Forward { destinations })
+    Some(RouteAction::Forward { destinations, weighted: several })
 }
 
 /// The cluster of a destination written in `owner` (short names expand in its namespace; problems

@@ -125,6 +125,8 @@ fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
                 let at = format!("{path}.request.{op}[{name:?}]");
                 if let Err(e) = validate_request_header_op_name(name).and_then(|()| validate_header_value(value)) {
                     r.error(Code::Header, at, e);
+                } else {
+                    unsupported_variables(value, &at, r);
                 }
             }
         }
@@ -140,6 +142,8 @@ fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
                 let at = format!("{path}.response.{op}[{name:?}]");
                 if let Err(e) = validate_header_op_name(name).and_then(|()| validate_header_value(value)) {
                     r.error(Code::Header, at, e);
+                } else {
+                    unsupported_variables(value, &at, r);
                 }
             }
         }
@@ -147,6 +151,17 @@ fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
             if let Err(e) = validate_header_op_name(name) {
                 r.error(Code::Header, format!("{path}.response.remove[{i}]"), e);
             }
+        }
+    }
+}
+
+/// Envoy substitutes `%NAME%` variables in header values; Pylon does not yet, so it refuses them
+/// rather than sending the text literally.
+fn unsupported_variables(value: &str, at: &str, r: &mut Reporter<'_>) {
+    if let Ok(vars) = super::names::header_variables(value) {
+        if let Some(var) = vars.first() {
+            r.error(Code::Unsupported, at, format!("header value variable %{var}% is not supported by this version"))
+                .hint = Some("use a literal value; write a literal % as %%".into());
         }
     }
 }

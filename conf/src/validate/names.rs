@@ -153,12 +153,34 @@ pub fn is_authority(name: &str) -> bool {
     name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
 
-/// Istio `ValidateHTTPHeaderValue`: no control characters other than tab.
+/// Istio `ValidateHTTPHeaderValue`: no control characters other than tab, and `%` only as `%%` or
+/// around an Envoy variable (`%NAME%`).
 pub fn validate_header_value(value: &str) -> Result<(), String> {
     if value.chars().any(|c| (c < ' ' && c != '\t') || c == '\u{7f}') {
         return Err(format!("header value configuration {value} is invalid"));
     }
-    Ok(())
+    header_variables(value).map(|_| ())
+}
+
+/// The Envoy variables (`%NAME%`) a header value uses; `%%` is a literal `%`.
+pub fn header_variables(value: &str) -> Result<Vec<&str>, String> {
+    let mut vars = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('%') {
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            rest = tail;
+            continue;
+        }
+        let end = after.find('%').ok_or_else(|| {
+            format!(
+                "header value configuration: invalid header configuration. Un-terminated variable expression '{after}'"
+            )
+        })?;
+        vars.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    Ok(vars)
 }
 
 /// Kubernetes label key/value rules, as Istio's `labels.Instance.Validate` applies them.
@@ -206,6 +228,14 @@ mod tests {
         assert!(validate_wildcard_domain("a_b.com").is_err());
         assert!(validate_partial_wildcard("*bar.com").is_err());
         assert!(validate_partial_wildcard("*.bar.com").is_ok());
+    }
+
+    #[test]
+    fn header_values_allow_escaped_percent_and_name_variables() {
+        assert_eq!(header_variables("100%%").unwrap(), Vec::<&str>::new());
+        assert_eq!(header_variables("ip=%DOWNSTREAM_REMOTE_ADDRESS%").unwrap(), vec!["DOWNSTREAM_REMOTE_ADDRESS"]);
+        assert!(validate_header_value("50% off").is_err());
+        assert!(validate_header_value("a\nb").is_err());
     }
 
     #[test]

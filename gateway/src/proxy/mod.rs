@@ -1,6 +1,7 @@
 //! The `ProxyHttp` implementation. Each hook only dispatches; the logic lives in the submodules.
 
 pub mod ctx;
+pub mod header_ops;
 pub mod reply;
 pub mod request;
 pub mod route;
@@ -110,7 +111,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
-        ctx.request_id = Some(request::forwarding_headers(req, client, ctx.scheme)?);
+        ctx.request_id = Some(request::forwarding_headers(req, client, ctx.scheme, ctx.request_id.as_deref())?);
         upstream::rewrite(req, ctx)
     }
 
@@ -145,18 +146,14 @@ impl ProxyHttp for Gateway {
             Some(o) => LocalReply::outcome(o),
             None => LocalReply { status: code, headers: Vec::new(), body: bytes::Bytes::new() },
         };
-        // The connection stays open (as Envoy's does) when no request body is in flight; otherwise
-        // the reply says `Connection: close`, so the client never reuses a connection we drop.
-        let reusable = !reply::request_has_body(session);
-        if !reusable {
-            session.set_keepalive(None);
-        }
+        // Pingora does not reuse a connection after a failed proxy attempt: say so to the client.
+        session.set_keepalive(None);
         if session.response_written().is_none() {
             if let Err(err) = reply.write(session).await {
                 tracing::debug!(error = %err, "cannot write the error response");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: reusable && session.response_written().is_some() }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

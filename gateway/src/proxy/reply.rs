@@ -10,6 +10,9 @@ use pingora::Result;
 
 use crate::error::Outcome;
 
+/// How long a local reply waits for an unread request body to arrive and be discarded.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The `server` header on every response (Istio writes `istio-envoy`; see the README).
 pub const SERVER: &str = "pylon";
 
@@ -39,34 +42,50 @@ impl LocalReply {
 
     /// Applies a route's response header operations (Istio applies them to local replies too).
     pub fn with_response_ops(mut self, ops: &HeaderOps) -> Self {
-        for name in &ops.response_remove {
-            self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        }
-        for (k, v) in &ops.response_set {
-            self.headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
-            self.headers.push((k.clone(), v.clone()));
-        }
-        self.headers.extend(ops.response_add.iter().cloned());
+        // Operations on a plain header list cannot fail.
+        let _ = super::header_ops::apply(&mut self, ops, super::header_ops::Side::Response);
         self
     }
 
-    /// Writes the reply; the connection stays usable unless the request body was not read.
+    /// Writes the reply. A request body is read and discarded first (bounded), so the client sees
+    /// the reply rather than a reset; a body too large or too slow closes the connection after it.
     pub async fn write(self, session: &mut Session) -> Result<()> {
         let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
         }
         resp.insert_header("server", SERVER)?;
-        resp.insert_header("content-length", self.body.len().to_string())?;
+        // 1xx, 204 and 304 carry no body (RFC 9110).
+        let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
+        if !bodiless {
+            resp.insert_header("content-length", self.body.len().to_string())?;
+        }
         if request_has_body(session) {
-            session.set_keepalive(None);
+            let drained = tokio::time::timeout(DRAIN_TIMEOUT, session.as_downstream_mut().drain_request_body()).await;
+            if !matches!(drained, Ok(Ok(()))) {
+                session.set_keepalive(None);
+            }
         }
         let head_only = session.req_header().method == http::Method::HEAD;
-        let end = self.body.is_empty() || head_only;
+        let end = self.body.is_empty() || head_only || bodiless;
         session.write_response_header(Box::new(resp), end).await?;
         if !end {
             session.write_response_body(Some(self.body), true).await?;
         }
+        Ok(())
+    }
+}
+
+impl super::header_ops::Target for LocalReply {
+    fn remove(&mut self, name: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+    fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        self.remove(name);
+        self.add(name, value)
+    }
+    fn add(&mut self, name: &str, value: &str) -> Result<()> {
+        self.headers.push((name.to_string(), value.to_string()));
         Ok(())
     }
 }
@@ -96,8 +115,9 @@ pub fn location(r: &Redirect, scheme: &str, authority: &str, path: &str, matched
     let (req_path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
     let new_path = match (&r.uri, &r.prefix_rewrite, matched_prefix) {
         (Some(uri), _, _) => uri.clone(),
-        (None, Some(rewrite), Some(prefix)) if req_path.starts_with(prefix) => {
-            format!("{rewrite}{}", &req_path[prefix.len()..])
+        // The route matched the prefix (ASCII case aside, with ignoreUriCase).
+        (None, Some(rewrite), Some(prefix)) if starts_with_ignore_case(req_path, prefix) => {
+            format!("{rewrite}{}", req_path.get(prefix.len()..).unwrap_or(""))
         }
         _ => req_path.to_string(),
     };
@@ -109,6 +129,10 @@ pub fn location(r: &Redirect, scheme: &str, authority: &str, path: &str, matched
         out.push_str(q);
     }
     out
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 fn strip_port(authority: &str) -> &str {
@@ -168,5 +192,6 @@ mod tests {
     fn prefix_rewrite_replaces_the_matched_prefix() {
         let r = Redirect { prefix_rewrite: Some("/new/".into()), ..redirect() };
         assert_eq!(location(&r, "http", "b", "/foo/bar?q", Some("/foo/")), "http://b/new/bar?q");
+        assert_eq!(location(&r, "http", "b", "/FOO/bar", Some("/foo/")), "http://b/new/bar");
     }
 }

@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 
 use conf::matcher::RequestHeaders;
-use conf::table::HeaderOps;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
@@ -71,49 +70,45 @@ pub fn normalize_path(session: &mut Session) -> Result<(), Outcome> {
     let Some(pq) = req.uri.path_and_query().map(|pq| pq.as_str().to_string()) else { return Err(Outcome::BadRequest) };
     let normalized = conf::matcher::path::normalize(&pq).ok_or(Outcome::BadRequest)?;
     if normalized != pq {
-        let uri = http::Uri::builder().path_and_query(normalized.as_ref()).build().map_err(|_| Outcome::BadRequest)?;
+        let uri = with_path_and_query(&session.req_header().uri, &normalized).ok_or(Outcome::BadRequest)?;
         session.req_header_mut().set_uri(uri);
     }
     Ok(())
 }
 
+/// `uri` with another path and query; scheme and authority (HTTP/2 `:authority`) are kept.
+pub fn with_path_and_query(uri: &http::Uri, path_and_query: &str) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
 /// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
 /// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted), and
-/// `x-request-id` added when absent. Returns the request id.
-pub fn forwarding_headers(req: &mut RequestHeader, client: Option<String>, scheme: &str) -> pingora::Result<String> {
+/// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
+pub fn forwarding_headers(
+    req: &mut RequestHeader,
+    client: Option<String>,
+    scheme: &str,
+    request_id: Option<&str>,
+) -> pingora::Result<String> {
     if let Some(ip) = client {
-        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            // Envoy appends with a bare comma.
-            Some(prev) if !prev.trim().is_empty() => format!("{prev},{ip}"),
-            _ => ip.clone(),
-        };
+        // Every x-forwarded-for line counts; Envoy appends with a bare comma.
+        let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
+        let xff = if prev.is_empty() { ip.clone() } else { format!("{prev},{ip}") };
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-envoy-external-address", ip)?;
     }
     req.insert_header("x-forwarded-proto", scheme)?;
-    let id = match req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
-        Some(id) => id.to_string(),
-        None => {
-            let id = uuid::Uuid::new_v4().to_string();
-            req.insert_header("x-request-id", id.as_str())?;
-            id
-        }
+    // One id per request, whatever the number of upstream attempts.
+    let id = match (request_id, req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+    {
+        (Some(id), _) => id.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => uuid::Uuid::new_v4().to_string(),
     };
+    req.insert_header("x-request-id", id.as_str())?;
     Ok(id)
-}
-
-/// Applies request header operations (remove, then set, then add), as Envoy does.
-pub fn apply_request_ops(req: &mut RequestHeader, ops: &HeaderOps) -> pingora::Result<()> {
-    for name in &ops.request_remove {
-        req.remove_header(name.as_str());
-    }
-    for (k, v) in &ops.request_set {
-        req.insert_header(k.clone(), v.as_str())?;
-    }
-    for (k, v) in &ops.request_add {
-        req.append_header(k.clone(), v.as_str())?;
-    }
-    Ok(())
 }
 
 /// Replaces the authority sent upstream (Host for HTTP/1, `:authority` for HTTP/2).

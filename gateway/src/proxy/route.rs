@@ -11,6 +11,7 @@ use super::ctx::{Ctx, RouteRef};
 use super::reply::{self, LocalReply};
 use super::request::{authority, HeaderView};
 use crate::error::Outcome;
+use crate::snapshot::Snapshot;
 use crate::upstream::pick_weighted;
 
 /// What to do with a request.
@@ -68,20 +69,38 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
             let headers = if body.is_empty() { Vec::new() } else { vec![("content-type".into(), "text/plain".into())] };
             Decision::Reply(LocalReply { status: *status, headers, body }.with_response_ops(&route.headers))
         }
-        RouteAction::Forward { destinations } => match pick_weighted(destinations, |d| d.weight) {
-            Some(d) => {
-                ctx.cluster = Some(d.cluster);
-                Decision::Forward
+        RouteAction::Forward { destinations, .. } => {
+            let Some(cluster) = pick_weighted(destinations, |d| d.weight).map(|d| d.cluster) else {
+                return reply(ctx, Outcome::NoCluster);
+            };
+            ctx.cluster = Some(cluster);
+            match unavailable(&snap, cluster) {
+                None => Decision::Forward,
+                Some(o) => reply(ctx, o),
             }
-            None => {
-                ctx.outcome = Some(Outcome::NoCluster);
-                Decision::Reply(LocalReply::outcome(Outcome::NoCluster))
-            }
-        },
+        }
     }
 }
 
 fn no_route(ctx: &mut Ctx) -> Decision {
-    ctx.outcome = Some(Outcome::NoRoute);
-    Decision::Reply(LocalReply::outcome(Outcome::NoRoute))
+    reply(ctx, Outcome::NoRoute)
+}
+
+fn reply(ctx: &mut Ctx, o: Outcome) -> Decision {
+    ctx.outcome = Some(o);
+    Decision::Reply(LocalReply::outcome(o))
+}
+
+/// Why a cluster cannot take requests (answered here, so the connection stays usable, as Envoy's).
+fn unavailable(snap: &Snapshot, cluster: usize) -> Option<Outcome> {
+    let Some(u) = snap.upstreams.get(cluster) else { return Some(Outcome::NoCluster) };
+    if u.not_found.is_some() {
+        Some(Outcome::NoCluster)
+    } else if u.needs_tls {
+        Some(Outcome::TlsOriginationUnsupported)
+    } else if u.endpoints.load().is_empty() {
+        Some(Outcome::NoHealthyUpstream)
+    } else {
+        None
+    }
 }

@@ -6,8 +6,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::Result;
 
 use super::ctx::Ctx;
+use super::header_ops::{self, Side};
 use super::reply::SERVER;
-use super::request::{apply_request_ops, rewrite_authority};
+use super::request::rewrite_authority;
 use crate::error::Outcome;
 
 /// Istio's default retry policy: 2 retries on connect failure (and refused streams).
@@ -22,6 +23,9 @@ pub fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>, Outcome> {
     let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
     if upstream.not_found.is_some() {
         return Err(Outcome::NoCluster);
+    }
+    if upstream.needs_tls {
+        return Err(Outcome::TlsOriginationUnsupported);
     }
     if ctx.tried.is_empty() {
         ctx.retries_left = connect_retries(ctx);
@@ -52,18 +56,14 @@ fn connect_retries(ctx: &Ctx) -> u32 {
 /// the authority: `rewrite.authority` > route-level header > destination-level header.
 pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(route) = ctx.route() else { return Ok(()) };
-    let dest = ctx.cluster.and_then(|c| match &route.action {
-        conf::table::RouteAction::Forward { destinations } => destinations.iter().find(|d| d.cluster == c),
-        _ => None,
-    });
     if let Some(rw) = &route.rewrite {
         rewrite_path(req, rw, &route.matcher)?;
     }
-    apply_request_ops(req, &route.headers)?;
-    if let Some(d) = dest {
-        apply_request_ops(req, &d.headers)?;
+    let ops = header_ops::in_order(route, ctx);
+    for o in &ops {
+        header_ops::apply(req, o, Side::Request)?;
     }
-    let authority = route.headers.authority.as_deref().or(dest.and_then(|d| d.headers.authority.as_deref()));
+    let authority = route.headers.authority.as_deref().or_else(|| ops.iter().find_map(|o| o.authority.as_deref()));
     if let Some(a) = authority {
         rewrite_authority(req, a)?;
     }
@@ -89,35 +89,19 @@ fn rewrite_path(req: &mut RequestHeader, rw: &conf::table::Rewrite, m: &conf::ma
         Some(q) if !new_path.contains('?') => format!("{new_path}?{q}"),
         _ => new_path,
     };
-    if let Ok(uri) = http::Uri::builder().path_and_query(new_pq).build() {
+    if let Some(uri) = super::request::with_path_and_query(&req.uri, &new_pq) {
         req.set_uri(uri);
     }
     Ok(())
 }
 
-/// Response header operations (destination-level, then route-level), and the `server` header.
+/// Response header operations, and the `server` header.
 pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if let Some(route) = ctx.route() {
-        if let conf::table::RouteAction::Forward { destinations } = &route.action {
-            if let Some(d) = ctx.cluster.and_then(|c| destinations.iter().find(|d| d.cluster == c)) {
-                apply_response_ops(resp, &d.headers)?;
-            }
+        for o in header_ops::in_order(route, ctx) {
+            header_ops::apply(resp, o, Side::Response)?;
         }
-        apply_response_ops(resp, &route.headers)?;
     }
     resp.insert_header("server", SERVER)?;
-    Ok(())
-}
-
-fn apply_response_ops(resp: &mut ResponseHeader, ops: &conf::table::HeaderOps) -> Result<()> {
-    for name in &ops.response_remove {
-        resp.remove_header(name.as_str());
-    }
-    for (k, v) in &ops.response_set {
-        resp.insert_header(k.clone(), v.as_str())?;
-    }
-    for (k, v) in &ops.response_add {
-        resp.append_header(k.clone(), v.as_str())?;
-    }
     Ok(())
 }

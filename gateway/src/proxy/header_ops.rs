@@ -1,0 +1,81 @@
+//! VirtualService header operations (`headers.request` / `headers.response`), applied the same way
+//! to the request sent upstream, the response sent downstream, and local replies.
+
+use conf::table::{HeaderOps, Route, RouteAction};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::Result;
+
+use super::ctx::Ctx;
+
+/// Headers that operations can change.
+pub trait Target {
+    /// Removes every value of `name`.
+    fn remove(&mut self, name: &str);
+    /// Replaces every value of `name` by `value`.
+    fn set(&mut self, name: &str, value: &str) -> Result<()>;
+    /// Adds a value of `name`.
+    fn add(&mut self, name: &str, value: &str) -> Result<()>;
+}
+
+impl Target for RequestHeader {
+    fn remove(&mut self, name: &str) {
+        self.remove_header(name);
+    }
+    fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        self.insert_header(name.to_string(), value)
+    }
+    fn add(&mut self, name: &str, value: &str) -> Result<()> {
+        self.append_header(name.to_string(), value).map(|_| ())
+    }
+}
+
+impl Target for ResponseHeader {
+    fn remove(&mut self, name: &str) {
+        self.remove_header(name);
+    }
+    fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        self.insert_header(name.to_string(), value)
+    }
+    fn add(&mut self, name: &str, value: &str) -> Result<()> {
+        self.append_header(name.to_string(), value).map(|_| ())
+    }
+}
+
+/// Which side of a message the operations are for.
+#[derive(Clone, Copy)]
+pub enum Side {
+    /// `headers.request`.
+    Request,
+    /// `headers.response`.
+    Response,
+}
+
+/// Applies one set of operations: remove, then set, then add (Envoy's order).
+pub fn apply(target: &mut impl Target, ops: &HeaderOps, side: Side) -> Result<()> {
+    let (set, add, remove) = match side {
+        Side::Request => (&ops.request_set, &ops.request_add, &ops.request_remove),
+        Side::Response => (&ops.response_set, &ops.response_add, &ops.response_remove),
+    };
+    for name in remove {
+        target.remove(name);
+    }
+    for (k, v) in set {
+        target.set(k, v)?;
+    }
+    for (k, v) in add {
+        target.add(k, v)?;
+    }
+    Ok(())
+}
+
+/// The operations of a request's route, in Istio's order: with one destination, the route's and
+/// then the destination's (which win); with weighted destinations, the destination's and then the
+/// route's (which win).
+pub fn in_order<'a>(route: &'a Route, ctx: &Ctx) -> Vec<&'a HeaderOps> {
+    let RouteAction::Forward { destinations, weighted } = &route.action else { return vec![&route.headers] };
+    match ctx.cluster.and_then(|c| destinations.iter().find(|d| d.cluster == c)) {
+        None => vec![&route.headers],
+        Some(d) if *weighted => vec![&d.headers, &route.headers],
+        Some(d) => vec![&route.headers, &d.headers],
+    }
+}
