@@ -40,6 +40,7 @@ pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,10 +55,12 @@ impl Upstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (n, s) = (name.to_string(), seen.clone());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (n, s, c) = (name.to_string(), seen.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (n, s) = (n.clone(), s.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone()));
@@ -67,7 +70,7 @@ impl Upstream {
                 });
             }
         });
-        Ok(Upstream { name: name.to_string(), addr, seen, task })
+        Ok(Upstream { name: name.to_string(), addr, seen, connections, task })
     }
 
     /// Every request seen so far.
@@ -78,6 +81,11 @@ impl Upstream {
     /// The last request seen.
     pub fn last(&self) -> Seen {
         self.seen().last().cloned().expect("the upstream saw a request")
+    }
+
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The port it listens on.

@@ -83,6 +83,21 @@ async fn dns_endpoints_are_resolved_in_the_background_and_follow_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let gw = TestGateway::start(&yaml);
+    for _ in 0..30 {
+        // A new client connection each time: reuse is on the upstream side.
+        assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    }
+    assert_eq!(up.seen().len(), 30);
+    assert!(up.connections() <= 3, "{} upstream connections for 30 requests", up.connections());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_request_headers_are_added() {
     let up = Upstream::start("up").await;
     let yaml = gateway(80, &["*"])

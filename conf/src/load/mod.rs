@@ -161,3 +161,42 @@ impl Loader {
         Loaded { config: self.config, diagnostics: self.diagnostics }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(name: &str) -> String {
+        format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  servers: []\n")
+    }
+
+    #[test]
+    fn directories_load_recursively_in_sorted_order_skipping_dot_entries() {
+        let root = std::env::temp_dir().join(format!("pylon-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(root.join("..2024_01_01")).unwrap();
+        std::fs::write(root.join("b.yaml"), gateway("b")).unwrap();
+        std::fs::write(root.join("a.yml"), gateway("a")).unwrap();
+        std::fs::write(
+            root.join("c.json"),
+            r#"{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"c"},"spec":{}}"#,
+        )
+        .unwrap();
+        std::fs::write(root.join("notes.txt"), gateway("ignored-txt")).unwrap();
+        std::fs::write(root.join(".hidden.yaml"), gateway("ignored-hidden")).unwrap();
+        std::fs::write(root.join("..2024_01_01/mounted.yaml"), gateway("mounted")).unwrap();
+        std::os::unix::fs::symlink("..2024_01_01", root.join("..data")).unwrap();
+        // A mounted ConfigMap: the visible name links into the `..data` folder, read once.
+        std::os::unix::fs::symlink("..data/mounted.yaml", root.join("m.yaml")).unwrap();
+        std::fs::write(root.join("sub/d.yaml"), gateway("d")).unwrap();
+        let loaded = load_paths(&[root.clone()], "default").unwrap();
+        let names: Vec<&str> = loaded.config.gateways.iter().map(|g| g.meta.name()).collect();
+        assert_eq!(names, vec!["a", "b", "c", "mounted", "d"]);
+        assert!(loaded.diagnostics.is_empty(), "{}", loaded.diagnostics);
+        // A file named on the command line is read whatever its extension.
+        let explicit = load_paths(&[root.join("notes.txt")], "default").unwrap();
+        assert_eq!(explicit.config.gateways.len(), 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
