@@ -190,7 +190,7 @@ mod tests {
         // A mounted ConfigMap: the visible name links into the `..data` folder, read once.
         std::os::unix::fs::symlink("..data/mounted.yaml", root.join("m.yaml")).unwrap();
         std::fs::write(root.join("sub/d.yaml"), gateway("d")).unwrap();
-        let loaded = load_paths(&[root.clone()], "default").unwrap();
+        let loaded = load_paths(std::slice::from_ref(&root), "default").unwrap();
         let names: Vec<&str> = loaded.config.gateways.iter().map(|g| g.meta.name()).collect();
         assert_eq!(names, vec!["a", "b", "c", "mounted", "d"]);
         assert!(loaded.diagnostics.is_empty(), "{}", loaded.diagnostics);
