@@ -83,6 +83,25 @@ async fn dns_endpoints_are_resolved_in_the_background_and_follow_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_entries_selected_by_a_service_entry_are_endpoints() {
+    let (vm, other) = (Upstream::start("vm").await, Upstream::start("other").await);
+    let entry = |name: &str, app: &str, up: &Upstream| {
+        format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec:\n  address: 127.0.0.1\n  ports: {{http: {}}}\n  labels: {{app: {app}}}\n---\n", up.port())
+    };
+    let se = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: vms}\nspec:\n  hosts: [vms.internal]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: vm}}\n---\n";
+    let yaml = gateway(80, &["*"])
+        + &entry("vm-1", "vm", &vm)
+        + &entry("db-1", "db", &other)
+        + se
+        + &virtual_service("vs", &["*"], &route("vms.internal"));
+    let gw = TestGateway::start(&yaml);
+    for _ in 0..10 {
+        assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.upstream(), Some("vm"));
+    }
+    assert!(other.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused() {
     let up = Upstream::start("up").await;
     let yaml = gateway(80, &["*"])
