@@ -15,37 +15,8 @@ pub(super) fn validate_matches(matches: &[HttpMatchRequest], path: &str, r: &mut
 }
 
 fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
-    for (name, sm) in &m.headers {
-        let path = format!("{at}.headers[{name:?}]");
-        if let Err(e) = validate_match_header_name(name) {
-            r.error(Code::Header, path.clone(), e);
-        }
-        if is_jwt_claim(name) {
-            r.error(
-                Code::Unsupported,
-                path.clone(),
-                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
-            );
-        }
-        string_match(sm, "headers", &path, r, re);
-    }
-    for (name, sm) in &m.without_headers {
-        let path = format!("{at}.withoutHeaders[{name:?}]");
-        if let Err(e) = validate_match_header_name(name) {
-            r.error(Code::Header, path.clone(), e);
-        }
-        if is_jwt_claim(name) {
-            r.error(
-                Code::Unsupported,
-                path.clone(),
-                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
-            );
-        }
-        // Istio: `regex: "*"` is not RE2; it is translated to a presence match.
-        if sm.regex.as_deref() != Some("*") {
-            string_match(sm, "withoutHeaders", &path, r, re);
-        }
-    }
+    header_matches(&m.headers, "headers", &format!("{at}.headers"), r, re);
+    header_matches(&m.without_headers, "withoutHeaders", &format!("{at}.withoutHeaders"), r, re);
     if let Some(uri) = &m.uri {
         one_of(uri, &format!("{at}.uri"), r);
         if let Some(regex) = &uri.regex {
@@ -70,6 +41,34 @@ fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut
     if let Some(ns) = m.source_namespace.as_deref().filter(|n| !n.is_empty()) {
         if !is_dns1123_label(ns) {
             r.error(Code::Match, format!("{at}.sourceNamespace"), format!("sourceNamespace match {ns} is invalid"));
+        }
+    }
+}
+
+/// `headers` or `withoutHeaders`: valid names, no JWT claims (not implemented), valid matches.
+fn header_matches(
+    map: &std::collections::BTreeMap<String, StringMatch>,
+    field: &str,
+    at: &str,
+    r: &mut Reporter<'_>,
+    re: &mut Regexes,
+) {
+    for (name, sm) in map {
+        let path = format!("{at}[{name:?}]");
+        if let Err(e) = validate_match_header_name(name) {
+            r.error(Code::Header, path.clone(), e);
+        }
+        if is_jwt_claim(name) {
+            r.error(
+                Code::Unsupported,
+                path.clone(),
+                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
+            );
+        }
+        // Istio: under withoutHeaders, `regex: "*"` is not RE2 but a presence match (under headers
+        // Istio compiles it, and it fails).
+        if !(field == "withoutHeaders" && sm.regex.as_deref() == Some("*")) {
+            string_match(sm, field, &path, r, re);
         }
     }
 }

@@ -562,24 +562,36 @@ pub(super) fn validate_destination(d: &Destination, path: &str, r: &mut Reporter
 
 /// Istio `validateHTTPRouteDestinations`.
 fn validate_http_destinations(route: &[HttpRouteDestination], path: &str, r: &mut Reporter<'_>) {
+    let items: Vec<_> = route.iter().map(|d| (d.destination.as_ref(), d.weight, d.headers.as_ref())).collect();
+    validate_weighted(&items, path, r);
+}
+
+/// Istio `validateHTTPRouteDestinations` / `validateRouteDestinations`: each destination valid, no
+/// negative weight, and a non-zero total when there are several. Items are (destination, weight,
+/// destination-level headers).
+pub(super) fn validate_weighted(
+    items: &[(Option<&Destination>, i32, Option<&Headers>)],
+    path: &str,
+    r: &mut Reporter<'_>,
+) {
     let mut total: i64 = 0;
-    for (i, d) in route.iter().enumerate() {
+    for (i, (dest, weight, headers)) in items.iter().enumerate() {
         let at = format!("{path}[{i}]");
-        match &d.destination {
+        match dest {
             None => {
                 r.error(Code::Destination, format!("{at}.destination"), "destination is required");
             }
             Some(dest) => validate_destination(dest, &format!("{at}.destination"), r),
         }
-        if let Some(h) = &d.headers {
+        if let Some(h) = headers {
             validate_headers(h, &format!("{at}.headers"), r);
         }
-        if d.weight < 0 {
-            r.error(Code::Weight, format!("{at}.weight"), format!("weight {} < 0", d.weight));
+        if *weight < 0 {
+            r.error(Code::Weight, format!("{at}.weight"), format!("weight {weight} < 0"));
         }
-        total += i64::from(d.weight);
+        total += i64::from(*weight);
     }
-    if route.len() > 1 && total == 0 {
+    if items.len() > 1 && total == 0 {
         r.error(Code::Weight, path, "total destination weight = 0").hint =
             Some("give at least one destination a positive weight".into());
     }

@@ -1,6 +1,6 @@
 //! VirtualService validation (Istio `ValidateVirtualService`, TLS and TCP routes).
 
-use super::http_route::{validate_destination, validate_http_route, RouteKind};
+use super::http_route::{validate_http_route, validate_weighted, RouteKind};
 use super::names::{is_dns1123_label, is_ip, is_jwt_claim, validate_fqdn, validate_port, validate_wildcard_domain};
 use super::{check_export_to, check_labels, unreachable, Regexes};
 use crate::config::Meta;
@@ -238,21 +238,6 @@ fn check_subnets(subnets: &[String], path: &str, r: &mut Reporter<'_>) {
 
 /// Istio `validateRouteDestinations` (TLS and TCP routes).
 fn validate_route_destinations(route: &[RouteDestination], path: &str, r: &mut Reporter<'_>) {
-    let mut total: i64 = 0;
-    for (i, d) in route.iter().enumerate() {
-        let at = format!("{path}[{i}]");
-        match &d.destination {
-            None => {
-                r.error(Code::Destination, format!("{at}.destination"), "destination is required");
-            }
-            Some(dest) => validate_destination(dest, &format!("{at}.destination"), r),
-        }
-        if d.weight < 0 {
-            r.error(Code::Weight, format!("{at}.weight"), format!("weight {} < 0", d.weight));
-        }
-        total += i64::from(d.weight);
-    }
-    if route.len() > 1 && total == 0 {
-        r.error(Code::Weight, path, "total destination weight = 0");
-    }
+    let items: Vec<_> = route.iter().map(|d| (d.destination.as_ref(), d.weight, None)).collect();
+    validate_weighted(&items, path, r);
 }

@@ -17,29 +17,24 @@ pub trait Target {
     fn add(&mut self, name: &str, value: &str) -> Result<()>;
 }
 
-impl Target for RequestHeader {
-    fn remove(&mut self, name: &str) {
-        self.remove_header(name);
-    }
-    fn set(&mut self, name: &str, value: &str) -> Result<()> {
-        self.insert_header(name.to_string(), value)
-    }
-    fn add(&mut self, name: &str, value: &str) -> Result<()> {
-        self.append_header(name.to_string(), value).map(|_| ())
-    }
+// Pingora's request and response headers have the same header methods.
+macro_rules! pingora_target {
+    ($($t:ty),*) => {$(
+        impl Target for $t {
+            fn remove(&mut self, name: &str) {
+                self.remove_header(name);
+            }
+            fn set(&mut self, name: &str, value: &str) -> Result<()> {
+                self.insert_header(name.to_string(), value)
+            }
+            fn add(&mut self, name: &str, value: &str) -> Result<()> {
+                self.append_header(name.to_string(), value).map(|_| ())
+            }
+        }
+    )*};
 }
 
-impl Target for ResponseHeader {
-    fn remove(&mut self, name: &str) {
-        self.remove_header(name);
-    }
-    fn set(&mut self, name: &str, value: &str) -> Result<()> {
-        self.insert_header(name.to_string(), value)
-    }
-    fn add(&mut self, name: &str, value: &str) -> Result<()> {
-        self.append_header(name.to_string(), value).map(|_| ())
-    }
-}
+pingora_target!(RequestHeader, ResponseHeader);
 
 /// Which side of a message the operations are for.
 #[derive(Clone, Copy)]
