@@ -59,12 +59,7 @@ fn finish(loaded: load::Loaded, sel: &Selection) -> Built {
     let mut regexes = validate::validate(&loaded.config, &mut diagnostics);
     let table = compile::compile(&loaded.config, sel, &mut regexes, &mut diagnostics);
     // A VirtualService bound on several ports reports the same destination problem once.
-    let mut seen = Vec::new();
-    diagnostics.0.retain(|d| {
-        let line = d.to_string();
-        let new = !seen.contains(&line);
-        seen.push(line);
-        new
-    });
+    let mut seen = std::collections::HashSet::new();
+    diagnostics.0.retain(|d| seen.insert(d.to_string()));
     Built { table, diagnostics }
 }

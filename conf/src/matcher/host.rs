@@ -4,15 +4,22 @@ use std::collections::HashMap;
 
 /// The host part of an authority, lower-cased, without port (`[::1]:80` → `[::1]`).
 pub fn authority_host(authority: &str) -> String {
-    let host = if authority.starts_with('[') {
-        authority.find(']').map_or(authority, |end| &authority[..=end])
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => authority,
-        }
-    };
-    host.to_ascii_lowercase()
+    split_authority(authority).0.to_ascii_lowercase()
+}
+
+/// An authority as (host, port): `example.com:8080` → (`example.com`, `Some("8080")`),
+/// `[::1]:80` → (`[::1]`, `Some("80")`); the host keeps its case.
+pub fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => (h, Some(port)),
+        _ => (authority, None),
+    }
 }
 
 /// Finds the virtual host for a request host: exact name, then the longest wildcard suffix
@@ -64,6 +71,8 @@ mod tests {
         assert_eq!(authority_host("Foo.Example.com:12345"), "foo.example.com");
         assert_eq!(authority_host("[::1]:80"), "[::1]");
         assert_eq!(authority_host("example.com"), "example.com");
+        assert_eq!(split_authority("Host:81"), ("Host", Some("81")));
+        assert_eq!(split_authority("[::1]"), ("[::1]", None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod regex;
 mod route;
 mod string;
 
-pub use host::{authority_host, VirtualHostIndex};
+pub use host::{authority_host, split_authority, VirtualHostIndex};
 pub use regex::{Re2, MAX_REGEX_LEN};
 pub use route::{HeaderMatcher, PathMatcher, QueryMatcher, Request, RequestHeaders, RouteMatch};
 pub use string::StringMatcher;

@@ -3,6 +3,7 @@
 //! `Server: Pingora`).
 
 use bytes::Bytes;
+use conf::matcher::split_authority;
 use conf::table::{HeaderOps, Redirect};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -136,18 +137,11 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 }
 
 fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |end| &authority[..=end]);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
+    split_authority(authority).0
 }
 
 fn has_default_port(authority: &str, scheme: &str) -> bool {
-    let port = &authority[strip_port(authority).len()..];
-    matches!((scheme, port), ("http", ":80") | ("https", ":443"))
+    matches!((scheme, split_authority(authority).1), ("http", Some("80")) | ("https", Some("443")))
 }
 
 #[cfg(test)]
