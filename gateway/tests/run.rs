@@ -157,6 +157,29 @@ fn ready_once_listening_and_draining_on_sigterm() {
 }
 
 #[test]
+fn no_gateway_for_this_workload_starts_ready_with_a_warning() {
+    let dir = write_config("none", DIRECT);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+        .args(["run", "--config", dir.to_str().unwrap(), "--labels", "app=other", "--status-addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    for line in reader.lines().map_while(Result::ok) {
+        let ready = line.contains(" ready ");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.iter().any(|l| l.contains("warning[no-gateway]")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains(" ready ") && l.contains("listeners=0")), "{log:?}");
+}
+
+#[test]
 fn sigint_also_drains_and_exits_0() {
     let dir = write_config("int", DIRECT);
     let mut pylon = Pylon::start(&dir, &["--drain-seconds", "0"]);
