@@ -46,6 +46,11 @@ impl Meta {
     pub fn name(&self) -> &str {
         &self.id.name
     }
+
+    /// `namespace/name`, as Istio refers to resources (gateway references, origins in messages).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.id.namespace, self.id.name)
+    }
 }
 
 /// One resource with its typed spec.

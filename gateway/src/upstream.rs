@@ -10,6 +10,8 @@ use arc_swap::ArcSwap;
 use conf::raw::{ClientTlsMode, Resolution, SimpleLb};
 use conf::table::Cluster;
 
+use crate::error::Outcome;
+
 /// Istio's default connect timeout (meshConfig.connectTimeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -132,6 +134,19 @@ impl Upstream {
             connect_timeout,
             http2,
             next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Why this cluster cannot take a request now (503 NC, UF without TLS origination, UH), if so.
+    pub fn refusal(&self) -> Option<Outcome> {
+        if self.not_found.is_some() {
+            Some(Outcome::NoCluster)
+        } else if self.needs_tls {
+            Some(Outcome::TlsOriginationUnsupported)
+        } else if self.endpoints.load().is_empty() {
+            Some(Outcome::NoHealthyUpstream)
+        } else {
+            None
         }
     }
 

@@ -132,7 +132,7 @@ impl<'a> Registry<'a> {
         subset: Option<&str>,
         rule: Option<&MergedRule>,
     ) -> Result<Service, String> {
-        let defined_by = format!("{}/{}", se.meta.namespace(), se.meta.name());
+        let defined_by = se.meta.key();
         let Some(sp) = se.spec.ports.iter().find(|p| p.number == u32::from(port)) else {
             return Err(format!("ServiceEntry {defined_by} has no port {port} for host {host}"));
         };
@@ -234,7 +234,7 @@ fn exported(export_to: &[String], ns: &str, proxy_ns: &str, allow_local: bool) -
 fn merge_rules<'r>(rules: impl Iterator<Item = &'r Resource<DestinationRule>>) -> MergedRule {
     let mut merged = MergedRule { from: Vec::new(), traffic_policy: None, subsets: Vec::new() };
     for dr in rules {
-        merged.from.push(format!("{}/{}", dr.meta.namespace(), dr.meta.name()));
+        merged.from.push(dr.meta.key());
         if merged.traffic_policy.is_none() {
             merged.traffic_policy.clone_from(&dr.spec.traffic_policy);
         }

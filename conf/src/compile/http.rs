@@ -69,9 +69,7 @@ fn tls_listener(
 fn no_listener(pp: &PortPlan, servers: &[Server], ctx: &mut Ctx<'_, '_>) {
     for &id in &pp.servers {
         let s = &servers[id];
-        let Some(gw) =
-            ctx.config.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace(), g.meta.name()) == s.gateway)
-        else {
+        let Some(gw) = ctx.config.gateways.iter().find(|g| g.meta.key() == s.gateway) else {
             continue;
         };
         Reporter::new(&gw.meta.id, ctx.out)

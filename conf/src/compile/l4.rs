@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::route::destination;
+use super::route::{destination, share};
 use super::select::{resolve_gateway_name, BoundVs};
 use super::Ctx;
 use crate::diagnostic::{Code, Reporter};
@@ -93,11 +93,7 @@ fn weighted(
     let several = route.len() > 1;
     let mut out = Vec::new();
     for (k, d) in route.iter().enumerate() {
-        let Some(dest) = &d.destination else { continue };
-        let weight = if several { u32::try_from(d.weight).unwrap_or(0) } else { 100 };
-        if weight == 0 {
-            continue;
-        }
+        let (Some(dest), Some(weight)) = (&d.destination, share(several, d.weight)) else { continue };
         let (cluster, name) = destination(vs.res, dest, port, &format!("{path}.route[{k}].destination"), ctx);
         out.push(WeightedCluster { cluster, name, weight, headers: Default::default() });
     }

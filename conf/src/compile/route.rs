@@ -64,7 +64,7 @@ fn translate(
     if let Some(match_name) = m.and_then(|(_, m)| m.name.as_deref()) {
         name = format!("{name}.{match_name}");
     }
-    let owner = format!("{}/{}", rule.owner.meta.namespace(), rule.owner.meta.name());
+    let owner = rule.owner.meta.key();
     let mut origin = match m {
         Some((j, _)) => format!("{owner} http[{}] match[{j}]", rule.index),
         None => format!("{owner} http[{}]", rule.index),
@@ -149,18 +149,20 @@ fn action(r: &Rule<'_>, matcher: &RouteMatch, (port, tls): (u16, bool), ctx: &mu
     let several = rule.route.len() > 1;
     let mut destinations = Vec::new();
     for (k, d) in rule.route.iter().enumerate() {
-        let Some(dest) = &d.destination else { continue };
-        // Istio: with several destinations, weight 0 gets nothing; a single one gets everything.
-        let weight = if several { u32::try_from(d.weight).unwrap_or(0) } else { 100 };
-        if weight == 0 {
-            continue;
-        }
+        let (Some(dest), Some(weight)) = (&d.destination, share(several, d.weight)) else { continue };
         let path = format!("spec.http[{i}].route[{k}].destination");
         let (cluster, name) = destination(r.owner, dest, port, &path, ctx);
         let headers = d.headers.as_ref().map(super::extras::header_ops).unwrap_or_default();
         destinations.push(WeightedCluster { cluster, name, weight, headers });
     }
     Some(RouteAction::Forward { destinations, weighted: several })
+}
+
+/// A destination's weight, `None` when it gets no traffic. Istio: with several destinations, weight
+/// 0 gets nothing; a single destination gets everything whatever its weight.
+pub(super) fn share(several: bool, weight: i32) -> Option<u32> {
+    let w = if several { u32::try_from(weight).unwrap_or(0) } else { 100 };
+    (w > 0).then_some(w)
 }
 
 /// The cluster of a destination written in `owner` (short names expand in its namespace; problems

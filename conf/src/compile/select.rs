@@ -27,7 +27,7 @@ pub(crate) fn gateways<'a>(config: &'a Config, sel: &Selection, out: &mut Diagno
         let selector = gw.spec.selector.as_ref();
         let applies = selector.is_none_or(|s| s.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
         if applies {
-            selected.push(SelectedGateway { key: format!("{}/{}", gw.meta.namespace(), gw.meta.name()), res: gw });
+            selected.push(SelectedGateway { key: gw.meta.key(), res: gw });
         } else {
             let wanted = selector
                 .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
@@ -109,8 +109,7 @@ pub(crate) struct BoundServices<'a> {
 impl<'a> BoundServices<'a> {
     /// Resolves every VirtualService with hosts; warns about mesh-only ones and unknown gateways.
     pub fn new(config: &'a Config, sel: &Selection, out: &mut Diagnostics) -> Self {
-        let known: HashSet<String> =
-            config.gateways.iter().map(|g| format!("{}/{}", g.meta.namespace(), g.meta.name())).collect();
+        let known: HashSet<String> = config.gateways.iter().map(|g| g.meta.key()).collect();
         let mut list = Vec::new();
         for vs in config.virtual_services.iter().filter(|vs| !vs.spec.hosts.is_empty()) {
             let ns = vs.meta.namespace();
@@ -121,7 +120,7 @@ impl<'a> BoundServices<'a> {
             };
             let hosts = vs.spec.hosts.iter().map(|h| expand_short_name(h, ns, &sel.domain)).collect();
             let http = delegate::merge(vs, config, out);
-            list.push(BoundVs { res: vs, key: format!("{ns}/{}", vs.meta.name()), gateways, hosts, http, class });
+            list.push(BoundVs { res: vs, key: vs.meta.key(), gateways, hosts, http, class });
         }
         BoundServices { list }
     }

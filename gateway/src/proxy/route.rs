@@ -93,14 +93,5 @@ fn reply(ctx: &mut Ctx, o: Outcome) -> Decision {
 
 /// Why a cluster cannot take requests (answered here, so the connection stays usable, as Envoy's).
 fn unavailable(snap: &Snapshot, cluster: usize) -> Option<Outcome> {
-    let Some(u) = snap.upstreams.get(cluster) else { return Some(Outcome::NoCluster) };
-    if u.not_found.is_some() {
-        Some(Outcome::NoCluster)
-    } else if u.needs_tls {
-        Some(Outcome::TlsOriginationUnsupported)
-    } else if u.endpoints.load().is_empty() {
-        Some(Outcome::NoHealthyUpstream)
-    } else {
-        None
-    }
+    snap.upstreams.get(cluster).map_or(Some(Outcome::NoCluster), |u| u.refusal())
 }

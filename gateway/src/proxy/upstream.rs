@@ -21,11 +21,8 @@ const CONNECT_RETRY_ON: &[&str] = &["connect-failure", "5xx", "gateway-error", "
 pub fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>, Outcome> {
     let id = ctx.cluster.ok_or(Outcome::NoCluster)?;
     let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
-    if upstream.not_found.is_some() {
-        return Err(Outcome::NoCluster);
-    }
-    if upstream.needs_tls {
-        return Err(Outcome::TlsOriginationUnsupported);
+    if let Some(refused) = upstream.refusal() {
+        return Err(refused);
     }
     if ctx.tried.is_empty() {
         ctx.retries_left = connect_retries(ctx);
