@@ -70,7 +70,7 @@ fn listener(out: &mut String, t: &RouteTable, addr: &str, kind: &ListenerKind) {
             }
             tcp_route(out, route, "      ");
         }
-        ListenerKind::Tls { chains } => {
+        ListenerKind::Tls { chains, .. } => {
             let _ = writeln!(out, "  {addr} TLS (server chosen by SNI: exact, then longest wildcard, then *)");
             for c in chains {
                 let sni = if c.sni.is_empty() { "*".to_string() } else { c.sni.join(",") };

@@ -67,8 +67,9 @@ pub struct ServerTls {
     pub certificates: Vec<Certificate>,
     /// CA bundle for client certificates (MUTUAL, OPTIONAL_MUTUAL).
     pub client_ca: Option<PemSource>,
-    /// CRL file for client certificates.
-    pub ca_crl: Option<PathBuf>,
+    /// Certificate revocation list for client certificates (`caCrl`, or the credential's
+    /// `ca.crl`).
+    pub ca_crl: Option<PemSource>,
     /// Accepted client certificate SANs.
     pub subject_alt_names: Vec<String>,
     /// Accepted client certificate SPKI hashes.
@@ -102,7 +103,7 @@ pub enum TlsMode {
 }
 
 /// A certificate and key to present.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Certificate {
     /// Where the certificate chain comes from.
     pub cert: PemSource,
@@ -149,6 +150,18 @@ pub struct Listener {
     pub kind: ListenerKind,
 }
 
+impl Listener {
+    /// The chain a TLS connection with this ClientHello SNI is served by (Envoy filter-chain
+    /// match: exact name, then the longest `*.suffix`, then a chain without names); `None` =
+    /// refuse the handshake. `None` also for listeners that are not TLS.
+    pub fn chain(&self, sni: Option<&str>) -> Option<(usize, &FilterChain)> {
+        let ListenerKind::Tls { chains, index } = &self.kind else { return None };
+        let name = sni.unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+        let id = index.find(&name)?;
+        chains.get(id).map(|c| (id, c))
+    }
+}
+
 /// What a listener serves.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "lowercase", tag = "type")]
@@ -164,6 +177,9 @@ pub enum ListenerKind {
     Tls {
         /// Chains in server order.
         chains: Vec<FilterChain>,
+        /// SNI lookup over `chains` (exact > longest wildcard > any).
+        #[serde(skip)]
+        index: VirtualHostIndex,
     },
     /// Opaque TCP proxying.
     Tcp {
@@ -517,7 +533,35 @@ pub struct ClusterPolicy {
     /// Passive health checking.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<raw::OutlierDetection>,
-    /// TLS origination.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The DestinationRule `tls` as written (merged); see `origination` for what is served.
+    #[serde(skip)]
     pub tls: Option<raw::ClientTlsSettings>,
+    /// TLS origination with its credentials resolved (`None`: plaintext).
+    #[serde(rename = "tls", skip_serializing_if = "Option::is_none")]
+    pub origination: Option<ClientTls>,
+}
+
+/// DestinationRule `tls` (`ClientTLSSettings`) for SIMPLE and MUTUAL origination, with files and
+/// `credentialName` resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientTls {
+    /// `SIMPLE` or `MUTUAL`.
+    pub mode: raw::ClientTlsMode,
+    /// The client certificate (MUTUAL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<Certificate>,
+    /// Trusted CAs for the upstream certificate; `None` = the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PemSource>,
+    /// Revoked upstream certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<PemSource>,
+    /// SNI to send; `None` = the request's host (HTTP) or the destination host (TCP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Accepted upstream certificate SANs; empty = the SNI.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// Do not verify the upstream certificate at all.
+    pub insecure_skip_verify: bool,
 }

@@ -20,8 +20,9 @@ pub enum Outcome {
     BadRequest,
     /// The request headers exceed the limits.
     HeadersTooLarge,
-    /// The cluster needs TLS origination, which this version does not do.
-    TlsOriginationUnsupported,
+    /// TLS to the upstream failed: its material is unusable, the handshake failed, or its
+    /// certificate did not verify.
+    UpstreamTls,
 }
 
 impl Outcome {
@@ -33,7 +34,7 @@ impl Outcome {
             | Outcome::NoHealthyUpstream
             | Outcome::ConnectFailure
             | Outcome::UpstreamReset
-            | Outcome::TlsOriginationUnsupported => 503,
+            | Outcome::UpstreamTls => 503,
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
         }
@@ -50,8 +51,8 @@ impl Outcome {
             Outcome::UpstreamReset => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
             }
-            Outcome::TlsOriginationUnsupported => {
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS origination is not supported by this version"
+            Outcome::UpstreamTls => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: TLS_error: CERTIFICATE_VERIFY_FAILED or handshake failure"
             }
         }
     }
@@ -62,7 +63,7 @@ impl Outcome {
             Outcome::NoRoute => "NR",
             Outcome::NoCluster => "NC",
             Outcome::NoHealthyUpstream => "UH",
-            Outcome::ConnectFailure | Outcome::TlsOriginationUnsupported => "UF",
+            Outcome::ConnectFailure | Outcome::UpstreamTls => "UF",
             Outcome::UpstreamReset => "UC",
             Outcome::BadRequest | Outcome::HeadersTooLarge => "DPE",
         }
@@ -71,6 +72,9 @@ impl Outcome {
     /// The outcome of a Pingora proxy error that reached `fail_to_proxy`.
     pub fn of_error(e: &Error) -> Option<Outcome> {
         match e.etype() {
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+                Some(Outcome::UpstreamTls)
+            }
             ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectNoRoute

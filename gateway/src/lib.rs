@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
-pub mod dns;
+pub mod conn;
+pub mod edge;
 pub mod error;
 pub mod features;
+pub mod l4;
 pub mod listener;
 pub mod logging;
 pub mod proxy;
@@ -16,4 +19,4 @@ pub mod signals;
 pub mod snapshot;
 pub mod state;
 pub mod status;
-pub mod upstream;
+pub mod tls;

@@ -1,4 +1,6 @@
-//! Pylon's own accept loops (DESIGN.md "Listeners", way (b)).
+//! Pylon's own accept loops (DESIGN.md "Listeners", way (b)), one per listener of the plan; each
+//! accepted connection goes to the handler of its listener's kind: plaintext HTTP here, TLS in
+//! [`crate::tls`], TCP in [`crate::l4`].
 //!
 //! Binding happens before anything starts, so a taken port is a startup error naming it, readiness
 //! follows binding exactly, `--port-map TO=0` reports the ephemeral port, and Pylon decides HTTP/1
@@ -30,8 +32,45 @@ pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What a listener serves, for dispatching its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Plaintext HTTP/1 and h2c.
+    Http,
+    /// TLS: SNI chooses the server.
+    Tls,
+    /// Opaque TCP.
+    Tcp,
+}
+
+/// A listener of the table: its Gateway port and bind address (what a connection looks up in the
+/// current snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerKey {
+    /// The declared port.
+    pub port: u16,
+    /// The `bind` of its servers (`None`: every address).
+    pub bind: Option<IpAddr>,
+}
+
+/// What every connection handler shares.
+pub struct Env {
+    /// The current snapshot and readiness.
+    pub state: Arc<crate::state::SharedState>,
+    /// The HTTP apps.
+    pub apps: Apps,
+    /// Turns true when draining starts.
+    pub shutdown: ShutdownWatch,
+    /// Upstream connections for TCP proxying (plaintext or TLS origination).
+    pub connector: pingora::connectors::TransportConnector,
+}
+
 /// A socket bound for one listener of the plan.
 pub struct Bound {
+    /// The listener.
+    pub key: ListenerKey,
+    /// What it serves.
+    pub kind: Kind,
     /// The Gateway server port it serves.
     pub port: u16,
     /// The address actually bound (after `--port-map`; the real port when 0 was asked for).
@@ -51,14 +90,15 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// Binds `bind:listen_port` for Gateway port `port` (every IPv4 address when `bind` is `None`).
-pub fn bind(port: u16, bind: Option<IpAddr>, listen_port: u16) -> Result<Bound, BindError> {
-    let addr = SocketAddr::new(bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), listen_port);
+/// Binds `bind:listen_port` for listener `key` (every IPv4 address when `bind` is `None`).
+pub fn bind(key: ListenerKey, kind: Kind, listen_port: u16) -> Result<Bound, BindError> {
+    let port = key.port;
+    let addr = SocketAddr::new(key.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), listen_port);
     let err = |source| BindError { port, addr, source };
     let socket = std::net::TcpListener::bind(addr).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     let local = socket.local_addr().map_err(err)?;
-    Ok(Bound { port, local, socket })
+    Ok(Bound { key, kind, port, local, socket })
 }
 
 /// The two Pingora apps: HTTP/1 only, and h2c (chosen per connection from its first bytes).
@@ -82,7 +122,7 @@ impl Apps {
 }
 
 /// Accepts connections until `stop` turns true; each connection is served until it closes.
-pub async fn serve(bound: Bound, apps: Arc<Apps>, shutdown: ShutdownWatch, mut stop: watch::Receiver<bool>) {
+pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(bound.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -94,7 +134,13 @@ pub async fn serve(bound: Bound, apps: Arc<Apps>, shutdown: ShutdownWatch, mut s
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    tokio::spawn(connection(tcp, apps.clone(), shutdown.clone()));
+                    let env = env.clone();
+                    let _ = tcp.set_nodelay(true);
+                    match bound.kind {
+                        Kind::Http => tokio::spawn(connection(tcp, env)),
+                        Kind::Tls => tokio::spawn(crate::tls::serve(buffered(tcp), bound.key, env)),
+                        Kind::Tcp => tokio::spawn(tcp_connection(tcp, bound.key, env)),
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -107,14 +153,33 @@ pub async fn serve(bound: Bound, apps: Arc<Apps>, shutdown: ShutdownWatch, mut s
     }
 }
 
-async fn connection(tcp: TcpStream, apps: Arc<Apps>, shutdown: ShutdownWatch) {
-    let _ = tcp.set_nodelay(true);
+async fn connection(tcp: TcpStream, env: Arc<Env>) {
     let Some(h2c) = classify(&tcp).await else { return };
+    let app = if h2c { &env.apps.h2c } else { &env.apps.h1 };
+    app.process_new(Box::new(buffered(tcp)), &env.shutdown).await;
+}
+
+/// A TCP connection: the listener's route in the current snapshot; none → closed at once.
+async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
+    let snap = env.state.snapshot();
+    let route =
+        snap.table.listeners.iter().find(|l| l.port == key.port && l.bind == key.bind).and_then(|l| match &l.kind {
+            conf::table::ListenerKind::Tcp { route, .. } => Some(route),
+            _ => None,
+        });
+    match route {
+        Some(route) => crate::l4::proxy(tcp, route, &snap, &env.connector, &format!("port {}", key.port)).await,
+        None => tracing::debug!(port = key.port, "no TCP route; closing"),
+    }
+}
+
+/// The socket as Pingora's stream: buffered (response header and body leave in one write), with
+/// its socket digest (addresses) attached.
+fn buffered(tcp: TcpStream) -> L4Stream {
     let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
     let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered(BufStream::new(tcp)))).into();
     stream.set_socket_digest(digest);
-    let app = if h2c { &apps.h2c } else { &apps.h1 };
-    app.process_new(Box::new(stream), &shutdown).await;
+    stream
 }
 
 /// HTTP/1 (`Some(false)`) or h2c (`Some(true)`), from the first bytes; `None` when the connection

@@ -9,8 +9,8 @@ use conf::table::ListenerKind;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-use crate::dns::Dns;
-use crate::listener::{self, Apps, BindError, Bound};
+use crate::cluster::dns::Dns;
+use crate::listener::{self, Apps, BindError, Bound, Env, Kind, ListenerKey};
 use crate::proxy::{Gateway, Ports};
 use crate::snapshot::Snapshot;
 use crate::state::SharedState;
@@ -124,16 +124,22 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         let _entered = data.enter();
         Dns::new(opts.dns_server).map_err(StartError::Setup)?
     };
-    let snapshot = discover(Snapshot::new(built.table, 1), &dns, &data)?;
+    let snapshot = Snapshot::new(built.table, 1, opts.selection.credentials_dir.clone());
+    let snapshot = discover(snapshot, &dns, &data)?;
     let state = SharedState::new(snapshot);
     let mut ports = Ports::default();
     bound.iter().for_each(|b| ports.insert(b.local, b.port));
     let listeners = bound.iter().map(|b| (b.port, b.local)).collect();
-    let apps = Arc::new(Apps::new(Gateway::new(state.clone(), Arc::new(ports)), &Arc::new(server_conf())));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (stop_accepting, stop_rx) = watch::channel(false);
+    let env = Arc::new(Env {
+        state: state.clone(),
+        apps: Apps::new(Gateway::new(state.clone(), Arc::new(ports)), &Arc::new(server_conf())),
+        shutdown: shutdown_rx,
+        connector: pingora::connectors::TransportConnector::new(None),
+    });
     for b in bound {
-        data.spawn(listener::serve(b, apps.clone(), shutdown_rx.clone(), stop_rx.clone()));
+        data.spawn(listener::serve(b, env.clone(), stop_rx.clone()));
     }
     admin.spawn(crate::status::serve(status, state.clone()));
     state.set_ready();
@@ -155,28 +161,26 @@ fn discover(mut snapshot: Snapshot, dns: &Arc<Dns>, data: &Runtime) -> Result<Sn
     let (dns, handle) = (dns.clone(), data.handle().clone());
     data.spawn(async move {
         snapshot.start_discovery(&dns, &handle).await;
+        snapshot.start_rotation();
         let _ = tx.send(snapshot);
     });
     rx.recv().map_err(|_| StartError::Setup("DNS discovery stopped".into()))
 }
 
-/// Binds the HTTP listeners of the plan; TLS and TCP listeners are reported as not served yet.
+/// Binds every listener of the plan.
 fn bind_all(
     table: &conf::RouteTable,
     port_map: &std::collections::BTreeMap<u16, u16>,
 ) -> Result<Vec<Bound>, BindError> {
     let mut bound = Vec::new();
     for l in &table.listeners {
-        if !matches!(l.kind, ListenerKind::Http { .. }) {
-            tracing::warn!(
-                port = l.port,
-                "TLS and TCP listeners are not served by this version; port {} stays closed",
-                l.port
-            );
-            continue;
-        }
+        let kind = match l.kind {
+            ListenerKind::Http { .. } => Kind::Http,
+            ListenerKind::Tls { .. } => Kind::Tls,
+            ListenerKind::Tcp { .. } => Kind::Tcp,
+        };
         let listen = port_map.get(&l.port).copied().unwrap_or(l.port);
-        let b = listener::bind(l.port, l.bind, listen)?;
+        let b = listener::bind(ListenerKey { port: l.port, bind: l.bind }, kind, listen)?;
         tracing::info!(port = l.port, addr = %b.local, "listening on {} for Gateway port {}", b.local, l.port);
         bound.push(b);
     }

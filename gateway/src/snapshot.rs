@@ -6,8 +6,9 @@ use std::time::Duration;
 use conf::RouteTable;
 use tokio::task::JoinHandle;
 
-use crate::dns::{self, Dns, Refresher};
-use crate::upstream::Upstream;
+use crate::cluster::dns::{self, Dns, Refresher};
+use crate::cluster::Upstream;
+use crate::tls::store::TlsStore;
 
 /// How long the first DNS lookups may delay readiness.
 const FIRST_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,15 +21,25 @@ pub struct Snapshot {
     pub table: RouteTable,
     /// Run-time clusters, indexed like `table.clusters`.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Server certificates and origination settings, kept current by rotation.
+    pub tls: Arc<TlsStore>,
     /// Background DNS refreshers, stopped when the snapshot is dropped.
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Snapshot {
-    /// The run-time form of `table`; DNS clusters are resolved by [`Snapshot::start_discovery`].
-    pub fn new(table: RouteTable, generation: u64) -> Self {
+    /// The run-time form of `table`, its TLS material read (a credential missing at compile time
+    /// is looked up again in `credentials_dir`); DNS clusters are resolved by
+    /// [`Snapshot::start_discovery`].
+    pub fn new(table: RouteTable, generation: u64, credentials_dir: Option<std::path::PathBuf>) -> Self {
         let upstreams = table.clusters.iter().map(|c| Arc::new(Upstream::new(c))).collect();
-        Snapshot { generation, table, upstreams, tasks: Vec::new() }
+        let tls = Arc::new(TlsStore::new(&table, credentials_dir));
+        Snapshot { generation, table, upstreams, tls, tasks: Vec::new() }
+    }
+
+    /// Keeps the TLS material current (rotation) while the snapshot lives, on the current runtime.
+    pub fn start_rotation(&mut self) {
+        self.tasks.push(crate::tls::watch::spawn(self.tls.clone()));
     }
 
     /// Resolves every DNS cluster once (bounded in time), then keeps them fresh in the background

@@ -55,6 +55,8 @@ pub struct Setup {
     pub labels: Option<BTreeMap<String, String>>,
     /// The DNS server for DNS ServiceEntries.
     pub dns_server: Option<SocketAddr>,
+    /// `--credentials-dir`.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl TestGateway {
@@ -71,6 +73,7 @@ impl TestGateway {
         if let Some(labels) = setup.labels {
             selection.labels = labels;
         }
+        selection.credentials_dir = setup.credentials_dir;
         let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
         assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
         let port_map = built.table.listeners.iter().map(|l| (l.port, 0)).collect();

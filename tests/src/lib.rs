@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support fails by panicking
 
+pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod gateway;
+pub mod tls;
 pub mod upstream;
 pub mod yaml;
 

@@ -106,18 +106,11 @@ impl<'a> Registry<'a> {
             }
             Ok(_) => {}
         }
-        let policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
-        if policy
+        let mut policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
+        policy.origination = policy
             .tls
             .as_ref()
-            .is_some_and(|t| matches!(t.mode, raw::ClientTlsMode::Simple | raw::ClientTlsMode::Mutual))
-        {
-            r.warn(
-                Code::Unsupported,
-                path,
-                format!("cluster {name}: TLS origination (DestinationRule tls) is not implemented by this version; requests routed here get 503 rather than leave in plaintext"),
-            );
-        }
+            .and_then(|t| super::credentials::client_tls(t, &format!("{path} ({name}) tls"), self.config, self.sel, r));
         let id = self.clusters.len();
         self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy });
         self.index.insert(key, id);

@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::raw::{ClientTlsMode, ClientTlsSettings};
+use crate::table::ClientTls;
+
 use base64::Engine;
 
 use super::servers::tls_mode;
@@ -18,6 +21,7 @@ use crate::table::{Certificate, PemSource, ServerTls, TlsMode};
 const CERT_KEYS: &[&str] = &["tls.crt", "cert"];
 const KEY_KEYS: &[&str] = &["tls.key", "key"];
 const CA_KEYS: &[&str] = &["ca.crt", "cacert"];
+const CRL_KEYS: &[&str] = &["ca.crl", "crl"];
 
 /// Resolves a server's `tls`; `None` for modes Pylon rejects (already reported by validation).
 pub(super) fn server_tls(
@@ -32,7 +36,7 @@ pub(super) fn server_tls(
         mode,
         certificates: Vec::new(),
         client_ca: None,
-        ca_crl: t.ca_crl.as_ref().map(PathBuf::from),
+        ca_crl: None,
         subject_alt_names: t.subject_alt_names.clone(),
         verify_certificate_spki: t.verify_certificate_spki.clone(),
         verify_certificate_hash: t.verify_certificate_hash.clone(),
@@ -47,18 +51,25 @@ pub(super) fn server_tls(
             t.max_protocol_version
         },
         cipher_suites: Vec::new(),
-        ecdh_curves: t.ecdh_curves.clone(),
+        ecdh_curves: Vec::new(),
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     };
     if mode == TlsMode::Passthrough {
         return Some(tls);
     }
+    // Istio drops invalid and duplicate cipher names (validation warns about them). Unknown
+    // curves are dropped too: Envoy would reject the whole listener for one.
     for c in &t.cipher_suites {
-        if !tls.cipher_suites.contains(c) {
+        if crate::validate::is_valid_cipher_suite(c) && !c.is_empty() && !tls.cipher_suites.contains(c) {
             tls.cipher_suites.push(c.clone());
         }
     }
-    let store = Store { config, sel };
+    for c in &t.ecdh_curves {
+        if crate::validate::is_valid_ecdh_curve(c) && !tls.ecdh_curves.contains(c) {
+            tls.ecdh_curves.push(c.clone());
+        }
+    }
+    let store = Store { config, sel, waits: SERVER_WAITS };
     certificates(t, path, &store, &mut tls, r);
     if mode != TlsMode::Simple && tls.client_ca.is_none() {
         r.warn(
@@ -81,45 +92,59 @@ fn certificates(t: &ServerTlsSettings, path: &str, store: &Store<'_>, tls: &mut 
         } else {
             format!("{path}.credentialNames")
         };
-        let (cert, ca) = store.credential(name, &at, r);
-        tls.certificates.push(cert);
+        let found = store.credential(name, &at, r);
+        tls.certificates.push(found.cert);
         if tls.client_ca.is_none() {
-            tls.client_ca = ca;
+            tls.client_ca = found.ca;
+        }
+        if tls.ca_crl.is_none() {
+            tls.ca_crl = found.crl;
         }
     }
     if let (Some(cert), Some(key)) = (&t.server_certificate, &t.private_key) {
         tls.certificates.push(Certificate {
-            cert: file(cert, &format!("{path}.serverCertificate"), r),
-            key: file(key, &format!("{path}.privateKey"), r),
+            cert: file(cert, &format!("{path}.serverCertificate"), store.waits, r),
+            key: file(key, &format!("{path}.privateKey"), store.waits, r),
             credential: None,
         });
     }
     for (i, c) in t.tls_certificates.iter().enumerate() {
         let at = format!("{path}.tlsCertificates[{i}]");
         tls.certificates.push(Certificate {
-            cert: file(&c.server_certificate, &at, r),
-            key: file(&c.private_key, &at, r),
+            cert: file(&c.server_certificate, &at, store.waits, r),
+            key: file(&c.private_key, &at, store.waits, r),
             credential: None,
         });
     }
     if let Some(ca) = &t.ca_certificates {
-        tls.client_ca = Some(file(ca, &format!("{path}.caCertificates"), r));
+        tls.client_ca = Some(file(ca, &format!("{path}.caCertificates"), store.waits, r));
+    }
+    if let Some(crl) = &t.ca_crl {
+        tls.ca_crl = Some(file(crl, &format!("{path}.caCrl"), store.waits, r));
     }
     if let Some(name) = &t.ca_cert_credential_name {
         tls.client_ca = Some(store.ca_credential(name, &format!("{path}.caCertCredentialName"), r));
     }
 }
 
+/// What a missing server credential means.
+const SERVER_WAITS: &str = "the server refuses TLS handshakes until it appears";
+/// What a missing origination credential means.
+const ORIGINATION_WAITS: &str = "requests to this destination get 503 until it appears";
+
 /// A PEM file; a missing file is a warning (the file is watched and may appear later).
-fn file(path: &str, at: &str, r: &mut Reporter<'_>) -> PemSource {
+fn file(path: &str, at: &str, waits: &str, r: &mut Reporter<'_>) -> PemSource {
     if !Path::new(path).is_file() {
-        r.warn(
-            Code::Credential,
-            at,
-            format!("file {path} not found; the server refuses TLS handshakes until it appears"),
-        );
+        r.warn(Code::Credential, at, format!("file {path} not found; {waits}"));
     }
     PemSource::File { path: PathBuf::from(path) }
+}
+
+/// What a credential holds.
+struct Credential {
+    cert: Certificate,
+    ca: Option<PemSource>,
+    crl: Option<PemSource>,
 }
 
 /// The decoded entries of a Secret: key → bytes.
@@ -129,6 +154,8 @@ type SecretData = Vec<(String, Vec<u8>)>;
 struct Store<'a> {
     config: &'a Config,
     sel: &'a Selection,
+    /// What a missing credential means, for messages.
+    waits: &'static str,
 }
 
 impl Store<'_> {
@@ -163,30 +190,28 @@ impl Store<'_> {
         path.is_file().then_some(PemSource::File { path })
     }
 
-    /// The certificate, key and (optional) CA of credential `name`.
-    fn credential(&self, name: &str, at: &str, r: &mut Reporter<'_>) -> (Certificate, Option<PemSource>) {
+    /// The certificate, key, (optional) CA and (optional) CRL of credential `name`.
+    fn credential(&self, name: &str, at: &str, r: &mut Reporter<'_>) -> Credential {
         let missing = || PemSource::Missing { credential: name.to_string() };
         if let Some((secret, data)) = self.secret(name) {
             let cert = Self::from_secret(&secret, &data, CERT_KEYS);
             let key = Self::from_secret(&secret, &data, KEY_KEYS);
             if cert.is_none() || key.is_none() {
-                r.warn(
-                    Code::Credential,
-                    at,
-                    format!("Secret {secret} has no tls.crt and tls.key; the server refuses TLS handshakes"),
-                );
+                r.warn(Code::Credential, at, format!("Secret {secret} has no tls.crt and tls.key; {}", self.waits));
             }
             let ca = Self::from_secret(&secret, &data, CA_KEYS).or_else(|| self.cacert_secret(name));
+            let crl = Self::from_secret(&secret, &data, CRL_KEYS);
             let cert = Certificate {
                 cert: cert.unwrap_or_else(missing),
                 key: key.unwrap_or_else(missing),
                 credential: Some(name.to_string()),
             };
-            return (cert, ca);
+            return Credential { cert, ca, crl };
         }
         if let (Some(cert), Some(key)) = (self.dir_file(name, "tls.crt"), self.dir_file(name, "tls.key")) {
-            let ca = self.dir_file(name, "ca.crt");
-            return (Certificate { cert, key, credential: Some(name.to_string()) }, ca);
+            let ca = self.dir_file(name, "ca.crt").or_else(|| self.dir_file(&format!("{name}-cacert"), "ca.crt"));
+            let crl = self.dir_file(name, "ca.crl");
+            return Credential { cert: Certificate { cert, key, credential: Some(name.to_string()) }, ca, crl };
         }
         let dir = self.sel.credentials_dir.as_ref().map_or_else(
             || "no --credentials-dir".to_string(),
@@ -195,10 +220,17 @@ impl Store<'_> {
         r.warn(
             Code::Credential,
             at,
-            format!("credential {name:?} not found (no Secret {}/{name} in the configuration, {dir}); the server refuses TLS handshakes until it appears", self.sel.namespace),
+            format!(
+                "credential {name:?} not found (no Secret {}/{name} in the configuration, {dir}); {}",
+                self.sel.namespace, self.waits
+            ),
         )
         .hint = Some("add a kubernetes.io/tls Secret to the configuration, or the files to --credentials-dir".into());
-        (Certificate { cert: missing(), key: missing(), credential: Some(name.to_string()) }, None)
+        Credential {
+            cert: Certificate { cert: missing(), key: missing(), credential: Some(name.to_string()) },
+            ca: None,
+            crl: None,
+        }
     }
 
     /// Istio also reads a client CA from a `<name>-cacert` Secret.
@@ -213,12 +245,57 @@ impl Store<'_> {
             .and_then(|(secret, data)| Self::from_secret(&secret, &data, CA_KEYS))
             .or_else(|| self.dir_file(name, "ca.crt"));
         found.unwrap_or_else(|| {
-            r.warn(
-                Code::Credential,
-                at,
-                format!("CA credential {name:?} not found; the server refuses TLS handshakes until it appears"),
-            );
+            r.warn(Code::Credential, at, format!("CA credential {name:?} not found; {}", self.waits));
             PemSource::Missing { credential: name.to_string() }
         })
     }
+}
+
+/// Resolves a DestinationRule `tls` for origination; `None` for `DISABLE` (and for
+/// `ISTIO_MUTUAL`, which validation rejects). Missing files and credentials are warnings: the
+/// connection then fails (503), never leaves in plaintext.
+pub(super) fn client_tls(
+    t: &ClientTlsSettings,
+    at: &str,
+    config: &Config,
+    sel: &Selection,
+    r: &mut Reporter<'_>,
+) -> Option<ClientTls> {
+    if !matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) {
+        return None;
+    }
+    let store = Store { config, sel, waits: ORIGINATION_WAITS };
+    let mut tls = ClientTls {
+        mode: t.mode,
+        client_certificate: None,
+        ca: None,
+        ca_crl: None,
+        sni: t.sni.clone().filter(|s| !s.is_empty()),
+        subject_alt_names: t.subject_alt_names.clone(),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+    };
+    if let Some(name) = &t.credential_name {
+        // Istio: a DestinationRule credential holds the client key and certificate (MUTUAL) and
+        // the CA that verifies the upstream.
+        let found = store.credential(name, &format!("{at}.credentialName"), r);
+        if t.mode == ClientTlsMode::Mutual {
+            tls.client_certificate = Some(found.cert);
+        }
+        tls.ca = found.ca;
+        tls.ca_crl = found.crl;
+    }
+    if let (Some(cert), Some(key)) = (&t.client_certificate, &t.private_key) {
+        tls.client_certificate = Some(Certificate {
+            cert: file(cert, &format!("{at}.clientCertificate"), store.waits, r),
+            key: file(key, &format!("{at}.privateKey"), store.waits, r),
+            credential: None,
+        });
+    }
+    if let Some(ca) = &t.ca_certificates {
+        tls.ca = Some(file(ca, &format!("{at}.caCertificates"), store.waits, r));
+    }
+    if let Some(crl) = &t.ca_crl {
+        tls.ca_crl = Some(file(crl, &format!("{at}.caCrl"), store.waits, r));
+    }
+    Some(tls)
 }

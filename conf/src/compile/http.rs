@@ -62,7 +62,23 @@ fn tls_listener(
             chains.push(FilterChain { server: id, sni: sni_hosts(s), action: ChainAction::Http { route_config } });
         }
     }
-    (!chains.is_empty()).then_some(ListenerKind::Tls { chains })
+    if chains.is_empty() {
+        return None;
+    }
+    Some(ListenerKind::Tls { index: sni_index(&chains), chains })
+}
+
+/// Envoy's filter-chain match on `server_names`: a chain without names takes any SNI (or none).
+fn sni_index(chains: &[FilterChain]) -> VirtualHostIndex {
+    let names: Vec<(String, usize)> = chains
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let names = if c.sni.is_empty() { vec!["*".to_string()] } else { c.sni.clone() };
+            names.into_iter().map(move |n| (n.to_ascii_lowercase(), i))
+        })
+        .collect();
+    VirtualHostIndex::new(names.iter().map(|(n, i)| (n.as_str(), *i)))
 }
 
 /// Istio opens no listener for TCP and TLS servers without routes.

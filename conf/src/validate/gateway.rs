@@ -8,7 +8,8 @@ use crate::diagnostic::{Code, Reporter};
 use crate::model::Protocol;
 use crate::raw::{Gateway, Port, Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
 
-/// Cipher suites Istio (Envoy) accepts on a Gateway server.
+/// Cipher suites Istio accepts on a Gateway server (`ValidCipherSuites` in Istio's
+/// `pkg/config/security/security.go`: BoringSSL's names without PSK suites).
 const CIPHERS: &[&str] = &[
     "ECDHE-ECDSA-AES128-GCM-SHA256",
     "ECDHE-RSA-AES128-GCM-SHA256",
@@ -16,21 +17,30 @@ const CIPHERS: &[&str] = &[
     "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305",
     "ECDHE-RSA-CHACHA20-POLY1305",
-    "ECDHE-PSK-CHACHA20-POLY1305",
     "ECDHE-ECDSA-AES128-SHA",
     "ECDHE-RSA-AES128-SHA",
-    "ECDHE-PSK-AES128-CBC-SHA",
-    "ECDHE-PSK-AES256-CBC-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
     "AES128-GCM-SHA256",
     "AES256-GCM-SHA384",
     "AES128-SHA",
-    "ECDHE-ECDSA-AES256-SHA",
-    "ECDHE-RSA-AES256-SHA",
     "AES256-SHA",
-    "PSK-AES128-CBC-SHA",
-    "PSK-AES256-CBC-SHA",
     "DES-CBC3-SHA",
 ];
+
+/// ECDH curves Istio knows (`ValidECDHCurves` in Istio's `pkg/config/security/security.go`).
+const ECDH_CURVES: &[&str] = &["P-224", "P-256", "P-521", "P-384", "X25519", "X25519Kyber768Draft00", "X25519MLKEM768"];
+
+/// True for a cipher suite name Istio accepts on a Gateway server (others are dropped): a known
+/// name, `ALL`, or an OpenSSL operator entry (`!aNULL`, `+RSA`), as Istio's `IsValidCipherSuite`.
+pub fn is_valid_cipher_suite(name: &str) -> bool {
+    name.is_empty() || name == "ALL" || !name.starts_with(|c: char| c.is_alphanumeric()) || CIPHERS.contains(&name)
+}
+
+/// True for an ECDH curve name Istio knows (others are dropped with a warning).
+pub fn is_valid_ecdh_curve(name: &str) -> bool {
+    ECDH_CURVES.contains(&name)
+}
 
 pub(super) fn validate(meta: &Meta, gw: &Gateway, r: &mut Reporter<'_>) {
     if !is_dns1123_label(meta.name()) {
@@ -314,7 +324,7 @@ fn validate_ciphers(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
     let mut seen = HashSet::new();
     let (mut invalid, mut duplicate) = (Vec::new(), Vec::new());
     for c in &tls.cipher_suites {
-        if !CIPHERS.contains(&c.as_str()) {
+        if !is_valid_cipher_suite(c) {
             invalid.push(c.as_str());
         } else if !seen.insert(c.as_str()) {
             duplicate.push(c.as_str());
@@ -325,6 +335,11 @@ fn validate_ciphers(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
     }
     if !duplicate.is_empty() {
         r.warn(Code::Tls, format!("{path}.cipherSuites"), format!("ignoring duplicate cipher suites: {duplicate:?}"));
+    }
+    let bad_curves: Vec<&str> =
+        tls.ecdh_curves.iter().map(String::as_str).filter(|c| !is_valid_ecdh_curve(c)).collect();
+    if !bad_curves.is_empty() {
+        r.warn(Code::Tls, format!("{path}.ecdhCurves"), format!("ignoring invalid ecdh curves: {bad_curves:?}"));
     }
     let old = matches!(tls.min_protocol_version, TlsProtocol::V1_0 | TlsProtocol::V1_1);
     if old && tls.cipher_suites.is_empty() {

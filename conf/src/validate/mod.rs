@@ -14,6 +14,8 @@ mod virtual_service;
 
 use std::collections::HashMap;
 
+pub use gateway::{is_valid_cipher_suite, is_valid_ecdh_curve};
+
 use crate::config::Config;
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::matcher::Re2;

@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use conf::table::{ClusterId, Route};
 
+use crate::cluster::InFlight;
+use crate::conn::TlsSession;
 use crate::error::Outcome;
 use crate::snapshot::Snapshot;
-use crate::upstream::InFlight;
 
 /// Where the matched route lives in the snapshot.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,10 @@ pub struct Ctx {
     pub local_ip: Option<std::net::IpAddr>,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The route table of the connection's listener (plaintext) or server (TLS).
+    pub route_config: Option<usize>,
+    /// The TLS connection context, for requests that came over TLS.
+    pub tls: Option<Arc<TlsSession>>,
     /// The matched route.
     pub route: Option<RouteRef>,
     /// The chosen cluster.
@@ -59,6 +64,8 @@ impl Ctx {
             port: 0,
             local_ip: None,
             scheme: "http",
+            route_config: None,
+            tls: None,
             route: None,
             cluster: None,
             endpoint: None,

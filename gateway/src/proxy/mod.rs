@@ -17,6 +17,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
+use crate::edge::forwarded;
 use crate::error::Outcome;
 use crate::state::SharedState;
 use ctx::Ctx;
@@ -61,6 +62,24 @@ fn local_addr(session: &Session) -> Option<SocketAddr> {
     session.server_addr().and_then(|a| a.as_inet()).copied()
 }
 
+impl Gateway {
+    /// Reads the connection context into the request: the TLS session chosen at the handshake,
+    /// or, for plaintext, the listener of the local address.
+    fn connection(&self, session: &Session, ctx: &mut Ctx) {
+        let local = local_addr(session);
+        ctx.local_ip = local.map(|a| a.ip());
+        if let Some(tls) = crate::tls::session_of(session.digest()) {
+            ctx.port = tls.port;
+            ctx.scheme = "https";
+            ctx.route_config = tls.route_config(&ctx.snap.table, ctx.snap.generation);
+            ctx.tls = Some(tls);
+            return;
+        }
+        ctx.port = local.and_then(|a| self.ports.declared(a)).unwrap_or_default();
+        ctx.route_config = crate::conn::plaintext_route_config(&ctx.snap.table, ctx.port, ctx.local_ip);
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -70,9 +89,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let local = local_addr(session);
-        ctx.local_ip = local.map(|a| a.ip());
-        ctx.port = local.and_then(|a| self.ports.declared(a)).unwrap_or_default();
+        self.connection(session, ctx);
         if self.state.is_draining() {
             // Drain: finish this request, then close the connection (Envoy: Connection: close).
             session.set_keepalive(None);
@@ -97,10 +114,29 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        upstream::peer(ctx).map_err(|o| {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let authority = request::authority(session.req_header());
+        upstream::peer(ctx, &authority).map_err(|o| {
             ctx.outcome = Some(o);
             o.error()
+        })
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // TLS origination: the SAN and revocation checks made after the handshake.
+        let ssl = digest.and_then(|d| d.ssl_digest.as_deref());
+        crate::cluster::tls::verdict_of(ssl).map_err(|why| {
+            tracing::info!(upstream = %peer, reason = %why, "upstream certificate rejected");
+            ctx.outcome = Some(Outcome::UpstreamTls);
+            Outcome::UpstreamTls.error()
         })
     }
 
@@ -111,7 +147,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
-        ctx.request_id = Some(request::forwarding_headers(req, client, ctx.scheme, ctx.request_id.as_deref())?);
+        let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
+        ctx.request_id = Some(forwarded::forwarding_headers(req, client, ctx.scheme, cert, ctx.request_id.as_deref())?);
         upstream::rewrite(req, ctx)
     }
 

@@ -1,4 +1,4 @@
-//! Request checks before routing, and the request sent upstream (Istio's defaults for a gateway).
+//! Request checks before routing, and the authority sent upstream.
 
 use std::borrow::Cow;
 
@@ -81,34 +81,6 @@ pub fn with_path_and_query(uri: &http::Uri, path_and_query: &str) -> Option<http
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().ok()?);
     http::Uri::from_parts(parts).ok()
-}
-
-/// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
-/// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted), and
-/// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
-pub fn forwarding_headers(
-    req: &mut RequestHeader,
-    client: Option<String>,
-    scheme: &str,
-    request_id: Option<&str>,
-) -> pingora::Result<String> {
-    if let Some(ip) = client {
-        // Every x-forwarded-for line counts; Envoy appends with a bare comma.
-        let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
-        let xff = if prev.is_empty() { ip.clone() } else { format!("{prev},{ip}") };
-        req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-envoy-external-address", ip)?;
-    }
-    req.insert_header("x-forwarded-proto", scheme)?;
-    // One id per request, whatever the number of upstream attempts.
-    let id = match (request_id, req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
-    {
-        (Some(id), _) => id.to_string(),
-        (None, Some(id)) => id.to_string(),
-        (None, None) => uuid::Uuid::new_v4().to_string(),
-    };
-    req.insert_header("x-request-id", id.as_str())?;
-    Ok(id)
 }
 
 /// Replaces the authority sent upstream (Host for HTTP/1, `:authority` for HTTP/2).

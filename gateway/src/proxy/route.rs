@@ -2,17 +2,16 @@
 //! (`istio-semantics.md` §2.3–§2.6).
 
 use conf::matcher::{Request, StringMatcher};
-use std::net::IpAddr;
 
-use conf::table::{Listener, ListenerKind, RouteAction, RouteConfig, RouteTable};
+use conf::table::RouteAction;
 use pingora::proxy::Session;
 
 use super::ctx::{Ctx, RouteRef};
 use super::reply::{self, LocalReply};
 use super::request::{authority, HeaderView};
+use crate::cluster::pick_weighted;
 use crate::error::Outcome;
 use crate::snapshot::Snapshot;
-use crate::upstream::pick_weighted;
 
 /// What to do with a request.
 pub enum Decision {
@@ -22,27 +21,14 @@ pub enum Decision {
     Reply(LocalReply),
 }
 
-/// The HTTP route table of the listener for server port `port` bound to `local` (or to every
-/// address).
-fn route_config(table: &RouteTable, port: u16, local: Option<IpAddr>) -> Option<(usize, &RouteConfig)> {
-    let http = |l: &&Listener| matches!(l.kind, ListenerKind::Http { .. }) && l.port == port;
-    let listener = table
-        .listeners
-        .iter()
-        .filter(http)
-        .find(|l| l.bind.is_some() && l.bind == local)
-        .or_else(|| table.listeners.iter().filter(http).find(|l| l.bind.is_none()))?;
-    let ListenerKind::Http { route_config: id, .. } = listener.kind else { return None };
-    Some((id, table.route_configs.get(id)?))
-}
-
 /// Routes the request: sets `ctx.route` and `ctx.cluster`, or returns the reply to send.
 pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
     let snap = ctx.snap.clone();
     let req = session.req_header();
     let host = authority(req);
     let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let Some((config, rc)) = route_config(&snap.table, ctx.port, ctx.local_ip) else { return no_route(ctx) };
+    let Some(config) = ctx.route_config else { return no_route(ctx) };
+    let Some(rc) = snap.table.route_configs.get(config) else { return no_route(ctx) };
     let Some(vhost_index) = rc.virtual_host_index(&host) else { return no_route(ctx) };
     let Some(vhost) = rc.virtual_hosts.get(vhost_index) else { return no_route(ctx) };
     // Istio httpsRedirect: every plaintext request to the host is redirected, before any route.

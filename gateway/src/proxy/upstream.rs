@@ -17,8 +17,9 @@ const DEFAULT_CONNECT_RETRIES: u32 = 2;
 /// Retry conditions that cover a connect failure in Envoy.
 const CONNECT_RETRY_ON: &[&str] = &["connect-failure", "5xx", "gateway-error", "reset"];
 
-/// The peer for the next attempt; `Err` is the outcome to answer with.
-pub fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>, Outcome> {
+/// The peer for the next attempt; `Err` is the outcome to answer with. `authority` is the
+/// request's (the SNI of TLS origination defaults to the authority sent upstream).
+pub fn peer(ctx: &mut Ctx, authority: &str) -> Result<Box<HttpPeer>, Outcome> {
     let id = ctx.cluster.ok_or(Outcome::NoCluster)?;
     let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
     if let Some(refused) = upstream.refusal() {
@@ -31,10 +32,17 @@ pub fn peer(ctx: &mut Ctx) -> Result<Box<HttpPeer>, Outcome> {
     let addr = chosen.endpoint().addr;
     ctx.tried.push(addr);
     ctx.endpoint = Some(chosen);
-    let mut peer = HttpPeer::new(addr, false, String::new());
+    let origination = ctx.snap.tls.origination(id).map_err(|_| Outcome::UpstreamTls)?;
+    let mut peer = match origination {
+        None => HttpPeer::new(addr, false, String::new()),
+        Some(o) => {
+            let host = ctx.route().and_then(|r| authority_override(r, ctx)).unwrap_or(authority);
+            o.peer(addr, host, true)
+        }
+    };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     if upstream.http2 {
-        // HTTP2 and GRPC service ports: h2c with prior knowledge, multiplexed.
+        // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
         peer.options.alpn = ALPN::H2;
         peer.options.max_h2_streams = 100;
     }
@@ -60,11 +68,19 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     for o in &ops {
         header_ops::apply(req, o, Side::Request)?;
     }
-    let authority = route.headers.authority.as_deref().or_else(|| ops.iter().find_map(|o| o.authority.as_deref()));
-    if let Some(a) = authority {
+    if let Some(a) = authority_override(route, ctx) {
         rewrite_authority(req, a)?;
     }
     Ok(())
+}
+
+/// The authority the route sends upstream instead of the request's, if it changes it.
+fn authority_override<'a>(route: &'a conf::table::Route, ctx: &'a Ctx) -> Option<&'a str> {
+    route
+        .headers
+        .authority
+        .as_deref()
+        .or_else(|| header_ops::in_order(route, ctx).into_iter().find_map(|o| o.authority.as_deref()))
 }
 
 /// Istio `rewrite.uri`: replaces the matched prefix for prefix matches, else the whole path (the

@@ -1,13 +1,16 @@
 //! Clusters at run time: endpoints (static, or kept up to date by DNS in the background) and
 //! load balancing. Nothing here blocks or resolves names on the request path.
 
+pub mod dns;
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use conf::raw::{ClientTlsMode, Resolution, SimpleLb};
+use conf::raw::{Resolution, SimpleLb};
 use conf::table::Cluster;
 
 use crate::error::Outcome;
@@ -76,11 +79,10 @@ pub enum Balancer {
 pub struct Upstream {
     /// `outbound|port|subset|host`.
     pub name: String,
+    /// The destination host (SNI and certificate checks for TCP origination).
+    pub host: String,
     /// Why requests cannot be routed here (503 NC), if so.
     pub not_found: Option<String>,
-    /// The cluster needs TLS origination, which this version does not do: requests get 503 rather
-    /// than leave in plaintext.
-    pub needs_tls: bool,
     /// The current endpoints; swapped whole when DNS answers change.
     pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     /// How endpoints are found (STATIC, DNS, ...).
@@ -89,8 +91,10 @@ pub struct Upstream {
     pub balancer: Balancer,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Speak HTTP/2 (h2c prior knowledge) to the endpoints.
+    /// Speak HTTP/2 to the endpoints (h2c with prior knowledge, or ALPN h2 over TLS).
     pub http2: bool,
+    /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
+    pub idle_timeout: Option<Duration>,
     next: AtomicUsize,
 }
 
@@ -114,35 +118,30 @@ impl Upstream {
             Some(SimpleLb::Random) => Balancer::Random,
             _ => Balancer::LeastRequest,
         };
-        let connect_timeout = c
-            .policy
-            .connection_pool
-            .as_ref()
-            .and_then(|p| p.tcp.as_ref())
-            .and_then(|t| t.connect_timeout.as_deref())
-            .and_then(|d| conf::model::Duration::parse(d).ok())
-            .map_or(DEFAULT_CONNECT_TIMEOUT, conf::model::Duration::to_std);
-        let needs_tls =
-            c.policy.tls.as_ref().is_some_and(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual));
+        let tcp = c.policy.connection_pool.as_ref().and_then(|p| p.tcp.as_ref());
+        let duration = |d: Option<&String>| {
+            d.and_then(|d| conf::model::Duration::parse(d).ok()).map(conf::model::Duration::to_std)
+        };
+        let connect_timeout = duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let idle_timeout = duration(tcp.and_then(|t| t.idle_timeout.as_ref()));
         Upstream {
             name: c.name.clone(),
+            host: c.host.clone(),
             not_found,
-            needs_tls,
             endpoints: ArcSwap::from_pointee(endpoints),
             resolution,
             balancer,
             connect_timeout,
             http2,
+            idle_timeout,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Why this cluster cannot take a request now (503 NC, UF without TLS origination, UH), if so.
+    /// Why this cluster cannot take a request now (503 NC, UH), if so.
     pub fn refusal(&self) -> Option<Outcome> {
         if self.not_found.is_some() {
             Some(Outcome::NoCluster)
-        } else if self.needs_tls {
-            Some(Outcome::TlsOriginationUnsupported)
         } else if self.endpoints.load().is_empty() {
             Some(Outcome::NoHealthyUpstream)
         } else {
@@ -219,13 +218,14 @@ mod tests {
         let eps = eps.iter().map(|(p, w)| Endpoint::new(SocketAddr::from(([127, 0, 0, 1], *p)), *w)).collect();
         Upstream {
             name: "c".into(),
+            host: "c.internal".into(),
             not_found: None,
-            needs_tls: false,
             endpoints: ArcSwap::from_pointee(eps),
             resolution: Resolution::Static,
             balancer,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
+            idle_timeout: None,
             next: AtomicUsize::new(0),
         }
     }

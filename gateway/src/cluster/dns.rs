@@ -15,7 +15,7 @@ use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
-use crate::upstream::{Endpoint, Upstream};
+use crate::cluster::{Endpoint, Upstream};
 
 /// Shortest and longest time between two lookups of a name.
 const MIN_REFRESH: Duration = Duration::from_secs(1);

@@ -1,0 +1,165 @@
+//! TLS origination to a cluster (DestinationRule `tls` SIMPLE and MUTUAL), as Istio configures
+//! Envoy's upstream TLS context: SNI from `sni`, else the request's host (Envoy `auto_sni`);
+//! the upstream certificate verified against `caCertificates` or the system's CAs, and its SANs
+//! against `subjectAltNames`, else against the SNI (`auto_san_validation`); `insecureSkipVerify`
+//! turns verification off. The client certificate of MUTUAL comes from files or `credentialName`.
+
+use std::any::Any;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use conf::raw::ClientTlsMode;
+use conf::table::{ClientTls, PemSource};
+use openssl::ssl::SslRef;
+use openssl::x509::{CrlStatus, X509Crl, X509Ref, X509};
+use pingora::protocols::tls::HandshakeCompleteHook;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::CertKey;
+
+use crate::tls::material::{self, MaterialError, Raw, Role};
+use crate::tls::peer::{all_sans, san_matches};
+
+/// How connections to one cluster are secured.
+pub struct Origination {
+    /// `sni`; `None` = the request's host (HTTP) or the destination host (TCP).
+    pub sni: Option<String>,
+    /// Accepted SANs; empty = the SNI (checked by OpenSSL's host name verification).
+    pub sans: Vec<String>,
+    /// False with `insecureSkipVerify`.
+    pub verify: bool,
+    /// Trusted CAs; `None` = the system's.
+    pub ca: Option<Arc<Box<[X509]>>>,
+    /// The client certificate (MUTUAL).
+    pub client: Option<Arc<CertKey>>,
+    /// Revoked upstream certificates.
+    pub crls: Arc<Vec<X509Crl>>,
+    /// Keeps pooled connections of different clusters apart (the pool key ignores the CA).
+    pub group_key: u64,
+}
+
+/// What the post-handshake check found, stored with the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamVerdict(pub Result<(), String>);
+
+impl Origination {
+    /// Builds the origination of `cluster` from its sources (read in `sources` order). A client
+    /// certificate must match its key; with `refuse_expired` an expired one is refused.
+    pub fn build(
+        cluster: &str,
+        tls: &ClientTls,
+        sources: &[(PemSource, Role)],
+        raws: &[Raw],
+        refuse_expired: bool,
+    ) -> Result<Origination, MaterialError> {
+        let (mut chain, mut key, mut ca, mut crls) = (None, None, None, Vec::new());
+        for ((_, role), raw) in sources.iter().zip(raws) {
+            match role {
+                Role::Chain => chain = Some((material::chain(raw)?, raw.place.clone())),
+                Role::Key => key = Some(material::key(raw)?),
+                Role::Ca => ca = Some(material::chain(raw)?),
+                Role::Crl => crls = material::crls(raw)?,
+            }
+        }
+        let client = match (chain, key) {
+            (Some((chain, place)), Some(key)) => {
+                material::key_matches(&chain, &key, &place)?;
+                if let Err(e) = material::check_validity(&chain, &place) {
+                    if refuse_expired {
+                        return Err(e);
+                    }
+                    tracing::error!(error = %e, "using a client certificate that is not valid now");
+                }
+                Some(Arc::new(CertKey::new(chain, key)))
+            }
+            _ if tls.mode == ClientTlsMode::Mutual => {
+                return Err(MaterialError::new(
+                    format!("cluster {cluster}"),
+                    "MUTUAL TLS without a client certificate and key",
+                ));
+            }
+            _ => None,
+        };
+        let verify = !tls.insecure_skip_verify;
+        let sans = tls.subject_alt_names.clone();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        cluster.hash(&mut hasher);
+        Ok(Origination {
+            sni: tls.sni.clone(),
+            sans,
+            verify,
+            ca: ca.map(|c| Arc::new(c.into_boxed_slice())),
+            client,
+            crls: Arc::new(crls),
+            group_key: hasher.finish(),
+        })
+    }
+
+    /// A TLS peer for `addr` serving a request for `host` (the request's authority for HTTP, the
+    /// destination host for TCP). `check_host`: verify the certificate against the SNI when no
+    /// `subjectAltNames` are configured (Istio's auto SAN validation, HTTP only).
+    pub fn peer(&self, addr: SocketAddr, host: &str, check_host: bool) -> HttpPeer {
+        let host = conf::matcher::authority_host(host);
+        let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let is_ip = bare.parse::<std::net::IpAddr>().is_ok();
+        // Pingora turns verification off entirely for an empty SNI, so one is always given: the
+        // configured one, else the host. OpenSSL does not send an IP address as SNI.
+        let sni = self.sni.clone().unwrap_or(if is_ip { bare.clone() } else { host });
+        let mut peer = HttpPeer::new(addr, true, sni.clone());
+        // Which name the certificate must carry: `subjectAltNames`; else the configured SNI; else,
+        // for HTTP, the request's host (for TCP only the chain is verified, as in Envoy).
+        let mut sans = self.sans.clone();
+        if sans.is_empty() && self.sni.is_none() && check_host && is_ip {
+            sans.push(bare); // IP SANs, which a host name check does not cover
+        }
+        peer.options.verify_cert = self.verify;
+        peer.options.verify_hostname = self.verify && sans.is_empty() && (self.sni.is_some() || (check_host && !is_ip));
+        peer.options.ca.clone_from(&self.ca);
+        peer.client_cert_key.clone_from(&self.client);
+        peer.group_key = self.group_key;
+        if self.verify && (!sans.is_empty() || !self.crls.is_empty()) {
+            peer.options.upstream_tls_handshake_complete_hook = Some(verdict_hook(sans, self.crls.clone()));
+        }
+        peer
+    }
+}
+
+/// A hook that records, for each new upstream connection, whether the certificate carries one of
+/// `sans` and is not revoked by `crls`.
+fn verdict_hook(sans: Vec<String>, crls: Arc<Vec<X509Crl>>) -> HandshakeCompleteHook {
+    Arc::new(move |ssl: &SslRef| -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(UpstreamVerdict(check(ssl, &sans, &crls))))
+    })
+}
+
+fn check(ssl: &SslRef, sans: &[String], crls: &[X509Crl]) -> Result<(), String> {
+    let leaf = ssl.peer_certificate().ok_or("the upstream presented no certificate")?;
+    if !sans.is_empty() {
+        let presented = all_sans(&leaf);
+        if !sans.iter().any(|want| presented.iter().any(|(kind, san)| san_matches(*kind, san, want))) {
+            return Err(format!("no SAN of the upstream certificate is in subjectAltNames {sans:?}"));
+        }
+    }
+    if !crls.is_empty() {
+        let chain: Vec<&X509Ref> = ssl.verified_chain().map(|c| c.iter().collect()).unwrap_or_default();
+        for pair in chain.windows(2) {
+            let (cert, issuer) = (pair[0].to_owned(), pair[1]);
+            let Ok(issuer_key) = issuer.public_key() else { continue };
+            for crl in crls.iter().filter(|crl| crl.verify(&issuer_key).unwrap_or(false)) {
+                if let CrlStatus::Revoked(_) = crl.get_by_cert(&cert) {
+                    return Err("the upstream certificate is revoked".into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The verdict the post-handshake check stored with an upstream TLS connection; `Ok` when none
+/// was needed.
+pub fn verdict_of(ssl: Option<&pingora::protocols::tls::SslDigest>) -> Result<(), String> {
+    match ssl.and_then(|d| d.extension.get::<UpstreamVerdict>()) {
+        Some(UpstreamVerdict(v)) => v.clone(),
+        None => Ok(()),
+    }
+}

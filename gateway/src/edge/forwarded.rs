@@ -1,0 +1,109 @@
+//! The headers Istio's gateway sets on every request it forwards (Envoy's connection manager with
+//! `use_remote_address: true`, `xff_num_trusted_hops: 0`, `forward_client_cert_details:
+//! SANITIZE_SET`): nothing a client sends in them is trusted.
+
+use conf::matcher::RequestHeaders;
+use pingora::http::RequestHeader;
+
+use crate::proxy::request::HeaderView;
+use crate::tls::peer::PeerCertificate;
+
+/// `x-forwarded-client-cert`.
+pub const XFCC: &str = "x-forwarded-client-cert";
+
+/// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
+/// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted),
+/// `x-forwarded-client-cert` set from the client certificate or removed (SANITIZE_SET), and
+/// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
+pub fn forwarding_headers(
+    req: &mut RequestHeader,
+    client: Option<String>,
+    scheme: &str,
+    client_cert: Option<&PeerCertificate>,
+    request_id: Option<&str>,
+) -> pingora::Result<String> {
+    if let Some(ip) = client {
+        // Every x-forwarded-for line counts; Envoy appends with a bare comma.
+        let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
+        let xff = if prev.is_empty() { ip.clone() } else { format!("{prev},{ip}") };
+        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header("x-envoy-external-address", ip)?;
+    }
+    req.insert_header("x-forwarded-proto", scheme)?;
+    // Istio's gateway: SANITIZE_SET. A client's own XFCC never passes; a client certificate sets it.
+    match client_cert {
+        Some(cert) => req.insert_header(XFCC, xfcc(cert))?,
+        None => {
+            req.remove_header(XFCC);
+        }
+    }
+    // One id per request, whatever the number of upstream attempts.
+    let id = match (request_id, req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+    {
+        (Some(id), _) => id.to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => uuid::Uuid::new_v4().to_string(),
+    };
+    req.insert_header("x-request-id", id.as_str())?;
+    Ok(id)
+}
+
+/// The XFCC value Envoy sets with Istio's gateway settings (`set_current_client_cert_details`:
+/// subject, cert, URI, DNS): `Hash=…;Cert="…";Subject="…";URI=…;DNS=…`. `URI=` is present even
+/// without a URI SAN; `DNS` only with DNS SANs; several SANs repeat the key (Envoy
+/// `ConnectionManagerUtility::mutateXfccRequestHeader`).
+pub fn xfcc(cert: &PeerCertificate) -> String {
+    let mut parts = vec![
+        format!("Hash={}", cert.hash),
+        format!("Cert=\"{}\"", cert.pem_encoded),
+        format!("Subject=\"{}\"", cert.subject),
+    ];
+    if cert.uris.is_empty() {
+        parts.push("URI=".to_string());
+    }
+    parts.extend(cert.uris.iter().map(|u| format!("URI={u}")));
+    parts.extend(cert.dns.iter().map(|d| format!("DNS={d}")));
+    parts.join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(uris: &[&str], dns: &[&str]) -> PeerCertificate {
+        PeerCertificate {
+            hash: "ab01".into(),
+            subject: "CN=client,O=Example".into(),
+            uris: uris.iter().map(|s| s.to_string()).collect(),
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            pem_encoded: "-----BEGIN%20CERTIFICATE-----%0A".into(),
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn xfcc_has_envoys_keys_in_envoys_order() {
+        assert_eq!(
+            xfcc(&cert(&["spiffe://td/ns/a/sa/b"], &["a.example.com", "b.example.com"])),
+            "Hash=ab01;Cert=\"-----BEGIN%20CERTIFICATE-----%0A\";Subject=\"CN=client,O=Example\";URI=spiffe://td/ns/a/sa/b;DNS=a.example.com;DNS=b.example.com"
+        );
+    }
+
+    #[test]
+    fn xfcc_keeps_an_empty_uri_and_omits_dns() {
+        assert!(xfcc(&cert(&[], &[])).ends_with(";Subject=\"CN=client,O=Example\";URI="));
+    }
+
+    #[test]
+    fn a_client_xfcc_is_removed_without_a_certificate_and_replaced_with_one() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header(XFCC, "Hash=forged").unwrap();
+        forwarding_headers(&mut req, None, "https", None, None).unwrap();
+        assert!(req.headers.get(XFCC).is_none());
+        req.insert_header(XFCC, "Hash=forged").unwrap();
+        forwarding_headers(&mut req, None, "https", Some(&cert(&[], &[])), None).unwrap();
+        let all: Vec<_> = req.headers.get_all(XFCC).iter().collect();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].to_str().unwrap().starts_with("Hash=ab01;"));
+    }
+}
