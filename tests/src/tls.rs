@@ -192,11 +192,16 @@ async fn reply(resp: hyper::Response<hyper::body::Incoming>) -> Result<Reply, St
     Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
-/// An acceptor presenting `cert`, offering ALPN h2 and http/1.1.
-pub fn acceptor(cert: &Issued) -> SslAcceptor {
+/// An acceptor presenting `cert`, offering ALPN h2 and http/1.1; with `client_ca`, it requires a
+/// client certificate issued by it.
+pub fn acceptor(cert: &Issued, client_ca: Option<&X509>) -> SslAcceptor {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
     b.set_certificate(&cert.cert).unwrap();
     b.set_private_key(&cert.key).unwrap();
+    if let Some(ca) = client_ca {
+        b.cert_store_mut().add_cert(ca.clone()).unwrap();
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
     b.set_alpn_select_callback(|_, offered| {
         openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", offered).ok_or(openssl::ssl::AlpnError::NOACK)
     });
@@ -217,9 +222,14 @@ pub struct TlsUpstream {
 impl TlsUpstream {
     /// Starts it on an ephemeral loopback port.
     pub async fn start(name: &str, cert: &Issued) -> TlsUpstream {
+        Self::start_with(name, cert, None).await
+    }
+
+    /// Starts it requiring a client certificate issued by `client_ca`, if given.
+    pub async fn start_with(name: &str, cert: &Issued, client_ca: Option<&X509>) -> TlsUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let acceptor = Arc::new(acceptor(cert));
+        let acceptor = Arc::new(acceptor(cert, client_ca));
         let (served, handshakes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (name, s, h) = (name.to_string(), served.clone(), handshakes.clone());
         let task = tokio::spawn(async move {
@@ -235,7 +245,7 @@ impl TlsUpstream {
                     h.fetch_add(1, Ordering::Relaxed);
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         s.fetch_add(1, Ordering::Relaxed);
-                        let body = format!("{name} {} {}", req.uri().path(), req.version() == hyper::Version::HTTP_2);
+                        let body = format!("{name} {} {:?}", req.uri().path(), req.version());
                         let headers: Vec<String> =
                             req.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or(""))).collect();
                         let resp = hyper::Response::builder()

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use conf::table::{ChainAction, ClusterId, ListenerKind, PemSource, RouteTable, ServerId, ServerTls, TlsMode};
@@ -78,6 +79,12 @@ impl<T> Slot<T> {
         *loaded = Some(raws);
     }
 
+    /// The problem last reported and not fixed since.
+    fn problem(&self) -> Option<(String, MaterialError)> {
+        let last = self.reported.lock().ok()?.clone()?;
+        Some((self.name.clone(), last))
+    }
+
     fn refuse(&self, e: &MaterialError) {
         if let Ok(mut last) = self.reported.lock() {
             if last.as_ref() == Some(e) {
@@ -103,6 +110,8 @@ pub struct TlsStore {
     credentials_dir: Option<PathBuf>,
     servers: Vec<Option<ServerSlot>>,
     clusters: Vec<Option<ClusterSlot>>,
+    /// When the last finished refresh started.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 struct ServerSlot {
@@ -136,7 +145,7 @@ impl TlsStore {
                 })
             })
             .collect();
-        let store = TlsStore { credentials_dir, servers, clusters };
+        let store = TlsStore { credentials_dir, servers, clusters, refreshed: Mutex::new(None) };
         store.load(Expiry::Warn);
         store
     }
@@ -148,6 +157,7 @@ impl TlsStore {
     }
 
     fn load(&self, expiry: Expiry) {
+        let started = Instant::now();
         let dir = self.credentials_dir.as_deref();
         for s in self.servers.iter().flatten() {
             s.slot.refresh(dir, expiry, |raws, expiry| {
@@ -160,6 +170,20 @@ impl TlsStore {
                 Origination::build(&c.cluster, &c.tls, &c.slot.sources, raws, expiry == Expiry::Refuse)
             });
         }
+        if let Ok(mut last) = self.refreshed.lock() {
+            *last = Some(started);
+        }
+    }
+
+    /// True once a refresh that started after `t` has finished (tests wait on it).
+    pub fn refreshed_since(&self, t: Instant) -> bool {
+        self.refreshed.lock().ok().and_then(|last| *last).is_some_and(|last| last > t)
+    }
+
+    /// The material currently refused or missing: what it is for, and why.
+    pub fn problems(&self) -> Vec<(String, MaterialError)> {
+        let servers = self.servers.iter().flatten().filter_map(|s| s.slot.problem());
+        servers.chain(self.clusters.iter().flatten().filter_map(|c| c.slot.problem())).collect()
     }
 
     /// The acceptor of a terminating server; `None` while its material is missing or unusable.
