@@ -13,6 +13,8 @@ use e2e::yaml::service;
 use e2e::{TestGateway, Upstream};
 use openssl::ssl::SslVersion;
 
+const SIMPLE: &str = "mode: SIMPLE";
+
 const GW: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n";
 
 /// A VirtualService for `hosts` on `gw` sending everything to `dest`.
@@ -22,10 +24,10 @@ fn vs(name: &str, hosts: &[&str], dest: &str) -> String {
     )
 }
 
-/// An HTTPS server block terminating with the given certificate files.
-fn https_server(name: &str, hosts: &[&str], cert: &std::path::Path, key: &std::path::Path, extra: &str) -> String {
+/// An HTTPS server block with the given certificate files and other `tls` settings (`mode: SIMPLE`).
+fn https_server(name: &str, hosts: &[&str], cert: &std::path::Path, key: &std::path::Path, settings: &str) -> String {
     format!(
-        "  - port: {{number: 443, name: {name}, protocol: HTTPS}}\n    hosts: {hosts:?}\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}{extra}}}\n",
+        "  - port: {{number: 443, name: {name}, protocol: HTTPS}}\n    hosts: {hosts:?}\n    tls: {{serverCertificate: {}, privateKey: {}, {settings}}}\n",
         cert.display(),
         key.display()
     )
@@ -38,7 +40,7 @@ async fn simple_termination_serves_http1_and_http2_with_the_servers_certificate(
     let site = ca.issue(&Leaf::server(&["a.example.com"]));
     let (cert, key) = site.write(&dir.0, "a");
     let up = Upstream::start("app").await;
-    let yaml = format!("{GW}{}---\n", https_server("https", &["a.example.com"], &cert, &key, ""))
+    let yaml = format!("{GW}{}---\n", https_server("https", &["a.example.com"], &cert, &key, SIMPLE))
         + &service("app", "app.internal", &[&up])
         + &vs("vs", &["a.example.com"], "app.internal");
     let gw = TestGateway::start(&yaml);
@@ -108,8 +110,8 @@ async fn an_exact_server_wins_over_a_wildcard_server_and_a_miss_is_refused() {
     let up = Upstream::start("app").await;
     let yaml = format!(
         "{GW}{}{}---\n",
-        https_server("https-wild", &["*.example.com"], &wc, &wk, ""),
-        https_server("https-api", &["api.example.com"], &ec, &ek, "")
+        https_server("https-wild", &["*.example.com"], &wc, &wk, SIMPLE),
+        https_server("https-api", &["api.example.com"], &ec, &ek, SIMPLE)
     ) + &service("app", "app.internal", &[&up])
         + &vs("vs", &["*.example.com"], "app.internal");
     let gw = TestGateway::start(&yaml);
@@ -133,7 +135,7 @@ async fn a_star_server_takes_connections_without_sni() {
     let any = ca.issue(&Leaf::server(&["gateway.example.com"]));
     let (c, k) = any.write(&dir.0, "any");
     let up = Upstream::start("app").await;
-    let yaml = format!("{GW}{}---\n", https_server("https", &["*"], &c, &k, ""))
+    let yaml = format!("{GW}{}---\n", https_server("https", &["*"], &c, &k, SIMPLE))
         + &service("app", "app.internal", &[&up])
         + &vs("vs", &["*"], "app.internal");
     let gw = TestGateway::start(&yaml);
@@ -151,8 +153,8 @@ async fn a_host_of_another_server_on_the_port_gets_404() {
     let (ua, ub) = (Upstream::start("a").await, Upstream::start("b").await);
     let yaml = format!(
         "{GW}{}{}---\n",
-        https_server("https-a", &["a.example.com"], &c, &k, ""),
-        https_server("https-b", &["b.example.com"], &c, &k, "")
+        https_server("https-a", &["a.example.com"], &c, &k, SIMPLE),
+        https_server("https-b", &["b.example.com"], &c, &k, SIMPLE)
     ) + &service("a", "a.internal", &[&ua])
         + &service("b", "b.internal", &[&ub])
         + &vs("va", &["a.example.com"], "a.internal")
@@ -176,8 +178,8 @@ async fn protocol_versions_follow_the_server_settings() {
     let up = Upstream::start("app").await;
     let yaml = format!(
         "{GW}{}{}---\n",
-        https_server("https-a", &["a.example.com"], &c, &k, ""),
-        https_server("https-b", &["b.example.com"], &c, &k, ", minProtocolVersion: TLSV1_3")
+        https_server("https-a", &["a.example.com"], &c, &k, SIMPLE),
+        https_server("https-b", &["b.example.com"], &c, &k, "mode: SIMPLE, minProtocolVersion: TLSV1_3")
     ) + &service("app", "app.internal", &[&up])
         + &vs("vs", &["a.example.com", "b.example.com"], "app.internal");
     let gw = TestGateway::start(&yaml);
@@ -251,11 +253,64 @@ async fn plaintext_on_a_tls_port_is_closed_without_a_reply() {
     let dir = TempDir::new();
     let (c, k) = ca.issue(&Leaf::server(&["a.example.com"])).write(&dir.0, "a");
     let up = Upstream::start("app").await;
-    let yaml = format!("{GW}{}---\n", https_server("https", &["*"], &c, &k, ""))
+    let yaml = format!("{GW}{}---\n", https_server("https", &["*"], &c, &k, SIMPLE))
         + &service("app", "app.internal", &[&up])
         + &vs("vs", &["*"], "app.internal");
     let gw = TestGateway::start(&yaml);
     let addr = gw.addr(443);
     let out = tokio::task::spawn_blocking(move || raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
     assert_eq!(out, "", "nothing is answered to plaintext on a TLS port");
+}
+
+/// Runs `openssl s_client` with `args` (stdin closed) and returns what it printed.
+fn s_client(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the openssl command (apt-get install openssl)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_only_on_the_server_that_issued_it() {
+    let ca = Ca::new("test-ca");
+    let dir = TempDir::new();
+    let site = ca.issue(&Leaf::server(&["a.example.com", "b.example.com"]));
+    let (c, k) = site.write(&dir.0, "site");
+    let ca_file = ca.write(&dir.0, "ca.crt");
+    let up = Upstream::start("app").await;
+    let yaml = format!(
+        "{GW}{}{}---\n",
+        https_server("https-a", &["a.example.com"], &c, &k, SIMPLE),
+        https_server(
+            "https-b",
+            &["b.example.com"],
+            &c,
+            &k,
+            &format!("mode: MUTUAL, caCertificates: {}", ca_file.display())
+        )
+    ) + &service("app", "app.internal", &[&up])
+        + &vs("vs", &["a.example.com", "b.example.com"], "app.internal");
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr(443).to_string();
+    let session = dir.0.join("session.pem");
+    let session = session.to_str().unwrap().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let first = s_client(&["-connect", &addr, "-servername", "a.example.com", "-tls1_2", "-sess_out", &session]);
+        let again = s_client(&["-connect", &addr, "-servername", "a.example.com", "-tls1_2", "-sess_in", &session]);
+        let other = s_client(&["-connect", &addr, "-servername", "b.example.com", "-tls1_2", "-sess_in", &session]);
+        (first, again, other)
+    })
+    .await
+    .unwrap();
+    let (first, again, other) = result;
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    assert!(again.contains("Reused, TLSv1.2"), "the issuing server resumes: {again}");
+    assert!(!other.contains("Reused"), "a session of server a must not resume on server b: {other}");
+    assert!(
+        other.contains("alert") || other.contains("error"),
+        "server b still asks for a client certificate: {other}"
+    );
 }

@@ -160,3 +160,50 @@ fn finish(name: String, b: VhostBuilder) -> VirtualHost {
     routes.extend(catch_all);
     VirtualHost { name, require_tls: b.require_tls, routes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Listener, TcpRoute};
+
+    fn chain(server: ServerId, sni: &[&str]) -> FilterChain {
+        let route = TcpRoute { origin: String::new(), destinations: Vec::new() };
+        FilterChain {
+            server,
+            sni: sni.iter().map(|s| s.to_string()).collect(),
+            action: ChainAction::Passthrough { route },
+        }
+    }
+
+    fn listener(chains: Vec<FilterChain>) -> Listener {
+        Listener { bind: None, port: 443, kind: ListenerKind::Tls { index: sni_index(&chains), chains } }
+    }
+
+    fn server_for(l: &Listener, sni: Option<&str>) -> Option<ServerId> {
+        l.chain(sni).map(|(_, c)| c.server)
+    }
+
+    #[test]
+    fn sni_picks_exact_then_longest_wildcard_then_any() {
+        let l = listener(vec![
+            chain(0, &["*.example.com"]),
+            chain(1, &["api.example.com"]),
+            chain(2, &["*.eu.example.com"]),
+            chain(3, &[]),
+        ]);
+        assert_eq!(server_for(&l, Some("api.example.com")), Some(1));
+        assert_eq!(server_for(&l, Some("API.Example.com.")), Some(1), "case and a trailing dot do not matter");
+        assert_eq!(server_for(&l, Some("www.eu.example.com")), Some(2));
+        assert_eq!(server_for(&l, Some("www.example.com")), Some(0));
+        assert_eq!(server_for(&l, Some("example.org")), Some(3));
+        assert_eq!(server_for(&l, None), Some(3), "no SNI: only a chain without names");
+    }
+
+    #[test]
+    fn without_a_catch_all_a_miss_has_no_chain() {
+        let l = listener(vec![chain(0, &["a.example.com"]), chain(1, &["*.example.org"])]);
+        assert_eq!(server_for(&l, Some("b.example.com")), None);
+        assert_eq!(server_for(&l, Some("example.org")), None, "*.example.org does not cover example.org");
+        assert_eq!(server_for(&l, None), None);
+    }
+}
