@@ -123,6 +123,23 @@ fn certificates(out: &mut String, tls: &ServerTls) {
     if let Some(ca) = &tls.client_ca {
         let _ = writeln!(out, "      client CA {}", pem(ca));
     }
+    if let Some(crl) = &tls.ca_crl {
+        let _ = writeln!(out, "      client CRL {}", pem(crl));
+    }
+    if tls.mode == crate::table::TlsMode::Passthrough {
+        return;
+    }
+    let version = |v: crate::raw::TlsProtocol| {
+        serde_json::to_value(v).ok().and_then(|j| j.as_str().map(str::to_string)).unwrap_or_default()
+    };
+    let mut params = vec![format!("TLS {}..{}", version(tls.min_version), version(tls.max_version))];
+    if !tls.cipher_suites.is_empty() {
+        params.push(format!("ciphers {}", tls.cipher_suites.join(":")));
+    }
+    if !tls.ecdh_curves.is_empty() {
+        params.push(format!("curves {}", tls.ecdh_curves.join(":")));
+    }
+    let _ = writeln!(out, "      {}", params.join("; "));
 }
 
 fn tcp_route(out: &mut String, r: &TcpRoute, indent: &str) {
