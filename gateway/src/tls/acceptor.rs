@@ -8,7 +8,9 @@ use std::sync::Arc;
 use conf::raw::TlsProtocol;
 use conf::table::{ServerTls, TlsMode};
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod, SslOptions, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    select_next_proto, AlpnError, SslAcceptor, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Crl, X509Name, X509StoreContextRef, X509};
@@ -66,6 +68,10 @@ pub fn build(tls: &ServerTls, m: ServerMaterial, http: bool, session_id: &[u8]) 
     };
     b.set_groups_list(&curves).map_err(err("ecdhCurves"))?;
     b.set_session_id_context(session_id).map_err(err("session id context"))?;
+    // Sessions resume with tickets (TLS 1.3 and 1.2), sealed with this acceptor's own keys. No
+    // server-side session cache: OpenSSL drops a cached session whenever a connection ends without
+    // close_notify, which is how most HTTP connections end, so it would only cost memory.
+    b.set_session_cache_mode(SslSessionCacheMode::OFF);
     // Certificates of different key types (RSA, ECDSA) fill separate slots; OpenSSL picks the one
     // the client's signature algorithms allow. The intermediates go in the shared extra chain.
     let mut intermediates: Vec<Vec<u8>> = Vec::new();
