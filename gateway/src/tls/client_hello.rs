@@ -6,8 +6,10 @@
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use tokio::io::AsyncReadExt;
 
-/// The largest ClientHello accepted (Envoy's `tls_inspector` `max_client_hello_size` default).
-pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
+/// The largest ClientHello accepted: Envoy's `tls_inspector` limit (`TLS_MAX_CLIENT_HELLO`, one
+/// TLS record of plaintext, 16 KiB; envoyproxy/envoy
+/// `source/extensions/filters/listener/tls_inspector/tls_inspector.h`).
+pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
 
 const RECORD_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
