@@ -36,6 +36,8 @@ pub struct Client {
     pub max_version: Option<SslVersion>,
     /// Signature algorithms to offer (OpenSSL list syntax).
     pub sigalgs: Option<&'static str>,
+    /// Key-exchange groups to offer (OpenSSL list syntax).
+    pub groups: Option<&'static str>,
 }
 
 /// A finished handshake.
@@ -100,6 +102,9 @@ impl Client {
         b.set_max_proto_version(self.max_version).map_err(|e| e.to_string())?;
         if let Some(list) = self.sigalgs {
             b.set_sigalgs_list(list).map_err(|e| e.to_string())?;
+        }
+        if let Some(list) = self.groups {
+            b.set_groups_list(list).map_err(|e| e.to_string())?;
         }
         let mut config = b.build().configure().map_err(|e| e.to_string())?;
         config.set_use_server_name_indication(self.sni.is_some());

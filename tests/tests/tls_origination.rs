@@ -105,6 +105,15 @@ async fn mutual_origination_presents_the_client_certificate() {
     assert_eq!((r.status, r.upstream()), (200, Some("strict")), "{r:?}");
     let gw = TestGateway::start(&config("strict.internal", "HTTPS", up.addr, &simple(&ca_file, "")));
     assert_eq!(get(&http1(), &gw.url(80), "strict.internal", "/", &[]).await.status, 503, "no client certificate");
+    // The same from a credential: tls.crt, tls.key and the CA that verifies the upstream.
+    let creds = TempDir::new();
+    ca.issue(&Leaf::client("gateway")).write_credential(&creds.0.join("client-cred"));
+    ca.write(&creds.0.join("client-cred"), "ca.crt");
+    let yaml = config("strict.internal", "HTTPS", up.addr, "mode: MUTUAL, credentialName: client-cred");
+    let setup = e2e::gateway::Setup { credentials_dir: Some(creds.0.clone()), ..Default::default() };
+    let gw = TestGateway::start_with(&yaml, setup);
+    let r = get(&http1(), &gw.url(80), "strict.internal", "/", &[]).await;
+    assert_eq!((r.status, r.upstream()), (200, Some("strict")), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,3 +139,33 @@ async fn a_bad_rotated_certificate_is_refused_and_the_old_one_keeps_serving() {
     wait_for_serial(&client, addr, &fixed.serial()).await;
     assert!(store.problems().is_empty(), "{:?}", store.problems());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_crl_refuses_a_revoked_client_from_the_next_handshake() {
+    let ca = Ca::new("test-ca");
+    let dir = TempDir::new();
+    let (cert, key) = ca.issue(&Leaf::server(&["a.example.com"])).write(&dir.0, "site");
+    let ca_file = ca.write(&dir.0, "ca.crt");
+    let crl = dir.0.join("ca.crl");
+    write_atomically(&crl, ca.crl(&[], 30).as_bytes());
+    let up = Upstream::start("app").await;
+    let yaml = config(&cert, &key, &up).replace(
+        "tls: {mode: SIMPLE,",
+        &format!("tls: {{mode: MUTUAL, caCertificates: {}, caCrl: {},", ca_file.display(), crl.display()),
+    );
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr(443);
+    let client_cert = ca.issue(&Leaf::client("soon-revoked"));
+    let client = Client { alpn: vec!["http/1.1"], ..Client::to("a.example.com", &ca.cert).with_cert(&client_cert) };
+    let (r, kept) = e2e::tls::request(client.connect(addr).await.unwrap(), "a.example.com", "/", &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+    let mut kept = kept.unwrap();
+    write_atomically(&crl, ca.crl(&[&client_cert], 30).as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get(addr, "a.example.com", "/", &[]).await.is_ok() {
+        assert!(Instant::now() < deadline, "the revocation was not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Verification happens at the handshake: the connection made before keeps serving.
+    assert_eq!(kept.get("a.example.com", "/still", &[]).await.unwrap().status, 200);
+}

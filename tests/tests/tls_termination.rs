@@ -314,3 +314,32 @@ async fn a_session_resumes_only_on_the_server_that_issued_it() {
         "server b still asks for a client certificate: {other}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cipher_suites_and_curves_restrict_what_is_negotiated() {
+    let ca = Ca::new("test-ca");
+    let dir = TempDir::new();
+    let (c, k) = ca.issue(&Leaf::server(&["a.example.com", "b.example.com"])).write(&dir.0, "site");
+    let up = Upstream::start("app").await;
+    let yaml = format!(
+        "{GW}{}{}---\n",
+        https_server(
+            "https-a",
+            &["a.example.com"],
+            &c,
+            &k,
+            "mode: SIMPLE, cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384]"
+        ),
+        https_server("https-b", &["b.example.com"], &c, &k, "mode: SIMPLE, ecdhCurves: [P-384]")
+    ) + &service("app", "app.internal", &[&up])
+        + &vs("vs", &["a.example.com", "b.example.com"], "app.internal");
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr(443);
+    let tls12 = |sni: &'static str| Client { max_version: Some(SslVersion::TLS1_2), ..Client::to(sni, &ca.cert) };
+    let conn = tls12("a.example.com").connect(addr).await.unwrap();
+    assert_eq!(conn.stream.ssl().current_cipher().unwrap().name(), "ECDHE-ECDSA-AES256-GCM-SHA384");
+    let x25519_only = Client { groups: Some("X25519"), ..Client::to("b.example.com", &ca.cert) };
+    assert!(x25519_only.connect(addr).await.is_err(), "server b only takes P-384");
+    let p384 = Client { groups: Some("P-384"), ..Client::to("b.example.com", &ca.cert) };
+    assert!(p384.connect(addr).await.is_ok());
+}

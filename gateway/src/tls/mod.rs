@@ -106,12 +106,14 @@ async fn terminate(
     let callbacks = Handshake(session);
     match tokio::time::timeout_at(deadline, handshake_with_callback(&acceptor, stream, &callbacks)).await {
         Ok(Ok(tls)) => Some(tls),
+        // The client's doing (an untrusted certificate, no common cipher, a scanner): debug, so
+        // that a flood of them cannot flood the log.
         Ok(Err(e)) => {
-            tracing::info!(port, ?sni, error = %e, "TLS handshake failed");
+            tracing::debug!(port, ?sni, error = %e, "TLS handshake failed");
             None
         }
         Err(_) => {
-            tracing::info!(port, ?sni, "TLS handshake not finished within 15 s; closing");
+            tracing::debug!(port, ?sni, "TLS handshake not finished within 15 s; closing");
             None
         }
     }
