@@ -39,7 +39,9 @@ impl Snapshot {
 
     /// Keeps the TLS material current (rotation) while the snapshot lives, on the current runtime.
     pub fn start_rotation(&mut self) {
-        self.tasks.push(crate::tls::watch::spawn(self.tls.clone()));
+        if !self.tls.is_empty() {
+            self.tasks.push(crate::tls::watch::spawn(self.tls.clone()));
+        }
     }
 
     /// Resolves every DNS cluster once (bounded in time), then keeps them fresh in the background

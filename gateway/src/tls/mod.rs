@@ -55,7 +55,11 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
         ChainAction::Passthrough { route } => crate::l4::proxy(stream, route, &snap, &env.connector, &what).await,
         ChainAction::Http { route_config } => {
             let session = session(&snap, chain, &key, Some(*route_config), hello.sni);
-            if let Some(tls) = terminate(stream, &snap, chain, session, deadline).await {
+            let tls = terminate(stream, &snap, chain, session, deadline).await;
+            // Requests read the current snapshot themselves; a long-lived connection must not keep
+            // this one alive.
+            drop(snap);
+            if let Some(tls) = tls {
                 env.apps.h1.process_new(Box::new(tls), &env.shutdown).await;
             }
         }

@@ -200,6 +200,11 @@ impl TlsStore {
         }
     }
 
+    /// True when nothing here comes from files (nothing to rotate).
+    pub fn is_empty(&self) -> bool {
+        self.servers.iter().flatten().next().is_none() && self.clusters.iter().flatten().next().is_none()
+    }
+
     /// The directories to watch for rotation (and whether recursively).
     pub fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
         let dir = self.credentials_dir.as_deref();
