@@ -167,10 +167,11 @@ async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
             conf::table::ListenerKind::Tcp { route, .. } => Some(route),
             _ => None,
         });
-    match route {
-        Some(route) => crate::l4::proxy(tcp, route, &snap, &env.connector, &format!("port {}", key.port)).await,
-        None => tracing::debug!(port = key.port, "no TCP route; closing"),
-    }
+    let Some(route) = route else {
+        return tracing::debug!(port = key.port, "no TCP route; closing");
+    };
+    let cluster = crate::l4::pick(route);
+    crate::l4::proxy(tcp, snap, cluster, &env.connector, &format!("port {}", key.port)).await;
 }
 
 /// The socket as Pingora's stream: buffered (response header and body leave in one write), with

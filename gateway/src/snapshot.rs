@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Server certificates and origination settings, kept current by rotation.
     pub tls: Arc<TlsStore>,
+    /// [`crate::conn::fingerprint`] of each server, indexed like `table.servers`.
+    pub server_fingerprints: Vec<u64>,
     /// Background DNS refreshers, stopped when the snapshot is dropped.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -34,7 +36,8 @@ impl Snapshot {
     pub fn new(table: RouteTable, generation: u64, credentials_dir: Option<std::path::PathBuf>) -> Self {
         let upstreams = table.clusters.iter().map(|c| Arc::new(Upstream::new(c))).collect();
         let tls = Arc::new(TlsStore::new(&table, credentials_dir));
-        Snapshot { generation, table, upstreams, tls, tasks: Vec::new() }
+        let server_fingerprints = table.servers.iter().map(crate::conn::fingerprint).collect();
+        Snapshot { generation, table, upstreams, tls, server_fingerprints, tasks: Vec::new() }
     }
 
     /// Keeps the TLS material current (rotation) while the snapshot lives, on the current runtime.

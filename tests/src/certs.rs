@@ -126,6 +126,30 @@ impl Ca {
         Ca { cert: b.build(), key }
     }
 
+    /// An intermediate CA named `cn`, issued by this CA.
+    pub fn intermediate(&self, cn: &str) -> Ca {
+        let key = new_key(KeyType::Ec);
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&serial()).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(self.cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&time(-1)).unwrap();
+        b.set_not_after(&time(3650)).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None)).unwrap();
+        b.append_extension(ski).unwrap();
+        let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&self.cert), None)).unwrap();
+        b.append_extension(aki).unwrap();
+        b.sign(&self.key, MessageDigest::sha256()).unwrap();
+        Ca { cert: b.build(), key }
+    }
+
     /// Issues a leaf certificate.
     pub fn issue(&self, leaf: &Leaf) -> Issued {
         let key = new_key(leaf.key);

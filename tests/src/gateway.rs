@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway::server::{Options, Running};
+pub use gateway::tls::material::MaterialError;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 

@@ -38,6 +38,9 @@ pub struct Client {
     pub sigalgs: Option<&'static str>,
     /// Key-exchange groups to offer (OpenSSL list syntax).
     pub groups: Option<&'static str>,
+    /// TLS 1.2 and older cipher list (OpenSSL syntax; `DEFAULT:@SECLEVEL=0` lets OpenSSL 3 offer
+    /// TLS 1.0 and 1.1 at all).
+    pub ciphers: Option<&'static str>,
 }
 
 /// A finished handshake.
@@ -103,6 +106,9 @@ impl Client {
         if let Some(list) = self.sigalgs {
             b.set_sigalgs_list(list).map_err(|e| e.to_string())?;
         }
+        if let Some(list) = self.ciphers {
+            b.set_cipher_list(list).map_err(|e| e.to_string())?;
+        }
         if let Some(list) = self.groups {
             b.set_groups_list(list).map_err(|e| e.to_string())?;
         }
@@ -115,6 +121,21 @@ impl Client {
         Pin::new(&mut stream).connect().await.map_err(|e| e.to_string())?;
         // TLS 1.3 servers reject a client certificate after the handshake: a read shows it.
         Ok(Connected { stream })
+    }
+
+    /// Why the server refuses this client: the handshake error, or (TLS 1.3, where the server
+    /// judges the client's certificate after the client's side of the handshake) the alert that
+    /// ends the connection. Panics when the server accepts the client.
+    pub async fn refusal(&self, addr: SocketAddr) -> String {
+        let mut conn = match self.connect(addr).await {
+            Ok(conn) => conn,
+            Err(e) => return e,
+        };
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_secs(5), conn.stream.read(&mut byte)).await {
+            Ok(Err(e)) => e.to_string(),
+            other => panic!("the server accepted the client: {other:?}"),
+        }
     }
 
     /// One GET on a new connection, over HTTP/2 when ALPN chose it.
@@ -331,12 +352,13 @@ impl Drop for TcpUpstream {
 }
 
 /// Opens a plain TCP connection, sends `data`, half-closes, and reads everything until the peer
-/// closes (5 s at most).
+/// closes; panics when the peer has not closed within 5 s.
 pub async fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(data).await.unwrap();
     tcp.shutdown().await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the connection was not closed within 5 s; got {:?}", String::from_utf8_lossy(&out));
     String::from_utf8_lossy(&out).into_owned()
 }

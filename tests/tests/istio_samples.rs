@@ -90,3 +90,75 @@ async fn egress_gateway_sample_forwards_gateway_traffic_to_the_external_host() {
     assert_eq!(cnn.last().header("host"), Some("edition.cnn.com"));
     assert_eq!(status_and_upstream(&gw, 80, "other.com", "/").await, (404, None));
 }
+
+/// Istio's secure-gateway tasks: `credentialName: httpbin-credential` from a credentials directory
+/// holding what `kubectl create secret` would (certificate, key and, for mutual TLS, the CA).
+mod secure_gateways {
+    use super::*;
+    use e2e::certs::{Ca, Leaf};
+    use e2e::gateway::{Setup, TempDir};
+    use e2e::tls::{Client, TlsUpstream};
+
+    fn with_credential(yaml: &str, creds: &TempDir) -> TestGateway {
+        TestGateway::start_with(yaml, Setup { credentials_dir: Some(creds.0.clone()), ..Setup::default() })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_simple_tls_task_serves_httpbin_over_https() {
+        let ca = Ca::new("example.com");
+        let creds = TempDir::new();
+        ca.issue(&Leaf::server(&["httpbin.example.com"])).write_credential(&creds.0.join("httpbin-credential"));
+        let httpbin = Upstream::start("httpbin").await;
+        let yaml = sample("S7.yaml") + &service_on("httpbin", "httpbin.default.svc.cluster.local", 8000, &httpbin);
+        let gw = with_credential(&yaml, &creds);
+        // curl -HHost:httpbin.example.com --resolve ... --cacert example.com.crt https://httpbin.example.com/status/418
+        let client = Client::to("httpbin.example.com", &ca.cert);
+        let r = client.get(gw.addr(443), "httpbin.example.com", "/status/418", &[]).await.unwrap();
+        assert_eq!((r.status, r.upstream()), (200, Some("httpbin")), "{r:?}");
+        assert_eq!(httpbin.last().header("x-forwarded-proto"), Some("https"));
+        let r = client.get(gw.addr(443), "httpbin.example.com", "/headers", &[]).await.unwrap();
+        assert_eq!(r.status, 404, "only /status and /delay are routed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_mutual_tls_task_requires_a_client_certificate() {
+        let ca = Ca::new("example.com");
+        let creds = TempDir::new();
+        let dir = creds.0.join("httpbin-credential");
+        ca.issue(&Leaf::server(&["httpbin.example.com"])).write_credential(&dir);
+        ca.write(&dir, "ca.crt");
+        let httpbin = Upstream::start("httpbin").await;
+        let vs = sample("S7.yaml").split("---").nth(1).unwrap().to_string();
+        let yaml = sample("S9.yaml")
+            + &vs
+            + "\n---\n"
+            + &service_on("httpbin", "httpbin.default.svc.cluster.local", 8000, &httpbin);
+        let gw = with_credential(&yaml, &creds);
+        let client = Client::to("httpbin.example.com", &ca.cert);
+        assert!(client.get(gw.addr(443), "httpbin.example.com", "/status/418", &[]).await.is_err());
+        let cert = ca.issue(&Leaf::client("client.example.com"));
+        let r = client.with_cert(&cert).get(gw.addr(443), "httpbin.example.com", "/status/418", &[]).await.unwrap();
+        assert_eq!((r.status, r.upstream()), (200, Some("httpbin")), "{r:?}");
+        assert!(httpbin
+            .last()
+            .header("x-forwarded-client-cert")
+            .unwrap()
+            .contains("Subject=\"O=Example,CN=client.example.com\""));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sni_passthrough_task_reaches_nginx_with_its_own_certificate() {
+        let ca = Ca::new("example.com");
+        let nginx_cert = ca.issue(&Leaf::server(&["nginx.example.com"]));
+        let nginx = TlsUpstream::start("my-nginx", &nginx_cert).await;
+        let entry = format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: my-nginx}}\nspec:\n  hosts: [my-nginx.default.svc.cluster.local]\n  ports: [{{number: 443, name: https, protocol: HTTPS}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{https: {}}}}}]\n---\n",
+            nginx.addr.port()
+        );
+        let gw = TestGateway::start(&(sample("S10.yaml") + &entry));
+        let conn = Client::to("nginx.example.com", &ca.cert).connect(gw.addr(443)).await.unwrap();
+        assert_eq!(conn.server_serial(), nginx_cert.serial(), "the client sees nginx's own certificate");
+        let (r, _) = e2e::tls::request(conn, "nginx.example.com", "/", &[]).await.unwrap();
+        assert_eq!((r.status, r.upstream()), (200, Some("my-nginx")), "{r:?}");
+    }
+}

@@ -110,9 +110,13 @@ async fn mutual_refuses_untrusted_revoked_and_missing_certificates() {
     assert_eq!(ok.status, 200);
     // With TLS 1.3 the server's verdict on a client certificate arrives after the client's side
     // of the handshake, so the refusal shows on the first request.
-    assert!(client().with_cert(&stranger).get(addr, "m.example.com", "/", &[]).await.is_err(), "untrusted CA");
-    assert!(client().with_cert(&revoked).get(addr, "m.example.com", "/", &[]).await.is_err(), "revoked");
-    assert!(client().get(addr, "m.example.com", "/", &[]).await.is_err(), "no certificate");
+    let refused = client().with_cert(&stranger).refusal(addr).await;
+    assert!(refused.contains("unknown ca"), "untrusted CA: {refused}");
+    // A revoked certificate fails Pylon's own check: OpenSSL reports it as a handshake failure.
+    let refused = client().with_cert(&revoked).refusal(addr).await;
+    assert!(refused.contains("handshake failure"), "revoked: {refused}");
+    let refused = client().refusal(addr).await;
+    assert!(refused.contains("certificate required"), "no certificate: {refused}");
     assert_eq!(up.seen().len(), 1, "only the trusted, unrevoked client got through");
 }
 
@@ -132,8 +136,9 @@ async fn optional_mutual_serves_clients_with_and_without_a_certificate() {
     assert_eq!(r.status, 200);
     assert!(up.last().header(XFCC).unwrap().starts_with(&format!("Hash={};", sha256_hex(&cert))));
     let stranger = Ca::new("other-ca").issue(&Leaf::client("stranger"));
-    let refused = anonymous.with_cert(&stranger).get(addr, "o.example.com", "/", &[]).await;
-    assert!(refused.is_err(), "a presented certificate is still verified");
+    let refused = anonymous.with_cert(&stranger).refusal(addr).await;
+    assert!(refused.contains("unknown ca"), "a presented certificate is still verified: {refused}");
+    assert_eq!(up.seen().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +167,106 @@ async fn subject_alt_names_and_certificate_pins_narrow_the_accepted_clients() {
     let addr = gw.addr(443);
     let to = |sni: &str, who: &Issued| Client::to(sni, &p.ca.cert).with_cert(who);
     assert_eq!(to("sans.example.com", &alice).get(addr, "sans.example.com", "/", &[]).await.unwrap().status, 200);
-    assert!(to("sans.example.com", &bob).get(addr, "sans.example.com", "/", &[]).await.is_err(), "SAN not listed");
+    let refused = to("sans.example.com", &bob).refusal(addr).await;
+    assert!(refused.contains("handshake failure"), "SAN not listed: {refused}");
     assert_eq!(to("pin.example.com", &bob).get(addr, "pin.example.com", "/", &[]).await.unwrap().status, 200);
-    assert!(to("pin.example.com", &alice).get(addr, "pin.example.com", "/", &[]).await.is_err(), "hash not pinned");
+    let refused = to("pin.example.com", &alice).refusal(addr).await;
+    assert!(refused.contains("handshake failure"), "hash not pinned: {refused}");
+    assert_eq!(up.seen().len(), 2, "only alice on the SAN server and bob on the pinned one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_mutual_with_subject_alt_names_requires_a_certificate() {
+    let p = pki();
+    let up = Upstream::start("app").await;
+    let settings = format!(
+        "mode: OPTIONAL_MUTUAL, caCertificates: {}, subjectAltNames: [client.example.org]",
+        p.ca_file.display()
+    );
+    let gw = gateway(&p, &[("o.example.com", settings)], &up);
+    // Envoy asks for a certificate, whatever the mode, once it has SANs to match.
+    let refused = Client::to("o.example.com", &p.ca.cert).refusal(gw.addr(443)).await;
+    assert!(refused.contains("certificate required"), "{refused}");
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_accepts_an_untrusted_certificate_and_reports_it() {
+    let p = pki();
+    let up = Upstream::start("app").await;
+    let gw = gateway(&p, &[("i.example.com", mutual(&p.ca_file, ", insecureSkipVerify: true"))], &up);
+    let stranger = Ca::new("other-ca").issue(&Leaf::client("stranger"));
+    let r =
+        Client::to("i.example.com", &p.ca.cert).with_cert(&stranger).get(gw.addr(443), "i.example.com", "/", &[]).await;
+    assert_eq!(r.unwrap().status, 200);
+    let xfcc = up.last().header(XFCC).unwrap().to_string();
+    assert!(xfcc.starts_with(&format!("Hash={};", sha256_hex(&stranger))), "{xfcc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_spki_pin_accepts_only_the_pinned_key() {
+    let p = pki();
+    let pinned = p.ca.issue(&Leaf::client("pinned"));
+    let other = p.ca.issue(&Leaf::client("other"));
+    let spki = {
+        use base64::Engine;
+        let der = pinned.cert.public_key().unwrap().public_key_to_der().unwrap();
+        base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(&der))
+    };
+    let up = Upstream::start("app").await;
+    let gw =
+        gateway(&p, &[("s.example.com", mutual(&p.ca_file, &format!(", verifyCertificateSpki: ['{spki}']")))], &up);
+    let client = Client::to("s.example.com", &p.ca.cert);
+    let r = client.clone().with_cert(&pinned).get(gw.addr(443), "s.example.com", "/", &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+    let refused = client.with_cert(&other).refusal(gw.addr(443)).await;
+    assert!(refused.contains("handshake failure"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_bundle_with_only_the_issuing_intermediate_is_enough() {
+    let p = pki();
+    let intermediate = p.ca.intermediate("issuing-ca");
+    let only_intermediate = intermediate.write(&p.dir.0, "intermediate.crt");
+    let up = Upstream::start("app").await;
+    let gw = gateway(&p, &[("m.example.com", mutual(&only_intermediate, ""))], &up);
+    let cert = intermediate.issue(&Leaf::client("leaf"));
+    let r = Client::to("m.example.com", &p.ca.cert).with_cert(&cert).get(gw.addr(443), "m.example.com", "/", &[]).await;
+    assert_eq!(r.unwrap().status, 200, "the intermediate is a trust anchor, as in Envoy");
+    let refused = Client::to("m.example.com", &p.ca.cert)
+        .with_cert(&p.ca.issue(&Leaf::client("root-issued")))
+        .refusal(gw.addr(443))
+        .await;
+    assert!(refused.contains("unknown ca"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutual_credential_that_appears_later_brings_its_ca() {
+    let p = pki();
+    let creds = TempDir::new();
+    let up = Upstream::start("app").await;
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [m.example.com]\n    tls: {{mode: MUTUAL, credentialName: late}}\n---\n{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs}}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: app.internal}}}}]\n---\n",
+        service("app", "app.internal", &[&up])
+    );
+    let gw = TestGateway::start_with(
+        &yaml,
+        e2e::gateway::Setup { credentials_dir: Some(creds.0.clone()), ..Default::default() },
+    );
+    let client = Client::to("m.example.com", &p.ca.cert).with_cert(&p.ca.issue(&Leaf::client("c")));
+    assert!(client.connect(gw.addr(443)).await.is_err(), "no credential yet");
+    let dir = creds.0.join("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    p.ca.write(&dir, "ca.crt");
+    p.ca.issue(&Leaf::server(&["m.example.com"])).write_credential(&dir);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match client.get(gw.addr(443), "m.example.com", "/", &[]).await {
+            Ok(r) => break assert_eq!(r.status, 200),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "the credential and its CA were not picked up: {e}")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -127,3 +127,18 @@ async fn an_http2_service_port_negotiates_h2_over_tls() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.ends_with("HTTP/2.0"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_host_gets_503_rather_than_an_unverified_connection() {
+    let ca = Ca::new("upstream-ca");
+    let dir = TempDir::new();
+    let ca_file = ca.write(&dir.0, "ca.crt");
+    let up = TlsUpstream::start("secure", &ca.issue(&Leaf::server(&["secure.internal"]))).await;
+    let gw = TestGateway::start(&config("secure.internal", "HTTPS", up.addr, &simple(&ca_file, "")));
+    // HTTP/1.0 without Host: no SNI to send and no name to verify. Pingora would skip
+    // verification altogether for an empty SNI; Pylon refuses instead.
+    let addr = gw.addr(80);
+    let out = tokio::task::spawn_blocking(move || e2e::client::raw(addr, b"GET / HTTP/1.0\r\n\r\n")).await.unwrap();
+    assert!(out.starts_with("HTTP/1.0 503") || out.starts_with("HTTP/1.1 503"), "{out}");
+    assert_eq!(up.handshakes.load(Ordering::Relaxed), 0, "no connection to the upstream at all");
+}

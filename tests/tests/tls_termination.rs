@@ -173,19 +173,28 @@ async fn a_host_of_another_server_on_the_port_gets_404() {
 async fn protocol_versions_follow_the_server_settings() {
     let ca = Ca::new("test-ca");
     let dir = TempDir::new();
-    let site = ca.issue(&Leaf::server(&["a.example.com", "b.example.com"]));
+    let site = ca.issue(&Leaf::server(&["a.example.com", "b.example.com", "c.example.com"]));
     let (c, k) = site.write(&dir.0, "site");
     let up = Upstream::start("app").await;
+    let old_ciphers = "mode: SIMPLE, minProtocolVersion: TLSV1_1, cipherSuites: [ECDHE-ECDSA-AES128-SHA]";
     let yaml = format!(
-        "{GW}{}{}---\n",
+        "{GW}{}{}{}---\n",
         https_server("https-a", &["a.example.com"], &c, &k, SIMPLE),
-        https_server("https-b", &["b.example.com"], &c, &k, "mode: SIMPLE, minProtocolVersion: TLSV1_3")
+        https_server("https-b", &["b.example.com"], &c, &k, "mode: SIMPLE, minProtocolVersion: TLSV1_3"),
+        https_server("https-c", &["c.example.com"], &c, &k, old_ciphers)
     ) + &service("app", "app.internal", &[&up])
-        + &vs("vs", &["a.example.com", "b.example.com"], "app.internal");
+        + &vs("vs", &["a.example.com", "b.example.com", "c.example.com"], "app.internal");
     let gw = TestGateway::start(&yaml);
     let addr = gw.addr(443);
-    let tls11 = Client { max_version: Some(SslVersion::TLS1_1), ..Client::to("a.example.com", &ca.cert) };
-    assert!(tls11.connect(addr).await.is_err(), "TLS 1.1 is below the default minimum (1.2)");
+    // OpenSSL 3 offers TLS 1.1 only at security level 0.
+    let tls11 = |sni| Client {
+        max_version: Some(SslVersion::TLS1_1),
+        ciphers: Some("DEFAULT:@SECLEVEL=0"),
+        ..Client::to(sni, &ca.cert)
+    };
+    assert!(tls11("a.example.com").connect(addr).await.is_err(), "TLS 1.1 is below the default minimum (1.2)");
+    let old = tls11("c.example.com").connect(addr).await.unwrap();
+    assert_eq!(old.version(), "TLSv1.1", "server c asks for TLS 1.1 at least");
     let tls12 = Client { max_version: Some(SslVersion::TLS1_2), ..Client::to("a.example.com", &ca.cert) };
     assert_eq!(tls12.connect(addr).await.unwrap().version(), "TLSv1.2");
     let tls12_b = Client { max_version: Some(SslVersion::TLS1_2), ..Client::to("b.example.com", &ca.cert) };

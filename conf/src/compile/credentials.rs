@@ -78,7 +78,9 @@ pub(super) fn server_tls(
             "no client CA found for MUTUAL TLS; the server refuses handshakes until one appears",
         )
         .hint = Some("add ca.crt to the credential, a <name>-cacert Secret, or caCertificates".into());
-        tls.client_ca = Some(PemSource::Missing { credential: t.credential_name.clone().unwrap_or_default() });
+        // Looked up again at run time (`NAME/ca.crt`, `NAME-cacert/ca.crt`) until it appears.
+        let credential = t.credential_name.clone().or_else(|| t.credential_names.first().cloned());
+        tls.client_ca = Some(PemSource::Missing { credential: credential.unwrap_or_default() });
     }
     Some(tls)
 }
@@ -281,7 +283,10 @@ pub(super) fn client_tls(
         if t.mode == ClientTlsMode::Mutual {
             tls.client_certificate = Some(found.cert);
         }
-        tls.ca = found.ca;
+        // Istio fetches `NAME-cacert` and the cluster fails until it exists: never fall back to the
+        // system's CAs for a credential without one.
+        let waiting = (!tls.insecure_skip_verify).then(|| PemSource::Missing { credential: name.clone() });
+        tls.ca = found.ca.or(waiting);
         tls.ca_crl = found.crl;
     }
     if let (Some(cert), Some(key)) = (&t.client_certificate, &t.private_key) {

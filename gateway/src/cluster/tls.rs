@@ -12,13 +12,14 @@ use std::sync::Arc;
 use conf::raw::ClientTlsMode;
 use conf::table::{ClientTls, PemSource};
 use openssl::ssl::SslRef;
-use openssl::x509::{CrlStatus, X509Crl, X509Ref, X509};
+use openssl::x509::{X509Crl, X509Ref, X509};
 use pingora::protocols::tls::HandshakeCompleteHook;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::CertKey;
 
 use crate::tls::material::{self, MaterialError, Raw, Role};
 use crate::tls::peer::{all_sans, san_matches};
+use crate::tls::verify::check_revocation;
 
 /// How connections to one cluster are secured.
 pub struct Origination {
@@ -82,8 +83,11 @@ impl Origination {
         };
         let verify = !tls.insecure_skip_verify;
         let sans = tls.subject_alt_names.clone();
+        // Pooled connections are reused only within a cluster and one version of its material: a
+        // rotated CA or CRL must not keep connections verified under the old one.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         cluster.hash(&mut hasher);
+        raws.iter().for_each(|r| r.bytes.hash(&mut hasher));
         Ok(Origination {
             sni: tls.sni.clone(),
             sans,
@@ -97,15 +101,21 @@ impl Origination {
 
     /// A TLS peer for `addr` serving a request for `host` (the request's authority for HTTP, the
     /// destination host for TCP). `check_host`: verify the certificate against the SNI when no
-    /// `subjectAltNames` are configured (Istio's auto SAN validation, HTTP only).
-    pub fn peer(&self, addr: SocketAddr, host: &str, check_host: bool) -> HttpPeer {
+    /// `subjectAltNames` are configured (Istio's auto SAN validation, HTTP only). `Err` when
+    /// there is no name to send or check (no `sni` and an empty host).
+    pub fn peer(&self, addr: SocketAddr, host: &str, check_host: bool) -> Result<HttpPeer, String> {
         let host = conf::matcher::authority_host(host);
         let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let is_ip = bare.parse::<std::net::IpAddr>().is_ok();
         // Pingora turns verification off entirely for an empty SNI, so one is always given: the
         // configured one, else the host. OpenSSL does not send an IP address as SNI.
-        let sni = self.sni.clone().unwrap_or(if is_ip { bare.clone() } else { host });
-        let mut peer = HttpPeer::new(addr, true, sni.clone());
+        let sni = match &self.sni {
+            Some(sni) => sni.clone(),
+            None if bare.is_empty() => return Err("no sni configured and the request has no host".into()),
+            None if is_ip => bare.clone(),
+            None => host,
+        };
+        let mut peer = HttpPeer::new(addr, true, sni);
         // Which name the certificate must carry: `subjectAltNames`; else the configured SNI; else,
         // for HTTP, the request's host (for TCP only the chain is verified, as in Envoy).
         let mut sans = self.sans.clone();
@@ -117,15 +127,18 @@ impl Origination {
         peer.options.ca.clone_from(&self.ca);
         peer.client_cert_key.clone_from(&self.client);
         peer.group_key = self.group_key;
-        if self.verify && (!sans.is_empty() || !self.crls.is_empty()) {
-            peer.options.upstream_tls_handshake_complete_hook = Some(verdict_hook(sans, self.crls.clone()));
+        let crls = if self.verify { self.crls.clone() } else { Arc::new(Vec::new()) };
+        if !self.verify {
+            sans.clear();
         }
-        peer
+        peer.options.upstream_tls_handshake_complete_hook = Some(verdict_hook(sans, crls));
+        Ok(peer)
     }
 }
 
-/// A hook that records, for each new upstream connection, whether the certificate carries one of
-/// `sans` and is not revoked by `crls`.
+/// A hook that records, for each new upstream connection, whether it speaks TLS 1.2 or newer (Envoy's
+/// client default; Pingora's connector would accept 1.0), its certificate carries one of `sans`,
+/// and its chain is not revoked by `crls`.
 fn verdict_hook(sans: Vec<String>, crls: Arc<Vec<X509Crl>>) -> HandshakeCompleteHook {
     Arc::new(move |ssl: &SslRef| -> Option<Arc<dyn Any + Send + Sync>> {
         Some(Arc::new(UpstreamVerdict(check(ssl, &sans, &crls))))
@@ -133,6 +146,13 @@ fn verdict_hook(sans: Vec<String>, crls: Arc<Vec<X509Crl>>) -> HandshakeComplete
 }
 
 fn check(ssl: &SslRef, sans: &[String], crls: &[X509Crl]) -> Result<(), String> {
+    use openssl::ssl::SslVersion;
+    if !matches!(ssl.version2(), Some(v) if v == SslVersion::TLS1_2 || v == SslVersion::TLS1_3) {
+        return Err(format!("the upstream negotiated {}; TLS 1.2 is the minimum", ssl.version_str()));
+    }
+    if sans.is_empty() && crls.is_empty() {
+        return Ok(());
+    }
     let leaf = ssl.peer_certificate().ok_or("the upstream presented no certificate")?;
     if !sans.is_empty() {
         let presented = all_sans(&leaf);
@@ -140,26 +160,19 @@ fn check(ssl: &SslRef, sans: &[String], crls: &[X509Crl]) -> Result<(), String> 
             return Err(format!("no SAN of the upstream certificate is in subjectAltNames {sans:?}"));
         }
     }
-    if !crls.is_empty() {
-        let chain: Vec<&X509Ref> = ssl.verified_chain().map(|c| c.iter().collect()).unwrap_or_default();
-        for pair in chain.windows(2) {
-            let (cert, issuer) = (pair[0].to_owned(), pair[1]);
-            let Ok(issuer_key) = issuer.public_key() else { continue };
-            for crl in crls.iter().filter(|crl| crl.verify(&issuer_key).unwrap_or(false)) {
-                if let CrlStatus::Revoked(_) = crl.get_by_cert(&cert) {
-                    return Err("the upstream certificate is revoked".into());
-                }
-            }
-        }
-    }
-    Ok(())
+    let chain: Vec<&X509Ref> = ssl.verified_chain().map(|c| c.iter().collect()).unwrap_or_default();
+    check_revocation(&chain, crls).map_err(|e| format!("upstream certificate: {e}"))
 }
 
-/// The verdict the post-handshake check stored with an upstream TLS connection; `Ok` when none
-/// was needed.
+/// The verdict the post-handshake check stored with an upstream connection. Every originated TLS
+/// connection carries one; a TLS connection without one fails (never assume a check passed), a
+/// plaintext one passes.
 pub fn verdict_of(ssl: Option<&pingora::protocols::tls::SslDigest>) -> Result<(), String> {
-    match ssl.and_then(|d| d.extension.get::<UpstreamVerdict>()) {
-        Some(UpstreamVerdict(v)) => v.clone(),
+    match ssl {
         None => Ok(()),
+        Some(d) => match d.extension.get::<UpstreamVerdict>() {
+            Some(UpstreamVerdict(v)) => v.clone(),
+            None => Err("the upstream TLS connection was not checked".into()),
+        },
     }
 }

@@ -9,7 +9,7 @@ pub mod splice;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conf::table::TcpRoute;
+use conf::table::{ClusterId, TcpRoute};
 use pingora::connectors::TransportConnector;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::IO;
@@ -21,17 +21,29 @@ use crate::snapshot::Snapshot;
 /// Istio's TCP idle timeout when no DestinationRule sets one.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Proxies `down` to a destination of `route`. `what` names the connection in logs.
-pub async fn proxy<S>(down: S, route: &TcpRoute, snap: &Arc<Snapshot>, connector: &TransportConnector, what: &str)
-where
+/// The destination of a new connection on `route`, chosen by weight.
+pub fn pick(route: &TcpRoute) -> Option<ClusterId> {
+    pick_weighted(&route.destinations, |d| d.weight).map(|d| d.cluster)
+}
+
+/// Proxies `down` to an endpoint of `cluster` (`None`: the route has no destination; closed). The
+/// snapshot is let go once connected: a long-lived connection keeps only what it uses.
+pub async fn proxy<S>(
+    down: S,
+    snap: Arc<Snapshot>,
+    cluster: Option<ClusterId>,
+    connector: &TransportConnector,
+    what: &str,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some(dest) = pick_weighted(&route.destinations, |d| d.weight) else {
-        tracing::debug!(%what, route = %route.origin, "TCP route without destinations; closing");
+    let Some(upstream) = cluster.and_then(|c| snap.upstreams.get(c)).cloned() else {
+        tracing::debug!(%what, "TCP route without a destination; closing");
         return;
     };
-    let Some(upstream) = snap.upstreams.get(dest.cluster) else { return };
-    let (up, _in_flight) = match connect(upstream, snap, dest.cluster, connector).await {
+    let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), connector).await;
+    drop(snap);
+    let (up, _in_flight) = match connected {
         Ok(up) => up,
         Err(why) => {
             tracing::info!(%what, cluster = %upstream.name, reason = %why, "TCP connection not proxied; closing");
@@ -67,7 +79,7 @@ async fn connect(
             Ok((Box::new(stream), endpoint))
         }
         Some(o) => {
-            let mut peer = o.peer(addr, &upstream.host, false);
+            let mut peer = o.peer(addr, &upstream.host, false)?;
             peer.options.connection_timeout = Some(upstream.connect_timeout);
             let stream = connector.new_stream(&peer).await.map_err(|e| format!("TLS to {addr}: {e}"))?;
             crate::cluster::tls::verdict_of(stream.get_ssl_digest().as_deref())

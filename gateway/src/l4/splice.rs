@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{sleep_until, Instant};
+
+use tokio::time::Instant;
 
 const BUFFER: usize = 16 * 1024;
 
@@ -32,7 +34,9 @@ pub struct Spliced {
     pub ended: Ended,
 }
 
-/// Copies `down` ↔ `up` until both directions end, one fails, or nothing moves for `idle`.
+/// Copies `down` ↔ `up` until both directions end, one fails, or nothing moves for `idle`. The
+/// two directions run concurrently, so a side that is not reading never stops the other one, and
+/// the idle clock runs while a write waits.
 pub async fn splice<D, U>(down: D, up: U, idle: Duration) -> Spliced
 where
     D: AsyncRead + AsyncWrite + Unpin,
@@ -40,47 +44,63 @@ where
 {
     let (mut down_r, mut down_w) = tokio::io::split(down);
     let (mut up_r, mut up_w) = tokio::io::split(up);
-    let (mut to_up, mut to_down) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
-    let mut out = Spliced { sent: 0, received: 0, ended: Ended::Closed };
-    let (mut up_open, mut down_open) = (true, true);
-    let mut deadline = Instant::now() + idle;
-    while up_open || down_open {
-        tokio::select! {
-            n = down_r.read(&mut to_up), if up_open => match pass(n, &to_up, &mut up_w).await {
-                Some(0) => up_open = false,
-                Some(n) => { out.sent += n as u64; deadline = Instant::now() + idle; }
-                None => { out.ended = Ended::Error; break; }
-            },
-            n = up_r.read(&mut to_down), if down_open => match pass(n, &to_down, &mut down_w).await {
-                Some(0) => down_open = false,
-                Some(n) => { out.received += n as u64; deadline = Instant::now() + idle; }
-                None => { out.ended = Ended::Error; break; }
-            },
-            () = sleep_until(deadline) => { out.ended = Ended::Idle; break; }
-        }
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (sent, received) = (AtomicU64::new(0), AtomicU64::new(0));
+    let both = async {
+        tokio::try_join!(
+            copy(&mut down_r, &mut up_w, &sent, &last, start),
+            copy(&mut up_r, &mut down_w, &received, &last, start)
+        )
+    };
+    let ended = tokio::select! {
+        done = both => if done.is_ok() { Ended::Closed } else { Ended::Error },
+        () = idle_for(idle, &last, start) => Ended::Idle,
+    };
+    if ended != Ended::Closed {
+        // Closing must not hang on a peer that does not read (a TLS close_notify is a write).
+        let _ = tokio::time::timeout(CLOSE_WAIT, up_w.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, down_w.shutdown()).await;
     }
-    if out.ended != Ended::Closed {
-        let _ = up_w.shutdown().await;
-        let _ = down_w.shutdown().await;
-    }
-    out
+    Spliced { sent: sent.into_inner(), received: received.into_inner(), ended }
 }
 
-/// Writes what was read to `to`; on end of stream shuts `to` down (half-close). `Some(0)` at end
-/// of stream, `None` on error.
-async fn pass<W: AsyncWrite + Unpin>(read: std::io::Result<usize>, buf: &[u8], to: &mut W) -> Option<usize> {
-    match read {
-        Ok(0) => {
-            let _ = to.shutdown().await;
-            Some(0)
+/// How long closing a side may take after an error or the idle timeout.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// One direction: read until end of stream, then shut the writer down (half-close). Counts the
+/// bytes and records the time of the last activity (milliseconds since `start`).
+async fn copy<R, W>(r: &mut R, w: &mut W, count: &AtomicU64, last: &AtomicU64, start: Instant) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return w.shutdown().await;
         }
-        Ok(n) => {
-            to.write_all(&buf[..n]).await.ok()?;
-            to.flush().await.ok()?;
-            Some(n)
-        }
-        Err(_) => None,
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        last.store(millis(start), Ordering::Relaxed);
     }
+}
+
+/// Ends when nothing has moved for `idle`.
+async fn idle_for(idle: Duration, last: &AtomicU64, start: Instant) {
+    loop {
+        let quiet = Duration::from_millis(millis(start).saturating_sub(last.load(Ordering::Relaxed)));
+        if quiet >= idle {
+            return;
+        }
+        tokio::time::sleep(idle - quiet).await;
+    }
+}
+
+fn millis(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -107,6 +127,56 @@ mod tests {
         assert_eq!(back, b"pong");
         let done = task.await.unwrap();
         assert_eq!(done, Spliced { sent: 4, received: 4, ended: Ended::Closed });
+    }
+
+    #[tokio::test]
+    async fn a_blocked_direction_does_not_stop_the_other() {
+        // The upstream reads nothing until it has sent everything; the client reads while it
+        // writes. Directly connected they finish; a proxy that served one direction at a time
+        // would wait forever on its write to the upstream.
+        let (client, down) = duplex(4096);
+        let (up, mut server) = duplex(4096);
+        let task = tokio::spawn(splice(down, up, Duration::from_secs(60)));
+        let big = vec![7u8; 256 * 1024];
+        let (mut client_r, mut client_w) = tokio::io::split(client);
+        let c = big.clone();
+        let writer = tokio::spawn(async move {
+            client_w.write_all(&c).await.unwrap();
+            client_w.shutdown().await.unwrap();
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_r.read_to_end(&mut got).await.unwrap();
+            got.len()
+        });
+        let s = big.clone();
+        let server_side = tokio::spawn(async move {
+            server.write_all(&s).await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            got.len()
+        });
+        let within = Duration::from_secs(10);
+        assert_eq!(tokio::time::timeout(within, server_side).await.unwrap().unwrap(), big.len());
+        assert_eq!(tokio::time::timeout(within, reader).await.unwrap().unwrap(), big.len());
+        writer.await.unwrap();
+        let done = task.await.unwrap();
+        assert_eq!((done.sent, done.received, done.ended), (big.len() as u64, big.len() as u64, Ended::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_is_closed_after_the_idle_timeout() {
+        let (client, down) = duplex(1024);
+        let (up, mut server) = duplex(1024);
+        let started = Instant::now();
+        let task = tokio::spawn(splice(down, up, Duration::from_secs(3600)));
+        // The upstream sends far more than the client (which never reads) can take.
+        let _ = tokio::time::timeout(Duration::from_secs(7200), server.write_all(&vec![1u8; 1 << 20])).await;
+        let done = task.await.unwrap();
+        assert_eq!(done.ended, Ended::Idle);
+        assert!(started.elapsed() >= Duration::from_secs(3600));
+        drop(client);
     }
 
     #[tokio::test(start_paused = true)]

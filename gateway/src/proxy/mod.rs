@@ -71,7 +71,7 @@ impl Gateway {
         if let Some(tls) = crate::tls::session_of(session.digest()) {
             ctx.port = tls.port;
             ctx.scheme = "https";
-            ctx.route_config = tls.route_config(&ctx.snap.table, ctx.snap.generation);
+            ctx.route_config = tls.route_config(&ctx.snap);
             ctx.tls = Some(tls);
             return;
         }

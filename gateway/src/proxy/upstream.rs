@@ -37,7 +37,10 @@ pub fn peer(ctx: &mut Ctx, authority: &str) -> Result<Box<HttpPeer>, Outcome> {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {
             let host = ctx.route().and_then(|r| authority_override(r, ctx)).unwrap_or(authority);
-            o.peer(addr, host, true)
+            o.peer(addr, host, true).map_err(|why| {
+                tracing::info!(cluster = %upstream.name, reason = %why, "TLS origination impossible");
+                Outcome::UpstreamTls
+            })?
         }
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);

@@ -13,6 +13,7 @@ use openssl::ssl::{
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Crl, X509Name, X509StoreContextRef, X509};
 
 use super::material::MaterialError;
@@ -109,7 +110,7 @@ fn version(v: TlsProtocol) -> Option<SslVersion> {
 
 /// MUTUAL requires a client certificate, OPTIONAL_MUTUAL asks for one; either way a presented
 /// certificate is verified against the client CA, the CRLs, and the SAN, SPKI and hash lists.
-/// Envoy makes a certificate mandatory once SPKI or hash pins are configured.
+/// Envoy makes a certificate mandatory once SANs, SPKI or hash pins are configured.
 fn client_verification(
     b: &mut openssl::ssl::SslAcceptorBuilder,
     tls: &ServerTls,
@@ -121,6 +122,8 @@ fn client_verification(
         return Err(MaterialError::new("client CA", "no CA certificate to verify client certificates"));
     }
     let mut store = X509StoreBuilder::new().map_err(err)?;
+    // As Envoy: a CA bundle holding only the issuing intermediate is a trust anchor of its own.
+    store.set_flags(X509VerifyFlags::PARTIAL_CHAIN).map_err(err)?;
     let mut names = Stack::<X509Name>::new().map_err(err)?;
     for c in ca {
         names.push(c.subject_name().to_owned().map_err(err)?).map_err(err)?;
@@ -128,7 +131,10 @@ fn client_verification(
     }
     b.set_verify_cert_store(store.build()).map_err(err)?;
     b.set_client_ca_list(names);
-    let pinned = !tls.verify_certificate_hash.is_empty() || !tls.verify_certificate_spki.is_empty();
+    // Envoy requires a certificate, whatever the mode, once SANs or pins are to be matched.
+    let pinned = !tls.verify_certificate_hash.is_empty()
+        || !tls.verify_certificate_spki.is_empty()
+        || !tls.subject_alt_names.is_empty();
     let mode = if tls.mode == TlsMode::Mutual || pinned {
         SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
     } else {

@@ -15,6 +15,9 @@ const RECORD_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
+/// Clients send their ClientHello in one record, two at most; many tiny records would only make
+/// the gateway parse the same bytes again and again.
+const MAX_RECORDS: usize = 16;
 
 /// What the server selection needs from a ClientHello.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +43,7 @@ pub enum Parsed {
 pub fn parse(buf: &[u8]) -> Parsed {
     let mut handshake = Vec::new();
     let mut at = 0;
-    loop {
+    for _ in 0..MAX_RECORDS {
         let Some(header) = buf.get(at..at + 5) else { return Parsed::Need(at + 5) };
         if header[0] != RECORD_HANDSHAKE {
             return Parsed::NotTls("the first record is not a TLS handshake");
@@ -68,6 +71,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
             return Parsed::NotTls("ClientHello larger than the limit");
         }
     }
+    Parsed::NotTls("ClientHello split into too many records")
 }
 
 /// A cursor over big-endian TLS vectors; every read is bounds-checked.
@@ -278,6 +282,13 @@ mod tests {
         let split = records(hs, 10);
         let Parsed::Hello(h) = parse(&split) else { panic!("not parsed") };
         assert_eq!(h.sni.as_deref(), Some("split.example.com"));
+    }
+
+    #[test]
+    fn a_hello_in_too_many_records_is_refused() {
+        let one = client_hello(Some("tiny.example.com"), &[]);
+        let split = records(&one[5..], 2);
+        assert!(matches!(parse(&split), Parsed::NotTls(_)));
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
     };
     let what = format!("port {} sni {:?}", key.port, hello.sni.as_deref().unwrap_or(""));
     match &chain.action {
-        ChainAction::Passthrough { route } => crate::l4::proxy(stream, route, &snap, &env.connector, &what).await,
+        ChainAction::Passthrough { route } => {
+            let cluster = crate::l4::pick(route);
+            crate::l4::proxy(stream, snap, cluster, &env.connector, &what).await;
+        }
         ChainAction::Http { route_config } => {
             let session = session(&snap, chain, &key, Some(*route_config), hello.sni);
             let tls = terminate(stream, &snap, chain, session, deadline).await;
@@ -65,8 +68,9 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
         }
         ChainAction::Tcp { route } => {
             let session = session(&snap, chain, &key, None, hello.sni);
+            let cluster = crate::l4::pick(route);
             if let Some(tls) = terminate(stream, &snap, chain, session, deadline).await {
-                crate::l4::proxy(tls, route, &snap, &env.connector, &what).await;
+                crate::l4::proxy(tls, snap, cluster, &env.connector, &what).await;
             }
         }
     }
@@ -86,6 +90,7 @@ fn session(
         generation: snap.generation,
         server: chain.server,
         server_key: server.map(|s| (s.gateway.clone(), s.index)).unwrap_or_default(),
+        fingerprint: snap.server_fingerprints.get(chain.server).copied().unwrap_or_default(),
         mode: server.and_then(|s| s.tls.as_ref()).map_or(TlsMode::Simple, |t| t.mode),
         route_config,
         sni,

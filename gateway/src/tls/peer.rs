@@ -122,7 +122,8 @@ pub fn rfc2253(name: &X509NameRef) -> String {
     let mut parts: Vec<String> = Vec::new();
     for entry in name.entries() {
         let key = entry.object().nid().short_name().map_or_else(|_| entry.object().to_string(), str::to_string);
-        let value = String::from_utf8_lossy(entry.data().as_slice()).into_owned();
+        // UTF-8 conversion of every string type (BMPString included), as OpenSSL's printer does.
+        let value = entry.data().to_string().unwrap_or_default();
         parts.push(format!("{key}={}", escape_rfc2253(&value)));
     }
     parts.reverse();

@@ -200,7 +200,7 @@ impl TlsStore {
         }
     }
 
-    /// True when nothing here comes from files (nothing to rotate).
+    /// True when no server and no cluster has TLS material (nothing to rotate).
     pub fn is_empty(&self) -> bool {
         self.servers.iter().flatten().next().is_none() && self.clusters.iter().flatten().next().is_none()
     }

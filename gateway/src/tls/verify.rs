@@ -62,7 +62,7 @@ impl ClientCheck {
     fn leaf(&self, ctx: &X509StoreContextRef) -> Result<(), String> {
         let chain: Vec<&X509Ref> = ctx.chain().map(|c| c.iter().collect()).unwrap_or_default();
         let leaf = *chain.first().ok_or("no certificate")?;
-        self.not_revoked(&chain)?;
+        check_revocation(&chain, &self.crls)?;
         if !self.sans.is_empty() {
             let presented = all_sans(leaf);
             let matched =
@@ -80,36 +80,38 @@ impl ClientCheck {
         }
         Ok(())
     }
+}
 
-    /// Each certificate of the chain below its trust anchor is checked against the CRL its issuer
-    /// signed, when there is one. An expired CRL fails the check, as in OpenSSL.
-    fn not_revoked(&self, chain: &[&X509Ref]) -> Result<(), String> {
-        if self.crls.is_empty() {
-            return Ok(());
-        }
-        let now = openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?;
-        for pair in chain.windows(2) {
-            let (cert, issuer) = (pair[0], pair[1]);
-            let issuer_key = issuer.public_key().map_err(|e| e.to_string())?;
-            let issued = cert.issuer_name().to_der().map_err(|e| e.to_string())?;
-            for crl in &self.crls {
-                if crl.issuer_name().to_der().ok().as_deref() != Some(issued.as_slice()) {
-                    continue;
-                }
-                if !crl.verify(&issuer_key).unwrap_or(false) {
-                    continue; // not signed by this issuer: not its CRL
-                }
-                if crl.next_update().is_some_and(|next| *next < *now) {
-                    return Err("the CRL has expired".into());
-                }
-                let owned = cert.to_owned();
-                if let CrlStatus::Revoked(_) = crl.get_by_cert(&owned) {
-                    return Err("the certificate is revoked".into());
-                }
-            }
-        }
-        Ok(())
+/// Revocation as Envoy checks it once CRLs are configured (OpenSSL's `CRL_CHECK` and
+/// `CRL_CHECK_ALL`): every certificate of the verified chain below its trust anchor needs a CRL
+/// signed by its issuer that has not expired, and must not be listed in it. No CRLs: no check.
+pub fn check_revocation(chain: &[&X509Ref], crls: &[X509Crl]) -> Result<(), String> {
+    if crls.is_empty() {
+        return Ok(());
     }
+    let now = openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| e.to_string())?;
+    for pair in chain.windows(2) {
+        let (cert, issuer) = (pair[0], pair[1]);
+        let issuer_key = issuer.public_key().map_err(|e| e.to_string())?;
+        let issuer_name = issuer.subject_name().to_der().map_err(|e| e.to_string())?;
+        let crl = crls.iter().find(|crl| {
+            crl.issuer_name().to_der().ok().as_deref() == Some(issuer_name.as_slice())
+                && crl.verify(&issuer_key).unwrap_or(false)
+        });
+        let Some(crl) = crl else {
+            return Err(format!(
+                "no CRL from {}, which issued a certificate of the chain",
+                super::peer::rfc2253(issuer.subject_name())
+            ));
+        };
+        if crl.next_update().is_some_and(|next| *next < *now) {
+            return Err("the CRL has expired".into());
+        }
+        if let CrlStatus::Revoked(_) = crl.get_by_cert(&cert.to_owned()) {
+            return Err("the certificate is revoked".into());
+        }
+    }
+    Ok(())
 }
 
 /// Base64 of the SHA-256 of the DER SubjectPublicKeyInfo (Envoy `verify_certificate_spki`).
