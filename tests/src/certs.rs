@@ -102,69 +102,54 @@ fn serial() -> Asn1Integer {
     BigNum::from_u32(SERIAL.fetch_add(1, Ordering::Relaxed)).unwrap().to_asn1_integer().unwrap()
 }
 
+/// A builder for a certificate of `subject` (`CN` and `O`) with `key`, valid from `days.0` to
+/// `days.1` days from now, issued by `issuer` (its name; the certificate itself when `None`).
+fn builder(cn: &str, org: &str, key: &PKey<Private>, issuer: Option<&X509>, days: (i64, i64)) -> X509Builder {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    name.append_entry_by_text("O", org).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer.map_or(&*name, |i| i.subject_name())).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&time(days.0)).unwrap();
+    b.set_not_after(&time(days.1)).unwrap();
+    b
+}
+
 impl Ca {
     /// A new self-signed CA named `cn`.
     pub fn new(cn: &str) -> Ca {
-        let key = new_key(KeyType::Ec);
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        name.append_entry_by_text("O", "Pylon Tests").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&time(-1)).unwrap();
-        b.set_not_after(&time(3650)).unwrap();
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).unwrap();
-        b.append_extension(ski).unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        Ca { cert: b.build(), key }
+        Self::make(cn, None)
     }
 
     /// An intermediate CA named `cn`, issued by this CA.
     pub fn intermediate(&self, cn: &str) -> Ca {
+        Self::make(cn, Some(self))
+    }
+
+    fn make(cn: &str, parent: Option<&Ca>) -> Ca {
         let key = new_key(KeyType::Ec);
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(self.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&time(-1)).unwrap();
-        b.set_not_after(&time(3650)).unwrap();
+        let mut b = builder(cn, "Pylon Tests", &key, parent.map(|p| &p.cert), (-1, 3650));
         b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
         b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None)).unwrap();
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(parent.map(|p| &*p.cert), None)).unwrap();
         b.append_extension(ski).unwrap();
-        let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&self.cert), None)).unwrap();
-        b.append_extension(aki).unwrap();
-        b.sign(&self.key, MessageDigest::sha256()).unwrap();
+        if let Some(p) = parent {
+            let aki = AuthorityKeyIdentifier::new().keyid(true).build(&b.x509v3_context(Some(&p.cert), None)).unwrap();
+            b.append_extension(aki).unwrap();
+        }
+        b.sign(parent.map_or(&key, |p| &p.key), MessageDigest::sha256()).unwrap();
         Ca { cert: b.build(), key }
     }
 
     /// Issues a leaf certificate.
     pub fn issue(&self, leaf: &Leaf) -> Issued {
         let key = new_key(leaf.key);
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", &leaf.cn).unwrap();
-        name.append_entry_by_text("O", "Example").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(self.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&time(leaf.days.0)).unwrap();
-        b.set_not_after(&time(leaf.days.1)).unwrap();
+        let mut b = builder(&leaf.cn, "Example", &key, Some(&self.cert), leaf.days);
         b.append_extension(BasicConstraints::new().build().unwrap()).unwrap();
         let usage = if leaf.client {
             ExtendedKeyUsage::new().client_auth().build().unwrap()
