@@ -191,7 +191,15 @@ fn sigint_also_drains_and_exits_0() {
 fn the_demo_configuration_starts() {
     let demo = root().join("conf/examples/demo");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
-        .args(["run", "--config", demo.to_str().unwrap(), "--port-map", "8080=0", "--status-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--config",
+            demo.to_str().unwrap(),
+            "--port-map",
+            "8080=0,8443=0",
+            "--status-addr",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
