@@ -53,34 +53,18 @@ impl Origination {
         raws: &[Raw],
         refuse_expired: bool,
     ) -> Result<Origination, MaterialError> {
-        let (mut chain, mut key, mut ca, mut crls) = (None, None, None, Vec::new());
-        for ((_, role), raw) in sources.iter().zip(raws) {
-            match role {
-                Role::Chain => chain = Some((material::chain(raw)?, raw.place.clone())),
-                Role::Key => key = Some(material::key(raw)?),
-                Role::Ca => ca = Some(material::chain(raw)?),
-                Role::Crl => crls = material::crls(raw)?,
-            }
-        }
-        let client = match (chain, key) {
-            (Some((chain, place)), Some(key)) => {
-                material::key_matches(&chain, &key, &place)?;
-                if let Err(e) = material::check_validity(&chain, &place) {
-                    if refuse_expired {
-                        return Err(e);
-                    }
-                    tracing::error!(error = %e, "using a client certificate that is not valid now");
-                }
-                Some(Arc::new(CertKey::new(chain, key)))
-            }
-            _ if tls.mode == ClientTlsMode::Mutual => {
+        let parsed = material::parse(sources, raws, refuse_expired)?;
+        let client = match parsed.pairs.into_iter().next() {
+            Some((chain, key)) => Some(Arc::new(CertKey::new(chain, key))),
+            None if tls.mode == ClientTlsMode::Mutual => {
                 return Err(MaterialError::new(
                     format!("cluster {cluster}"),
                     "MUTUAL TLS without a client certificate and key",
                 ));
             }
-            _ => None,
+            None => None,
         };
+        let (ca, crls) = (parsed.ca, parsed.crls);
         let verify = !tls.insecure_skip_verify;
         let sans = tls.subject_alt_names.clone();
         // Pooled connections are reused only within a cluster and one version of its material: a

@@ -115,8 +115,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let authority = request::authority(session.req_header());
-        upstream::peer(ctx, &authority).map_err(|o| {
+        upstream::peer(ctx, session.req_header()).map_err(|o| {
             ctx.outcome = Some(o);
             o.error()
         })

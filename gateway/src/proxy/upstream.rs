@@ -17,9 +17,9 @@ const DEFAULT_CONNECT_RETRIES: u32 = 2;
 /// Retry conditions that cover a connect failure in Envoy.
 const CONNECT_RETRY_ON: &[&str] = &["connect-failure", "5xx", "gateway-error", "reset"];
 
-/// The peer for the next attempt; `Err` is the outcome to answer with. `authority` is the
-/// request's (the SNI of TLS origination defaults to the authority sent upstream).
-pub fn peer(ctx: &mut Ctx, authority: &str) -> Result<Box<HttpPeer>, Outcome> {
+/// The peer for the next attempt; `Err` is the outcome to answer with. `req` is the request (the
+/// SNI of TLS origination defaults to the authority sent upstream).
+pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome> {
     let id = ctx.cluster.ok_or(Outcome::NoCluster)?;
     let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
     if let Some(refused) = upstream.refusal() {
@@ -36,8 +36,11 @@ pub fn peer(ctx: &mut Ctx, authority: &str) -> Result<Box<HttpPeer>, Outcome> {
     let mut peer = match origination {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {
-            let host = ctx.route().and_then(|r| authority_override(r, ctx)).unwrap_or(authority);
-            o.peer(addr, host, true).map_err(|why| {
+            let host = match ctx.route().and_then(|r| authority_override(r, ctx)) {
+                Some(rewritten) => rewritten.to_string(),
+                None => super::request::authority(req),
+            };
+            o.peer(addr, &host, true).map_err(|why| {
                 tracing::info!(cluster = %upstream.name, reason = %why, "TLS origination impossible");
                 Outcome::UpstreamTls
             })?

@@ -110,6 +110,45 @@ pub fn watch_dirs(source: &PemSource, credentials_dir: Option<&Path>) -> Vec<(Pa
     }
 }
 
+/// Material parsed and checked: certificate chains (leaf first) with their keys, CAs, CRLs.
+pub struct Parsed {
+    /// Each certificate chain and its private key (the key checked against the leaf).
+    pub pairs: Vec<(Vec<X509>, PKey<Private>)>,
+    /// CA certificates, when a CA source was given.
+    pub ca: Option<Vec<X509>>,
+    /// Revocation lists.
+    pub crls: Vec<X509Crl>,
+}
+
+/// Parses `raws`, read from `sources` in order (each `Chain` followed by its `Key`). A certificate
+/// that is not valid now is an error with `refuse_expired` (rotation), else only logged (start-up:
+/// there is nothing older to serve).
+pub fn parse(sources: &[(PemSource, Role)], raws: &[Raw], refuse_expired: bool) -> Result<Parsed, MaterialError> {
+    let mut out = Parsed { pairs: Vec::new(), ca: None, crls: Vec::new() };
+    let mut pending = None;
+    for ((_, role), raw) in sources.iter().zip(raws) {
+        match role {
+            Role::Chain => pending = Some((chain(raw)?, raw.place.clone())),
+            Role::Key => {
+                let (certs, place) =
+                    pending.take().ok_or_else(|| MaterialError::new(&raw.place, "key without certificate"))?;
+                let private = key(raw)?;
+                key_matches(&certs, &private, &place)?;
+                if let Err(e) = check_validity(&certs, &place) {
+                    if refuse_expired {
+                        return Err(e);
+                    }
+                    tracing::error!(error = %e, "using a certificate that is not valid now");
+                }
+                out.pairs.push((certs, private));
+            }
+            Role::Ca => out.ca = Some(chain(raw)?),
+            Role::Crl => out.crls = crls(raw)?,
+        }
+    }
+    Ok(out)
+}
+
 /// A certificate chain (leaf first) from PEM.
 pub fn chain(raw: &Raw) -> Result<Vec<X509>, MaterialError> {
     let certs = X509::stack_from_pem(&raw.bytes)

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use conf::table::{ChainAction, ClusterId, ListenerKind, PemSource, RouteTable, ServerId, ServerTls, TlsMode};
+use conf::table::{
+    Certificate, ChainAction, ClusterId, ListenerKind, PemSource, RouteTable, ServerId, ServerTls, TlsMode,
+};
 use openssl::ssl::SslAcceptor;
 
 use super::acceptor::{self, ServerMaterial};
@@ -229,19 +231,12 @@ fn server_slot(table: &RouteTable, id: ServerId, s: &conf::table::Server) -> Opt
         _ => None,
     })?;
     let http = matches!(chain.action, ChainAction::Http { .. });
-    let mut sources = Vec::new();
-    for c in &tls.certificates {
-        sources.push((c.cert.clone(), Role::Chain));
-        sources.push((c.key.clone(), Role::Key));
-    }
-    if tls.mode != TlsMode::Simple {
-        if let Some(ca) = &tls.client_ca {
-            sources.push((ca.clone(), Role::Ca));
-        }
-        if let Some(crl) = &tls.ca_crl {
-            sources.push((crl.clone(), Role::Crl));
-        }
-    }
+    let verifies_clients = tls.mode != TlsMode::Simple;
+    let sources = sources(
+        &tls.certificates,
+        tls.client_ca.as_ref().filter(|_| verifies_clients),
+        tls.ca_crl.as_ref().filter(|_| verifies_clients),
+    );
     let name = format!("{} servers[{}] (port {})", s.gateway, s.index, s.port);
     // Sessions resume only on the server that issued them (Envoy hashes its filter chain into the
     // session id context). At most 32 bytes.
@@ -250,51 +245,26 @@ fn server_slot(table: &RouteTable, id: ServerId, s: &conf::table::Server) -> Opt
 }
 
 fn client_sources(tls: &conf::table::ClientTls) -> Vec<(PemSource, Role)> {
-    let mut sources = Vec::new();
-    if let Some(c) = &tls.client_certificate {
-        sources.push((c.cert.clone(), Role::Chain));
-        sources.push((c.key.clone(), Role::Key));
-    }
-    if let Some(ca) = &tls.ca {
-        sources.push((ca.clone(), Role::Ca));
-    }
-    if let Some(crl) = &tls.ca_crl {
-        sources.push((crl.clone(), Role::Crl));
-    }
-    sources
+    sources(tls.client_certificate.as_slice(), tls.ca.as_ref(), tls.ca_crl.as_ref())
 }
 
-/// Parses a server's sources (in `sources` order) and checks each certificate against its key.
+/// The sources to read, in the order [`material::parse`] expects: each certificate and its key,
+/// then the CA, then the CRL.
+fn sources(certificates: &[Certificate], ca: Option<&PemSource>, crl: Option<&PemSource>) -> Vec<(PemSource, Role)> {
+    let pairs = certificates.iter().flat_map(|c| [(c.cert.clone(), Role::Chain), (c.key.clone(), Role::Key)]);
+    let rest = ca.map(|c| (c.clone(), Role::Ca)).into_iter().chain(crl.map(|c| (c.clone(), Role::Crl)));
+    pairs.chain(rest).collect()
+}
+
+/// A server's parsed material; it needs at least one certificate.
 fn server_material(
     sources: &[(PemSource, Role)],
     raws: &[Raw],
     expiry: Expiry,
 ) -> Result<ServerMaterial, MaterialError> {
-    let mut m = ServerMaterial { certificates: Vec::new(), client_ca: Vec::new(), crls: Vec::new() };
-    let mut pending_chain = None;
-    for ((_, role), raw) in sources.iter().zip(raws) {
-        match role {
-            Role::Chain => pending_chain = Some((material::chain(raw)?, raw.place.clone())),
-            Role::Key => {
-                let (chain, place) =
-                    pending_chain.take().ok_or_else(|| MaterialError::new(&raw.place, "key without certificate"))?;
-                let key = material::key(raw)?;
-                material::key_matches(&chain, &key, &place)?;
-                match (material::check_validity(&chain, &place), expiry) {
-                    (Err(e), Expiry::Refuse) => return Err(e),
-                    (Err(e), Expiry::Warn) => {
-                        tracing::error!(error = %e, "serving a certificate that is not valid now")
-                    }
-                    (Ok(()), _) => {}
-                }
-                m.certificates.push((chain, key));
-            }
-            Role::Ca => m.client_ca = material::chain(raw)?,
-            Role::Crl => m.crls = material::crls(raw)?,
-        }
-    }
-    if m.certificates.is_empty() {
+    let parsed = material::parse(sources, raws, expiry == Expiry::Refuse)?;
+    if parsed.pairs.is_empty() {
         return Err(MaterialError::new("tls", "no server certificate"));
     }
-    Ok(m)
+    Ok(ServerMaterial { certificates: parsed.pairs, client_ca: parsed.ca.unwrap_or_default(), crls: parsed.crls })
 }
