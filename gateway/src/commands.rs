@@ -74,7 +74,7 @@ pub fn routes(args: &RoutesArgs) -> u8 {
 /// bind (exit 1 naming the port); serves until SIGTERM or SIGINT, then drains and exits 0.
 pub fn run(args: &RunArgs) -> u8 {
     crate::logging::init(args.log_format);
-    let signals = match crate::signals::Signals::install() {
+    let mut signals = match crate::signals::Signals::install() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pylon: cannot install signal handlers: {e}");
@@ -113,7 +113,13 @@ pub fn run(args: &RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
-    let signal = signals.wait();
+    let signal = loop {
+        match signals.wait() {
+            // The outcome (applied or refused, with every diagnostic) is logged by the reload.
+            crate::signals::Asked::Reload => drop(running.reload_blocking()),
+            crate::signals::Asked::Stop(name) => break name,
+        }
+    };
     tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
     running.drain(Duration::from_secs(args.drain_seconds), DRAIN_GRACE);
     tracing::info!("stopped");

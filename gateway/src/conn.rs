@@ -112,7 +112,8 @@ mod tests {
         let built = conf::build(std::slice::from_ref(&dir), &conf::Selection::default()).unwrap();
         assert!(built.is_valid(), "{}", built.diagnostics);
         let _ = std::fs::remove_dir_all(&dir);
-        Snapshot::new(built.table, generation, None)
+        let clusters = built.table.clusters.iter().map(crate::cluster::registry::ClusterRuntime::fixed).collect();
+        Snapshot::assemble(built.table, generation, None, clusters)
     }
 
     fn session(snap: &Snapshot, server: ServerId) -> TlsSession {

@@ -14,6 +14,7 @@ pub mod l4;
 pub mod listener;
 pub mod logging;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod signals;
 pub mod snapshot;

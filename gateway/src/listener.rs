@@ -45,7 +45,7 @@ pub enum Kind {
 
 /// A listener of the table: its Gateway port and bind address (what a connection looks up in the
 /// current snapshot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenerKey {
     /// The declared port.
     pub port: u16,
@@ -69,8 +69,6 @@ pub struct Env {
 pub struct Bound {
     /// The listener.
     pub key: ListenerKey,
-    /// What it serves.
-    pub kind: Kind,
     /// The Gateway server port it serves.
     pub port: u16,
     /// The address actually bound (after `--port-map`; the real port when 0 was asked for).
@@ -91,14 +89,14 @@ pub struct BindError {
 }
 
 /// Binds `bind:listen_port` for listener `key` (every IPv4 address when `bind` is `None`).
-pub fn bind(key: ListenerKey, kind: Kind, listen_port: u16) -> Result<Bound, BindError> {
+pub fn bind(key: ListenerKey, listen_port: u16) -> Result<Bound, BindError> {
     let port = key.port;
     let addr = SocketAddr::new(key.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), listen_port);
     let err = |source| BindError { port, addr, source };
     let socket = std::net::TcpListener::bind(addr).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     let local = socket.local_addr().map_err(err)?;
-    Ok(Bound { key, kind, port, local, socket })
+    Ok(Bound { key, port, local, socket })
 }
 
 /// The two Pingora apps: HTTP/1 only, and h2c (chosen per connection from its first bytes).
@@ -121,8 +119,20 @@ impl Apps {
     }
 }
 
-/// Accepts connections until `stop` turns true; each connection is served until it closes.
-pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>) {
+/// What the listener `key` serves in `snap`; `None` when the configuration no longer has it.
+pub fn kind_of(snap: &crate::snapshot::Snapshot, key: ListenerKey) -> Option<Kind> {
+    let l = snap.table.listeners.iter().find(|l| l.port == key.port && l.bind == key.bind)?;
+    Some(match l.kind {
+        conf::table::ListenerKind::Http { .. } => Kind::Http,
+        conf::table::ListenerKind::Tls { .. } => Kind::Tls,
+        conf::table::ListenerKind::Tcp { .. } => Kind::Tcp,
+    })
+}
+
+/// Accepts connections until `stop` (the drain) or `closed` (a reload removed the listener) turns
+/// true; each connection is served until it closes. What a connection is (HTTP, TLS, TCP) is read
+/// from the current configuration, so a reload that changes it applies to the next connection.
+pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>, mut closed: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(bound.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -136,11 +146,12 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>)
                 Ok((tcp, _)) => {
                     let env = env.clone();
                     let _ = tcp.set_nodelay(true);
-                    match bound.kind {
-                        Kind::Http => tokio::spawn(connection(tcp, env)),
-                        Kind::Tls => tokio::spawn(crate::tls::serve(buffered(tcp), bound.key, env)),
-                        Kind::Tcp => tokio::spawn(tcp_connection(tcp, bound.key, env)),
-                    };
+                    match kind_of(&env.state.snapshot(), bound.key) {
+                        Some(Kind::Http) => drop(tokio::spawn(connection(tcp, env))),
+                        Some(Kind::Tls) => drop(tokio::spawn(crate::tls::serve(buffered(tcp), bound.key, env))),
+                        Some(Kind::Tcp) => drop(tokio::spawn(tcp_connection(tcp, bound.key, env))),
+                        None => drop(tcp),
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -149,6 +160,7 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>)
                 }
             },
             _ = stop.changed() => break,
+            _ = closed.changed() => break,
         }
     }
 }

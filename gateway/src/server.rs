@@ -1,17 +1,19 @@
-//! Starting and stopping the data plane: bind every listener, build the snapshot, serve, drain.
+//! Starting and stopping the data plane: bind every listener, build the snapshot, serve, reload,
+//! drain.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conf::table::ListenerKind;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::cluster::dns::Dns;
-use crate::listener::{self, Apps, BindError, Bound, Env, Kind, ListenerKey};
-use crate::proxy::{Gateway, Ports};
+use crate::cluster::registry::Registry;
+use crate::listener::{Apps, BindError, Env};
+use crate::proxy::Gateway;
+use crate::reload::{self, Plane, ReloadError, Source};
 use crate::snapshot::Snapshot;
 use crate::state::SharedState;
 
@@ -53,12 +55,13 @@ pub enum StartError {
 pub struct Running {
     /// The shared state (snapshot, readiness).
     pub state: Arc<SharedState>,
-    /// (Gateway port, bound address) of every data-plane listener.
+    /// (Gateway port, bound address) of every data-plane listener at start-up.
     pub listeners: Vec<(u16, SocketAddr)>,
     /// The status endpoint's bound address.
     pub status_addr: SocketAddr,
     /// The diagnostics of the loaded configuration (warnings).
     pub diagnostics: conf::Diagnostics,
+    plane: Arc<Plane>,
     shutdown: watch::Sender<bool>,
     stop_accepting: watch::Sender<bool>,
     data: Option<Runtime>,
@@ -66,9 +69,28 @@ pub struct Running {
 }
 
 impl Running {
-    /// The bound address serving Gateway port `port`.
+    /// The bound address serving Gateway port `port` now (listeners follow reloads).
     pub fn addr(&self, port: u16) -> Option<SocketAddr> {
-        self.listeners.iter().find(|(p, _)| *p == port).map(|(_, a)| *a)
+        self.plane.local(port)
+    }
+
+    /// Reloads the configuration (as SIGHUP does); returns the new generation, or why the
+    /// configuration was refused (the previous one keeps serving). Callable from async code.
+    pub async fn reload(&self) -> Result<u64, ReloadError> {
+        let Some(data) = &self.data else { return Err(ReloadError::Stopped) };
+        let plane = self.plane.clone();
+        data.spawn(async move { plane.reload().await }).await.map_err(|_| ReloadError::Stopped)?
+    }
+
+    /// [`Running::reload`] for a thread outside any runtime (the signal loop).
+    pub fn reload_blocking(&self) -> Result<u64, ReloadError> {
+        let Some(data) = &self.data else { return Err(ReloadError::Stopped) };
+        let plane = self.plane.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        data.spawn(async move {
+            let _ = tx.send(plane.reload().await);
+        });
+        rx.recv().map_err(|_| ReloadError::Stopped)?
     }
 
     /// Graceful stop: readiness turns 503, listeners keep serving for `drain` (HTTP/1 responses
@@ -105,6 +127,19 @@ fn runtime(name: &str, threads: usize) -> Result<Runtime, StartError> {
         .map_err(|e| StartError::Setup(format!("cannot start the {name} runtime: {e}")))
 }
 
+/// Runs `work` on `rt` and waits for it, from any thread (also inside another runtime, where
+/// `block_on` is not allowed).
+fn run_on<T: Send + 'static>(
+    rt: &Runtime,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, StartError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv().map_err(|_| StartError::Setup("the data runtime stopped".into()))
+}
+
 /// Loads the configuration, binds every listener and starts serving. Callable from any thread,
 /// including inside another tokio runtime.
 pub fn start(opts: &Options) -> Result<Running, StartError> {
@@ -112,7 +147,11 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     if !built.is_valid() {
         return Err(StartError::Invalid(built.diagnostics));
     }
-    let bound = bind_all(&built.table, &opts.port_map)?;
+    // Ports first: a taken port fails at once, before any DNS lookup.
+    let bound = reload::bind(&built.table, &opts.port_map, |_| false)?;
+    for b in &bound {
+        tracing::debug!(port = b.port, addr = %b.local, "bound");
+    }
     let status = std::net::TcpListener::bind(opts.status_addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| BindError { port: opts.status_addr.port(), addr: opts.status_addr, source })?;
@@ -124,23 +163,27 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         let _entered = data.enter();
         Dns::new(opts.dns_server).map_err(StartError::Setup)?
     };
-    let snapshot = Snapshot::new(built.table, 1, opts.selection.credentials_dir.clone());
-    let snapshot = discover(snapshot, &dns, &data)?;
+    let registry = Arc::new(Registry::new(dns));
+    let (table, creds, reg) = (built.table, opts.selection.credentials_dir.clone(), registry.clone());
+    let snapshot = run_on(&data, async move { Snapshot::build(table, 1, creds, &reg).await })?;
     let state = SharedState::new(snapshot);
-    let mut ports = Ports::default();
-    bound.iter().for_each(|b| ports.insert(b.local, b.port));
     let listeners = bound.iter().map(|b| (b.port, b.local)).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (stop_accepting, stop_rx) = watch::channel(false);
     let env = Arc::new(Env {
         state: state.clone(),
-        apps: Apps::new(Gateway::new(state.clone(), Arc::new(ports)), &Arc::new(server_conf())),
+        apps: Apps::new(Gateway::new(state.clone()), &Arc::new(server_conf())),
         shutdown: shutdown_rx,
         connector: pingora::connectors::TransportConnector::new(None),
     });
-    for b in bound {
-        data.spawn(listener::serve(b, env.clone(), stop_rx.clone()));
-    }
+    let source =
+        Source { config: opts.config.clone(), selection: opts.selection.clone(), port_map: opts.port_map.clone() };
+    let plane = Plane::new(source, env, registry, stop_rx);
+    let p = plane.clone();
+    run_on(&data, async move {
+        p.open_initial(bound).await;
+        drop(reload::watch_config(p));
+    })?;
     admin.spawn(crate::status::serve(status, state.clone()));
     state.set_ready();
     Ok(Running {
@@ -148,43 +191,12 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         listeners,
         status_addr,
         diagnostics: built.diagnostics,
+        plane,
         shutdown,
         stop_accepting,
         data: Some(data),
         admin: Some(admin),
     })
-}
-
-/// Resolves DNS clusters once on the data runtime and waits for it (from any thread).
-fn discover(mut snapshot: Snapshot, dns: &Arc<Dns>, data: &Runtime) -> Result<Snapshot, StartError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (dns, handle) = (dns.clone(), data.handle().clone());
-    data.spawn(async move {
-        snapshot.start_discovery(&dns, &handle).await;
-        snapshot.start_rotation();
-        let _ = tx.send(snapshot);
-    });
-    rx.recv().map_err(|_| StartError::Setup("DNS discovery stopped".into()))
-}
-
-/// Binds every listener of the plan.
-fn bind_all(
-    table: &conf::RouteTable,
-    port_map: &std::collections::BTreeMap<u16, u16>,
-) -> Result<Vec<Bound>, BindError> {
-    let mut bound = Vec::new();
-    for l in &table.listeners {
-        let kind = match l.kind {
-            ListenerKind::Http { .. } => Kind::Http,
-            ListenerKind::Tls { .. } => Kind::Tls,
-            ListenerKind::Tcp { .. } => Kind::Tcp,
-        };
-        let listen = port_map.get(&l.port).copied().unwrap_or(l.port);
-        let b = listener::bind(ListenerKey { port: l.port, bind: l.bind }, kind, listen)?;
-        tracing::info!(port = l.port, addr = %b.local, "listening on {} for Gateway port {}", b.local, l.port);
-        bound.push(b);
-    }
-    Ok(bound)
 }
 
 /// Pingora's server settings for the proxy apps.

@@ -1,34 +1,46 @@
-//! SIGTERM and SIGINT. Handlers are installed before the gateway starts, so a signal that arrives
-//! during start-up still leads to a drain and exit 0 rather than the default termination.
+//! SIGTERM, SIGINT and SIGHUP. Handlers are installed before the gateway starts, so a signal that
+//! arrives during start-up still leads to a drain and exit 0 (or a reload) rather than the default
+//! termination.
 
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Installed handlers for SIGTERM and SIGINT.
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop(&'static str),
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
+/// Installed handlers.
 pub struct Signals {
     rt: Runtime,
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
     /// Installs the handlers; from now on these signals are queued instead of ending the process.
     pub fn install() -> std::io::Result<Signals> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (term, int) = {
+        let (term, int, hup) = {
             let _entered = rt.enter();
-            (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+            (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?, signal(SignalKind::hangup())?)
         };
-        Ok(Signals { rt, term, int })
+        Ok(Signals { rt, term, int, hup })
     }
 
-    /// Blocks until SIGTERM or SIGINT arrives (or arrived since `install`); returns its name.
-    pub fn wait(mut self) -> &'static str {
-        let (term, int) = (&mut self.term, &mut self.int);
+    /// Blocks until a signal arrives (or arrived since the last call).
+    pub fn wait(&mut self) -> Asked {
+        let (term, int, hup) = (&mut self.term, &mut self.int, &mut self.hup);
         self.rt.block_on(async {
             tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
+                _ = term.recv() => Asked::Stop("SIGTERM"),
+                _ = int.recv() => Asked::Stop("SIGINT"),
+                _ = hup.recv() => Asked::Reload,
             }
         })
     }

@@ -216,3 +216,22 @@ fn the_demo_configuration_starts() {
     let _ = child.wait();
     assert!(line.contains(" ready "), "last line: {line}");
 }
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let dir = write_config("sighup", DIRECT);
+    let pylon = Pylon::start(&dir, &[]);
+    assert!(http_get(pylon.data, "/").ends_with("ok"));
+    // SIGHUP reloads even when no file changed (a new generation of the same configuration).
+    pylon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line =
+            pylon.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a reload log line");
+        if line.contains("configuration reloaded") {
+            assert!(line.contains("generation=2"), "{line}");
+            break;
+        }
+    }
+    assert!(http_get(pylon.data, "/").ends_with("ok"), "still serving");
+}

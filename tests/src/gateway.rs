@@ -58,6 +58,8 @@ pub struct Setup {
     pub dns_server: Option<SocketAddr>,
     /// `--credentials-dir`.
     pub credentials_dir: Option<PathBuf>,
+    /// Declared ports a later configuration may add, mapped to ephemeral ports too.
+    pub extra_ports: Vec<u16>,
 }
 
 impl TestGateway {
@@ -77,7 +79,7 @@ impl TestGateway {
         selection.credentials_dir = setup.credentials_dir;
         let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
         assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
-        let port_map = built.table.listeners.iter().map(|l| (l.port, 0)).collect();
+        let port_map = built.table.listeners.iter().map(|l| l.port).chain(setup.extra_ports).map(|p| (p, 0)).collect();
         let opts = Options {
             config: vec![dir.0.clone()],
             selection,
@@ -90,6 +92,12 @@ impl TestGateway {
         let gw = TestGateway { running, dir };
         gw.wait_ready();
         gw
+    }
+
+    /// Replaces the configuration file (atomically, as an editor or `kubectl` would); the gateway
+    /// watches it.
+    pub fn write_config(&self, yaml: &str) {
+        crate::certs::write_atomically(&self.dir.0.join("config.yaml"), yaml.as_bytes());
     }
 
     /// Polls `/healthz/ready` until it answers 200 (deadline 10 s).

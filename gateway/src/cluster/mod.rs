@@ -2,6 +2,7 @@
 //! load balancing. Nothing here blocks or resolves names on the request path.
 
 pub mod dns;
+pub mod registry;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -7,7 +7,6 @@ pub mod request;
 pub mod route;
 mod upstream;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,37 +23,16 @@ use ctx::Ctx;
 use reply::LocalReply;
 use route::Decision;
 
-/// Maps a listening socket to the Gateway server port it serves (`--port-map` TO → FROM).
-#[derive(Debug, Default, Clone)]
-pub struct Ports {
-    by_local: HashMap<SocketAddr, u16>,
-    by_port: HashMap<u16, u16>,
-}
-
-impl Ports {
-    /// Records that `local` (as bound) serves declared port `port`.
-    pub fn insert(&mut self, local: SocketAddr, port: u16) {
-        self.by_local.insert(local, port);
-        self.by_port.insert(local.port(), port);
-    }
-
-    /// The declared port for a connection that arrived on `local`.
-    pub fn declared(&self, local: SocketAddr) -> Option<u16> {
-        self.by_local.get(&local).or_else(|| self.by_port.get(&local.port())).copied()
-    }
-}
-
 /// The gateway's proxy logic, shared by every listener.
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<SharedState>,
-    ports: Arc<Ports>,
 }
 
 impl Gateway {
     /// Proxy logic reading `state`.
-    pub fn new(state: Arc<SharedState>, ports: Arc<Ports>) -> Self {
-        Gateway { state, ports }
+    pub fn new(state: Arc<SharedState>) -> Self {
+        Gateway { state }
     }
 }
 
@@ -75,7 +53,7 @@ impl Gateway {
             ctx.tls = Some(tls);
             return;
         }
-        ctx.port = local.and_then(|a| self.ports.declared(a)).unwrap_or_default();
+        ctx.port = local.and_then(|a| self.state.ports().declared(a)).unwrap_or_default();
         ctx.route_config = crate::conn::plaintext_route_config(&ctx.snap.table, ctx.port, ctx.local_ip);
     }
 }
