@@ -121,12 +121,31 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
     tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
-    running.drain(Duration::from_secs(args.drain_seconds), DRAIN_GRACE);
-    tracing::info!("stopped");
+    drain(running, signals, Duration::from_secs(args.drain_seconds));
     EXIT_OK
 }
 
-/// In-flight requests get this long to finish once listeners stop accepting.
+/// Drains on another thread; a second SIGTERM or SIGINT ends the process at once.
+fn drain(running: crate::server::Running, mut signals: crate::signals::Signals, window: Duration) {
+    let (done, drained) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(running.drain(window, DRAIN_GRACE));
+    });
+    loop {
+        match drained.try_recv() {
+            Ok(_) | Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        if let Some(crate::signals::Asked::Stop(again)) = signals.wait_timeout(Duration::from_millis(50)) {
+            tracing::warn!(signal = %again, "second signal: stopping without finishing the drain");
+            return;
+        }
+    }
+    tracing::info!("stopped");
+}
+
+/// In-flight requests, streams, WebSockets and TCP connections get this long to finish once
+/// listeners stop accepting.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 fn default_threads() -> usize {

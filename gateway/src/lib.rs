@@ -11,6 +11,7 @@ pub mod edge;
 pub mod error;
 pub mod features;
 pub mod l4;
+pub mod lifecycle;
 pub mod listener;
 pub mod logging;
 pub mod proxy;

@@ -63,6 +63,8 @@ pub struct Env {
     pub shutdown: ShutdownWatch,
     /// Upstream connections for TCP proxying (plaintext or TLS origination).
     pub connector: pingora::connectors::TransportConnector,
+    /// Open connections, for the drain.
+    pub tracker: Arc<crate::lifecycle::Tracker>,
 }
 
 /// A socket bound for one listener of the plan.
@@ -143,16 +145,7 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>,
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    let env = env.clone();
-                    let _ = tcp.set_nodelay(true);
-                    match kind_of(&env.state.snapshot(), bound.key) {
-                        Some(Kind::Http) => drop(tokio::spawn(connection(tcp, env))),
-                        Some(Kind::Tls) => drop(tokio::spawn(crate::tls::serve(buffered(tcp), bound.key, env))),
-                        Some(Kind::Tcp) => drop(tokio::spawn(tcp_connection(tcp, bound.key, env))),
-                        None => drop(tcp),
-                    }
-                }
+                Ok((tcp, _)) => spawn_connection(tcp, bound.key, &env),
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(addr = %bound.local, error = %e, "accept failed");
@@ -163,6 +156,31 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>,
             _ = closed.changed() => break,
         }
     }
+    // Clients whose connections the kernel already completed would be reset when the socket
+    // closes: serve what is queued, then close.
+    let Ok(std_listener) = listener.into_std() else { return };
+    while let Ok((tcp, _)) = std_listener.accept() {
+        match tcp.set_nonblocking(true).and_then(|()| TcpStream::from_std(tcp)) {
+            Ok(tcp) => spawn_connection(tcp, bound.key, &env),
+            Err(e) => tracing::debug!(error = %e, "cannot serve a queued connection"),
+        }
+    }
+}
+
+/// Serves one accepted connection on its own task, tracked for the drain.
+fn spawn_connection(tcp: TcpStream, key: ListenerKey, env: &Arc<Env>) {
+    let (env, tracked) = (env.clone(), env.tracker.track());
+    let _ = tcp.set_nodelay(true);
+    tokio::spawn(async move {
+        // The connection counts for the drain until its task ends.
+        let _tracked = tracked;
+        match kind_of(&env.state.snapshot(), key) {
+            Some(Kind::Http) => connection(tcp, env).await,
+            Some(Kind::Tls) => crate::tls::serve(buffered(tcp), key, env).await,
+            Some(Kind::Tcp) => tcp_connection(tcp, key, env).await,
+            None => drop(tcp),
+        }
+    });
 }
 
 async fn connection(tcp: TcpStream, env: Arc<Env>) {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora::apps::ServerApp;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -93,16 +94,31 @@ impl Running {
         rx.recv().map_err(|_| ReloadError::Stopped)?
     }
 
-    /// Graceful stop: readiness turns 503, listeners keep serving for `drain` (HTTP/1 responses
-    /// carry `Connection: close`), then stop accepting and give in-flight requests `grace`.
-    pub fn drain(mut self, drain: Duration, grace: Duration) {
+    /// Graceful stop (CONTRACT.md "Signals, reload, drain"): readiness turns 503 at once; the
+    /// listeners keep accepting and serving for `drain`, with `Connection: close` on HTTP/1
+    /// responses and GOAWAY on HTTP/2; then they stop accepting, idle keep-alive connections are
+    /// closed, and what is still in flight (requests, streams, WebSockets, TCP) gets up to `grace` to
+    /// finish. Returns how many connections were still open when the grace ran out.
+    pub fn drain(mut self, drain: Duration, grace: Duration) -> usize {
         self.state.set_draining();
         let _ = self.shutdown.send(true);
         std::thread::sleep(drain);
         let _ = self.stop_accepting.send(true);
-        if let Some(rt) = self.data.take() {
-            rt.shutdown_timeout(grace);
+        let Some(data) = self.data.take() else { return 0 };
+        let env = self.plane.env().clone();
+        let left = run_on(&data, async move {
+            // Pingora drops the connections parked between requests; in-flight ones go on.
+            env.apps.h1.cleanup().await;
+            env.apps.h2c.cleanup().await;
+            let _ = tokio::time::timeout(grace, env.tracker.idle()).await;
+            env.tracker.active()
+        })
+        .unwrap_or(0);
+        if left > 0 {
+            tracing::warn!(connections = left, "drain grace over; closing the connections still open");
         }
+        data.shutdown_background();
+        left
     }
 }
 
@@ -175,6 +191,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         apps: Apps::new(Gateway::new(state.clone()), &Arc::new(server_conf())),
         shutdown: shutdown_rx,
         connector: pingora::connectors::TransportConnector::new(None),
+        tracker: crate::lifecycle::Tracker::new(),
     });
     let source =
         Source { config: opts.config.clone(), selection: opts.selection.clone(), port_map: opts.port_map.clone() };

@@ -33,6 +33,19 @@ impl Signals {
         Ok(Signals { rt, term, int, hup })
     }
 
+    /// Waits at most `limit` for a signal.
+    pub fn wait_timeout(&mut self, limit: std::time::Duration) -> Option<Asked> {
+        let (term, int, hup) = (&mut self.term, &mut self.int, &mut self.hup);
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = term.recv() => Some(Asked::Stop("SIGTERM")),
+                _ = int.recv() => Some(Asked::Stop("SIGINT")),
+                _ = hup.recv() => Some(Asked::Reload),
+                () = tokio::time::sleep(limit) => None,
+            }
+        })
+    }
+
     /// Blocks until a signal arrives (or arrived since the last call).
     pub fn wait(&mut self) -> Asked {
         let (term, int, hup) = (&mut self.term, &mut self.int, &mut self.hup);

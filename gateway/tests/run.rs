@@ -235,3 +235,19 @@ fn sighup_reloads_the_configuration() {
     }
     assert!(http_get(pylon.data, "/").ends_with("ok"), "still serving");
 }
+
+#[test]
+fn a_second_sigterm_ends_the_drain_at_once() {
+    let dir = write_config("second-term", DIRECT);
+    let mut pylon = Pylon::start(&dir, &["--drain-seconds", "30"]);
+    pylon.signal("TERM");
+    // Wait until the drain has started, then ask again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pylon.lines.recv_timeout(Duration::from_secs(10)).unwrap_or_default().contains("draining") {
+        assert!(Instant::now() < deadline, "no drain");
+    }
+    let asked = Instant::now();
+    pylon.signal("TERM");
+    assert_eq!(pylon.wait(Duration::from_secs(5)), Some(0), "a second SIGTERM ends the 30 s drain at once");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}

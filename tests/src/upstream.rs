@@ -1,5 +1,6 @@
 //! An in-process echo upstream: answers every request with a JSON report of what it received
-//! (method, path, version, headers) and its own name, over HTTP/1 and h2c.
+//! (method, path, version, headers) and its own name, over HTTP/1 and h2c. A request with
+//! `x-delay-ms: N` is answered after N milliseconds.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -116,8 +117,12 @@ async fn answer(
         version: format!("{:?}", req.version()),
         headers: headers.clone(),
     };
+    let delay = s.header("x-delay-ms").and_then(|v| v.parse::<u64>().ok());
     let body = json!({"upstream": name, "method": s.method, "path": s.path, "version": s.version, "headers": headers});
     seen.lock().unwrap().push(s);
+    if let Some(ms) = delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let resp = Response::builder()
         .header("content-type", "application/json")
         .header("x-upstream", name.as_str())

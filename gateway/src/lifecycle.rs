@@ -1,0 +1,80 @@
+//! Connection tracking for a drain that loses nothing (DESIGN.md "lifecycle"): every accepted
+//! connection is counted while its task lives, so the drain knows when the last in-flight request,
+//! stream, WebSocket or TCP connection has finished, instead of cancelling them all at once as
+//! `Runtime::shutdown_timeout` would.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// Counts open connections.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    active: AtomicUsize,
+    changed: Notify,
+}
+
+/// Held by a connection's task; the connection counts until it is dropped.
+#[derive(Debug)]
+pub struct Tracked(Arc<Tracker>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Tracker {
+    /// A new, empty tracker.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Tracker::default())
+    }
+
+    /// Counts one more connection until the returned guard is dropped.
+    pub fn track(self: &Arc<Self>) -> Tracked {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Tracked(self.clone())
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn idle(&self) {
+        loop {
+            // Register before checking, so a drop in between is not missed.
+            let changed = self.changed.notified();
+            if self.active() == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_the_last_connection() {
+        let tracker = Tracker::new();
+        let (a, b) = (tracker.track(), tracker.track());
+        assert_eq!(tracker.active(), 2);
+        let waiting = tokio::spawn({
+            let t = tracker.clone();
+            async move { t.idle().await }
+        });
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished(), "one connection is still open");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        assert_eq!(tracker.active(), 0);
+    }
+}
