@@ -81,7 +81,6 @@ pub fn run(args: &RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    warn_unbuilt(args);
     let opts = crate::server::Options {
         config: args.selection.config.clone(),
         selection: args.selection.to_conf(),
@@ -89,6 +88,10 @@ pub fn run(args: &RunArgs) -> u8 {
         status_addr: args.status_addr,
         threads: args.threads.map_or_else(default_threads, usize::from),
         dns_server: args.dns_server,
+        metrics_addr: Some(args.metrics_addr),
+        admin_addr: Some(args.admin_addr),
+        workload_name: args.workload_name.clone(),
+        access_log: access_log(args),
     };
     let running = match crate::server::start(&opts) {
         Ok(r) => r,
@@ -117,6 +120,11 @@ pub fn run(args: &RunArgs) -> u8 {
         match signals.wait() {
             // The outcome (applied or refused, with every diagnostic) is logged by the reload.
             crate::signals::Asked::Reload => drop(running.reload_blocking()),
+            crate::signals::Asked::Reopen => {
+                if let Some(log) = &running.telemetry.access_log {
+                    log.reopen();
+                }
+            }
             crate::signals::Asked::Stop(name) => break name,
         }
     };
@@ -152,15 +160,14 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-fn warn_unbuilt(args: &RunArgs) {
-    let unbuilt = [
-        (args.workload_name.is_some(), "--workload-name"),
-        (true, "--metrics-addr"),
-        (true, "--admin-addr"),
-        (args.access_log != "-", "--access-log"),
-    ];
-    for (_, flag) in unbuilt.iter().filter(|(set, _)| *set) {
-        tracing::warn!("{flag} is not implemented yet; it has no effect");
+/// `--access-log PATH|-|off` with `--log-format`.
+fn access_log(args: &RunArgs) -> Option<(crate::telemetry::access_log::Target, bool)> {
+    use crate::telemetry::access_log::Target;
+    let json = args.log_format == crate::cli::LogFormat::Json;
+    match args.access_log.as_str() {
+        "off" => None,
+        "-" => Some((Target::Stdout, json)),
+        path => Some((Target::File(path.into()), json)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -20,5 +21,5 @@ pub mod server;
 pub mod signals;
 pub mod snapshot;
 pub mod state;
-pub mod status;
+pub mod telemetry;
 pub mod tls;

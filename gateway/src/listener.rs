@@ -65,6 +65,10 @@ pub struct Env {
     pub connector: pingora::connectors::TransportConnector,
     /// Open connections, for the drain.
     pub tracker: Arc<crate::lifecycle::Tracker>,
+    /// Metrics and the access log.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The data-plane runtime (reloads asked for elsewhere run on it).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// A socket bound for one listener of the plan.
@@ -201,7 +205,7 @@ async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
         return tracing::debug!(port = key.port, "no TCP route; closing");
     };
     let cluster = crate::l4::pick(route);
-    crate::l4::proxy(tcp, snap, cluster, &env.connector, &format!("port {}", key.port)).await;
+    crate::l4::proxy(tcp, snap, cluster, &env, &format!("port {}", key.port)).await;
 }
 
 /// The socket as Pingora's stream: buffered (response header and body leave in one write), with

@@ -131,6 +131,9 @@ impl Plane {
         state.store(snap);
         self.open_and_close(&table, bound, &mut open);
         state.reloads.applied.fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.env.telemetry.metrics;
+        metrics.config_reloads.with_label_values(&["applied"]).inc();
+        metrics.config_generation.set(i64::try_from(generation).unwrap_or(i64::MAX));
         if let Ok(mut last) = state.reloads.last_error.lock() {
             *last = None;
         }
@@ -144,6 +147,7 @@ impl Plane {
     fn refused(&self, e: ReloadError) -> ReloadError {
         let state = &self.env.state;
         state.reloads.rejected.fetch_add(1, Ordering::Relaxed);
+        self.env.telemetry.metrics.config_reloads.with_label_values(&["rejected"]).inc();
         if let Ok(mut last) = state.reloads.last_error.lock() {
             *last = Some(e.to_string());
         }
@@ -184,9 +188,11 @@ pub const SETTLE: Duration = Duration::from_millis(300);
 /// directory is recursive (a mounted ConfigMap swaps its `..data` symlink inside it); a file is
 /// watched through its folder, so editors that replace the file are seen too.
 pub fn watch_config(plane: Arc<Plane>) -> JoinHandle<()> {
+    // The watches are in place when this returns: a change right after start-up is seen.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = config_watcher(&plane.source.config, tx);
     tokio::spawn(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let _watcher = config_watcher(&plane.source.config, tx);
+        let _watcher = watcher;
         while rx.recv().await.is_some() {
             tokio::time::sleep(SETTLE).await;
             while rx.try_recv().is_ok() {}

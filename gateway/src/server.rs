@@ -17,6 +17,9 @@ use crate::proxy::Gateway;
 use crate::reload::{self, Plane, ReloadError, Source};
 use crate::snapshot::Snapshot;
 use crate::state::SharedState;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::{self, Metrics};
+use crate::telemetry::Telemetry;
 
 /// Everything `pylon run` needs to start.
 #[derive(Debug, Clone)]
@@ -33,6 +36,38 @@ pub struct Options {
     pub threads: usize,
     /// A DNS server to use instead of the system's.
     pub dns_server: Option<SocketAddr>,
+    /// Where `/stats/prometheus` is served (`None`: not served).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where the admin endpoints are served (`None`: not served).
+    pub admin_addr: Option<SocketAddr>,
+    /// `source_workload` in metrics (default: the `app` label, else `pylon`).
+    pub workload_name: Option<String>,
+    /// The access log and whether it is JSON (`None`: off).
+    pub access_log: Option<(crate::telemetry::access_log::Target, bool)>,
+}
+
+impl Options {
+    /// Options for `config` served as `selection`, with every other setting at its default and
+    /// every operator endpoint on an ephemeral loopback port (tests and tools).
+    pub fn local(
+        config: Vec<PathBuf>,
+        selection: conf::Selection,
+        port_map: std::collections::BTreeMap<u16, u16>,
+    ) -> Self {
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Options {
+            config,
+            selection,
+            port_map,
+            status_addr: any,
+            threads: 2,
+            dns_server: None,
+            metrics_addr: Some(any),
+            admin_addr: Some(any),
+            workload_name: None,
+            access_log: None,
+        }
+    }
 }
 
 /// Why the gateway did not start.
@@ -47,6 +82,16 @@ pub enum StartError {
     /// A port could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// An operator endpoint's address could not be bound.
+    #[error("cannot listen on {addr} ({what} endpoint): {source}")]
+    Operator {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Which endpoint (`status`, `metrics`, `admin`).
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Runtime or resolver setup failed.
     #[error("{0}")]
     Setup(String),
@@ -60,6 +105,12 @@ pub struct Running {
     pub listeners: Vec<(u16, SocketAddr)>,
     /// The status endpoint's bound address.
     pub status_addr: SocketAddr,
+    /// The metrics endpoint's bound address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The admin endpoint's bound address.
+    pub admin_addr: Option<SocketAddr>,
+    /// Metrics and the access log.
+    pub telemetry: Arc<Telemetry>,
     /// The diagnostics of the loaded configuration (warnings).
     pub diagnostics: conf::Diagnostics,
     plane: Arc<Plane>,
@@ -168,10 +219,8 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     for b in &bound {
         tracing::debug!(port = b.port, addr = %b.local, "bound");
     }
-    let status = std::net::TcpListener::bind(opts.status_addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| BindError { port: opts.status_addr.port(), addr: opts.status_addr, source })?;
-    let status_addr = status.local_addr().map_err(|e| StartError::Setup(e.to_string()))?;
+    let operator = Operator::bind(opts)?;
+    let telemetry = telemetry(opts)?;
     let data = runtime("pylon-data", opts.threads)?;
     let admin = runtime("pylon-admin", 1)?;
     let dns = {
@@ -188,10 +237,12 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     let (stop_accepting, stop_rx) = watch::channel(false);
     let env = Arc::new(Env {
         state: state.clone(),
-        apps: Apps::new(Gateway::new(state.clone()), &Arc::new(server_conf())),
+        apps: Apps::new(Gateway::new(state.clone(), telemetry.clone()), &Arc::new(server_conf())),
         shutdown: shutdown_rx,
         connector: pingora::connectors::TransportConnector::new(None),
         tracker: crate::lifecycle::Tracker::new(),
+        telemetry: telemetry.clone(),
+        runtime: data.handle().clone(),
     });
     let source =
         Source { config: opts.config.clone(), selection: opts.selection.clone(), port_map: opts.port_map.clone() };
@@ -201,12 +252,16 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         p.open_initial(bound).await;
         drop(reload::watch_config(p));
     })?;
-    admin.spawn(crate::status::serve(status, state.clone()));
+    let (status_addr, metrics_addr, admin_addr) = operator.serve(&admin, &plane, &telemetry)?;
+    telemetry.metrics.config_generation.set(1);
     state.set_ready();
     Ok(Running {
         state,
         listeners,
         status_addr,
+        metrics_addr,
+        admin_addr,
+        telemetry,
         diagnostics: built.diagnostics,
         plane,
         shutdown,
@@ -214,6 +269,64 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         data: Some(data),
         admin: Some(admin),
     })
+}
+
+/// The operator endpoints' sockets, bound before anything starts.
+struct Operator {
+    status: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
+}
+
+type OperatorAddrs = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+
+impl Operator {
+    fn bind(opts: &Options) -> Result<Self, StartError> {
+        Ok(Operator {
+            status: operator_socket(opts.status_addr, "status")?,
+            metrics: opts.metrics_addr.map(|a| operator_socket(a, "metrics")).transpose()?,
+            admin: opts.admin_addr.map(|a| operator_socket(a, "admin")).transpose()?,
+        })
+    }
+
+    /// Serves each endpoint on `rt`; returns their bound addresses.
+    fn serve(self, rt: &Runtime, plane: &Arc<Plane>, telemetry: &Arc<Telemetry>) -> Result<OperatorAddrs, StartError> {
+        let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| StartError::Setup(e.to_string()));
+        let addrs = (
+            local(&self.status)?,
+            self.metrics.as_ref().map(local).transpose()?,
+            self.admin.as_ref().map(local).transpose()?,
+        );
+        rt.spawn(crate::admin::serve(self.status, crate::admin::status(plane.env().state.clone())));
+        if let Some(socket) = self.metrics {
+            rt.spawn(crate::admin::serve(socket, crate::admin::metrics(plane.clone(), telemetry.clone())));
+        }
+        if let Some(socket) = self.admin {
+            rt.spawn(crate::admin::serve(socket, crate::admin::admin(plane.clone(), telemetry.clone())));
+        }
+        Ok(addrs)
+    }
+}
+
+/// A listening socket for an operator endpoint; a taken address is a start-up error naming it.
+fn operator_socket(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, StartError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| StartError::Operator { addr, what, source })
+}
+
+/// Metrics for this workload and the access log `opts` asks for.
+fn telemetry(opts: &Options) -> Result<Arc<Telemetry>, StartError> {
+    let source = metrics::Source::new(opts.workload_name.as_deref(), &opts.selection.namespace, &opts.selection.labels);
+    let metrics = Metrics::new(source);
+    let access_log = match &opts.access_log {
+        None => None,
+        Some((target, json)) => Some(
+            AccessLog::start(target.clone(), *json, metrics.access_log_dropped.clone())
+                .map_err(|e| StartError::Setup(format!("cannot open the access log {target:?}: {e}")))?,
+        ),
+    };
+    Ok(Arc::new(Telemetry { metrics, access_log }))
 }
 
 /// Pingora's server settings for the proxy apps.

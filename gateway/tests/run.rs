@@ -52,7 +52,19 @@ struct Pylon {
 impl Pylon {
     fn start(config: &Path, extra: &[&str]) -> Pylon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
-            .args(["run", "--config", config.to_str().unwrap(), "--port-map", "80=0", "--status-addr", "127.0.0.1:0"])
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--port-map",
+                "80=0",
+                "--status-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -128,6 +140,10 @@ fn a_taken_port_is_a_startup_error_naming_it() {
             &format!("80={port}"),
             "--status-addr",
             "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
         ])
         .output()
         .unwrap();
@@ -160,7 +176,19 @@ fn ready_once_listening_and_draining_on_sigterm() {
 fn no_gateway_for_this_workload_starts_ready_with_a_warning() {
     let dir = write_config("none", DIRECT);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
-        .args(["run", "--config", dir.to_str().unwrap(), "--labels", "app=other", "--status-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--config",
+            dir.to_str().unwrap(),
+            "--labels",
+            "app=other",
+            "--status-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -198,6 +226,10 @@ fn the_demo_configuration_starts() {
             "--port-map",
             "8080=0,8443=0",
             "--status-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
             "127.0.0.1:0",
         ])
         .stderr(Stdio::piped())
@@ -250,4 +282,31 @@ fn a_second_sigterm_ends_the_drain_at_once() {
     pylon.signal("TERM");
     assert_eq!(pylon.wait(Duration::from_secs(5)), Some(0), "a second SIGTERM ends the 30 s drain at once");
     assert!(asked.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_after_logrotate_moved_it() {
+    let dir = write_config("usr1", DIRECT);
+    let log = dir.join("access.log");
+    let pylon = Pylon::start(&dir, &["--access-log", log.to_str().unwrap()]);
+    let wait_for_line = |path: &Path, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(path).unwrap_or_default().contains(text) {
+            assert!(Instant::now() < deadline, "{} has no line with {text}", path.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    http_get(pylon.data, "/before-rotation");
+    wait_for_line(&log, "/before-rotation");
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    pylon.signal("USR1");
+    // The reopen is asynchronous: requests until one lands in the new file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("/after-rotation") {
+        assert!(Instant::now() < deadline, "no new access.log after SIGUSR1");
+        http_get(pylon.data, "/after-rotation");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&rotated).unwrap().contains("/before-rotation"));
 }

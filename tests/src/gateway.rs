@@ -60,6 +60,8 @@ pub struct Setup {
     pub credentials_dir: Option<PathBuf>,
     /// Declared ports a later configuration may add, mapped to ephemeral ports too.
     pub extra_ports: Vec<u16>,
+    /// The access log (off by default).
+    pub access_log: Option<(gateway::telemetry::access_log::Target, bool)>,
 }
 
 impl TestGateway {
@@ -80,14 +82,9 @@ impl TestGateway {
         let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
         assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
         let port_map = built.table.listeners.iter().map(|l| l.port).chain(setup.extra_ports).map(|p| (p, 0)).collect();
-        let opts = Options {
-            config: vec![dir.0.clone()],
-            selection,
-            port_map,
-            status_addr: "127.0.0.1:0".parse().unwrap(),
-            threads: 2,
-            dns_server: setup.dns_server,
-        };
+        let mut opts = Options::local(vec![dir.0.clone()], selection, port_map);
+        opts.dns_server = setup.dns_server;
+        opts.access_log = setup.access_log;
         let running = gateway::server::start(&opts).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let gw = TestGateway { running, dir };
         gw.wait_ready();

@@ -84,14 +84,11 @@ async fn a_configmap_data_swap_is_reloaded() {
     std::fs::write(mount.join("..2026_11_29_a/config.yaml"), routing_to("v1.internal", &v1, &v2)).unwrap();
     symlink("..2026_11_29_a", mount.join("..data")).unwrap();
     symlink("..data/config.yaml", mount.join("config.yaml")).unwrap();
-    let opts = gateway::server::Options {
-        config: vec![mount.clone()],
-        selection: conf::Selection::default(),
-        port_map: [(80, 0)].into_iter().collect(),
-        status_addr: "127.0.0.1:0".parse().unwrap(),
-        threads: 1,
-        dns_server: None,
-    };
+    let opts = gateway::server::Options::local(
+        vec![mount.clone()],
+        conf::Selection::default(),
+        [(80, 0)].into_iter().collect(),
+    );
     let running = tokio::task::spawn_blocking(move || gateway::server::start(&opts)).await.unwrap().unwrap();
     let url = format!("http://127.0.0.1:{}", running.addr(80).unwrap().port());
     assert_eq!(get(&http1(), &url, "x", "/", &[]).await.upstream(), Some("v1"));

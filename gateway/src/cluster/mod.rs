@@ -96,6 +96,8 @@ pub struct Upstream {
     pub http2: bool,
     /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
     pub idle_timeout: Option<Duration>,
+    /// The `destination_*` metric labels.
+    pub destination: crate::telemetry::metrics::Destination,
     next: AtomicUsize,
 }
 
@@ -135,6 +137,7 @@ impl Upstream {
             connect_timeout,
             http2,
             idle_timeout,
+            destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             next: AtomicUsize::new(0),
         }
     }
@@ -227,6 +230,7 @@ mod tests {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
             idle_timeout: None,
+            destination: crate::telemetry::metrics::Destination::unknown(),
             next: AtomicUsize::new(0),
         }
     }

@@ -16,6 +16,7 @@ use pingora::protocols::IO;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cluster::{pick_weighted, InFlight, Upstream};
+use crate::listener::Env;
 use crate::snapshot::Snapshot;
 
 /// Istio's TCP idle timeout when no DestinationRule sets one.
@@ -28,20 +29,15 @@ pub fn pick(route: &TcpRoute) -> Option<ClusterId> {
 
 /// Proxies `down` to an endpoint of `cluster` (`None`: the route has no destination; closed). The
 /// snapshot is let go once connected: a long-lived connection keeps only what it uses.
-pub async fn proxy<S>(
-    down: S,
-    snap: Arc<Snapshot>,
-    cluster: Option<ClusterId>,
-    connector: &TransportConnector,
-    what: &str,
-) where
+pub async fn proxy<S>(down: S, snap: Arc<Snapshot>, cluster: Option<ClusterId>, env: &Env, what: &str)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Some(upstream) = cluster.and_then(|c| snap.upstreams.get(c)).cloned() else {
         tracing::debug!(%what, "TCP route without a destination; closing");
         return;
     };
-    let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), connector).await;
+    let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), &env.connector).await;
     drop(snap);
     let (up, _in_flight) = match connected {
         Ok(up) => up,
@@ -50,7 +46,11 @@ pub async fn proxy<S>(
             return;
         }
     };
+    let metrics = &env.telemetry.metrics;
+    metrics.tcp_opened(&upstream.destination);
     let done = splice::splice(down, up, upstream.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT)).await;
+    // Istio: sent = bytes of the response (upstream to client), received = bytes of the request.
+    metrics.tcp_closed(&upstream.destination, done.received, done.sent);
     tracing::debug!(%what, cluster = %upstream.name, sent = done.sent, received = done.received, ended = ?done.ended, "TCP connection ended");
 }
 

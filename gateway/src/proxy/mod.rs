@@ -19,6 +19,7 @@ use pingora::{Error, Result};
 use crate::edge::forwarded;
 use crate::error::Outcome;
 use crate::state::SharedState;
+use crate::telemetry::Telemetry;
 use ctx::Ctx;
 use reply::LocalReply;
 use route::Decision;
@@ -27,12 +28,13 @@ use route::Decision;
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<SharedState>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Gateway {
-    /// Proxy logic reading `state`.
-    pub fn new(state: Arc<SharedState>) -> Self {
-        Gateway { state }
+    /// Proxy logic reading `state` and reporting to `telemetry`.
+    pub fn new(state: Arc<SharedState>, telemetry: Arc<Telemetry>) -> Self {
+        Gateway { state, telemetry }
     }
 }
 
@@ -172,6 +174,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         ctx.endpoint = None;
+        crate::telemetry::record::request(&self.telemetry, session, ctx);
         if let Some(e) = e {
             tracing::debug!(error = %e, path = %session.req_header().uri, "request failed");
         }

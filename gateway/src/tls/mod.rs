@@ -54,7 +54,7 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
     match &chain.action {
         ChainAction::Passthrough { route } => {
             let cluster = crate::l4::pick(route);
-            crate::l4::proxy(stream, snap, cluster, &env.connector, &what).await;
+            crate::l4::proxy(stream, snap, cluster, &env, &what).await;
         }
         ChainAction::Http { route_config } => {
             let session = session(&snap, chain, &key, Some(*route_config), hello.sni);
@@ -70,7 +70,7 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
             let session = session(&snap, chain, &key, None, hello.sni);
             let cluster = crate::l4::pick(route);
             if let Some(tls) = terminate(stream, &snap, chain, session, deadline).await {
-                crate::l4::proxy(tls, snap, cluster, &env.connector, &what).await;
+                crate::l4::proxy(tls, snap, cluster, &env, &what).await;
             }
         }
     }

@@ -20,11 +20,12 @@ const PERIOD: Duration = Duration::from_secs(30);
 
 /// Starts watching `store`'s folders on the current runtime; the task stops when aborted.
 pub fn spawn(store: Arc<TlsStore>) -> JoinHandle<()> {
-    let dirs = store.watch_dirs();
+    // The watches are in place when this returns: a change right after start-up is seen.
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = watcher(&store.watch_dirs(), tx);
     tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         // The watcher lives as long as this task.
-        let _watcher = watcher(&dirs, tx);
+        let _watcher = watcher;
         loop {
             tokio::select! {
                 changed = rx.recv() => {

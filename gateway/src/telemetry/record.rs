@@ -1,0 +1,110 @@
+//! What one finished request reports: the metric labels and the access log line, read from the
+//! Pingora session and the request context.
+
+use std::time::{Duration, SystemTime};
+
+use pingora::proxy::Session;
+
+use super::access_log::Entry;
+use super::metrics::{Destination, HttpRequest};
+use super::Telemetry;
+use crate::error::Outcome;
+use crate::proxy::ctx::Ctx;
+
+/// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
+fn details(ctx: &Ctx, code: u16) -> &'static str {
+    match ctx.outcome {
+        Some(Outcome::NoRoute) => "route_not_found",
+        Some(Outcome::NoCluster) => "cluster_not_found",
+        Some(Outcome::NoHealthyUpstream) => "no_healthy_upstream",
+        Some(Outcome::ConnectFailure) => "upstream_reset_before_response_started{connection_failure}",
+        Some(Outcome::UpstreamReset) => "upstream_reset_before_response_started{connection_termination}",
+        Some(Outcome::UpstreamTls) => "upstream_reset_before_response_started{connection_failure,TLS_error}",
+        Some(Outcome::BadRequest) => "http1.codec_error",
+        Some(Outcome::HeadersTooLarge) => "request_headers_too_large",
+        None if ctx.cluster.is_some() && code != 0 => "via_upstream",
+        None if code != 0 => "direct_response",
+        None => "downstream_remote_disconnect",
+    }
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> &'a str {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Reports the request `session` served with `ctx`: metrics always, the access log when on.
+pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
+    let resp = session.response_written();
+    let code = resp.map_or(0, |r| r.status.as_u16());
+    let grpc = header(session, "content-type").starts_with("application/grpc");
+    let grpc_status =
+        resp.and_then(|r| r.headers.get("grpc-status")).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let flags = ctx.outcome.map_or("-", Outcome::flag);
+    let elapsed = ctx.started.elapsed();
+    let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
+    let unknown = Destination::unknown();
+    let destination = upstream.map_or(&unknown, |u| &u.destination);
+    let (gateway, server) = server_of(ctx);
+    let route = ctx.route().map_or("", |r| if r.name.is_empty() { r.origin.as_str() } else { r.name.as_str() });
+    let req = session.req_header();
+    let head_in: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let head_out: usize = resp.map_or(0, |r| r.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum());
+    t.metrics.http(&HttpRequest {
+        destination,
+        protocol: if grpc { "grpc" } else { "http" },
+        code,
+        grpc_status,
+        flags,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        request_bytes: (head_in + session.body_bytes_read()) as u64,
+        response_bytes: (head_out + session.body_bytes_sent()) as u64,
+        gateway,
+        server,
+        route,
+    });
+    if let Some(log) = &t.access_log {
+        log.log(&entry(session, ctx, code, flags, elapsed));
+    }
+}
+
+/// The Gateway resource and server (`port.name`) a request was served by: the TLS server chosen by
+/// SNI, else the first server of the port's route table (merged plaintext servers share it).
+fn server_of(ctx: &Ctx) -> (&str, &str) {
+    let table = &ctx.snap.table;
+    let id = match &ctx.tls {
+        Some(t) if t.generation == ctx.snap.generation => Some(t.server),
+        _ => ctx.route_config.and_then(|rc| table.route_configs.get(rc)).and_then(|rc| rc.servers.first().copied()),
+    };
+    id.and_then(|id| table.servers.get(id))
+        .map_or(("unknown", "unknown"), |s| (s.gateway.as_str(), s.port_name.as_str()))
+}
+
+fn entry(session: &Session, ctx: &Ctx, code: u16, flags: &str, elapsed: Duration) -> Entry {
+    let req = session.req_header();
+    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
+    Entry {
+        start: SystemTime::now().checked_sub(elapsed),
+        method: req.method.to_string(),
+        path: req.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        protocol: if session.as_downstream().is_http2() { "HTTP/2".into() } else { format!("{:?}", req.version) },
+        code,
+        flags: flags.to_string(),
+        details: details(ctx, code).to_string(),
+        transport_failure: String::new(),
+        bytes_received: session.body_bytes_read() as u64,
+        bytes_sent: session.body_bytes_sent() as u64,
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        upstream_service_time: None,
+        forwarded_for: header(session, "x-forwarded-for").to_string(),
+        user_agent: header(session, "user-agent").to_string(),
+        request_id: ctx.request_id.clone().unwrap_or_default(),
+        authority: crate::proxy::request::authority(req),
+        upstream_host: ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
+        upstream_cluster: upstream.map(|u| u.name.clone()).unwrap_or_default(),
+        downstream_local: addr(session.server_addr()),
+        downstream_remote: addr(session.client_addr()),
+        sni: ctx.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_default(),
+        route_name: ctx.route().map(|r| r.name.clone()).unwrap_or_default(),
+    }
+}
