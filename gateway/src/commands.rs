@@ -116,21 +116,33 @@ pub fn run(args: &RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
-    let signal = loop {
+    crate::systemd::ready(&format!("serving generation {}", running.state.snapshot().generation));
+    let signal = serve(&running, &mut signals);
+    tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
+    crate::systemd::stopping();
+    drain(running, signals, Duration::from_secs(args.drain_seconds));
+    EXIT_OK
+}
+
+/// Serves until SIGTERM or SIGINT (returned); SIGHUP reloads, SIGUSR1 reopens the access log.
+fn serve(running: &crate::server::Running, signals: &mut crate::signals::Signals) -> &'static str {
+    loop {
         match signals.wait() {
-            // The outcome (applied or refused, with every diagnostic) is logged by the reload.
-            crate::signals::Asked::Reload => drop(running.reload_blocking()),
+            crate::signals::Asked::Reload => {
+                crate::systemd::reloading();
+                // The outcome (applied or refused, with every diagnostic) is logged by the reload;
+                // either way the gateway is serving again.
+                let _ = running.reload_blocking();
+                crate::systemd::ready(&format!("serving generation {}", running.state.snapshot().generation));
+            }
             crate::signals::Asked::Reopen => {
                 if let Some(log) = &running.telemetry.access_log {
                     log.reopen();
                 }
             }
-            crate::signals::Asked::Stop(name) => break name,
+            crate::signals::Asked::Stop(name) => return name,
         }
-    };
-    tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
-    drain(running, signals, Duration::from_secs(args.drain_seconds));
-    EXIT_OK
+    }
 }
 
 /// Drains on another thread; a second SIGTERM or SIGINT ends the process at once.

@@ -21,5 +21,6 @@ pub mod server;
 pub mod signals;
 pub mod snapshot;
 pub mod state;
+pub mod systemd;
 pub mod telemetry;
 pub mod tls;

@@ -51,7 +51,12 @@ struct Pylon {
 
 impl Pylon {
     fn start(config: &Path, extra: &[&str]) -> Pylon {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Pylon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+            .envs(env.iter().copied())
             .args([
                 "run",
                 "--config",
@@ -309,4 +314,30 @@ fn sigusr1_reopens_the_access_log_after_logrotate_moved_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(std::fs::read_to_string(&rotated).unwrap().contains("/before-rotation"));
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = write_config("notify", DIRECT);
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut pylon =
+        Pylon::start_with_env(&dir, &["--drain-seconds", "0"], &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let ready = next();
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert!(http_get(pylon.data, "/").ends_with("ok"), "READY=1 came after the listeners were bound");
+    pylon.signal("HUP");
+    assert!(next().contains("RELOADING=1"));
+    assert!(next().contains("READY=1"));
+    pylon.signal("TERM");
+    assert!(next().contains("STOPPING=1"));
+    assert_eq!(pylon.wait(Duration::from_secs(15)), Some(0));
 }

@@ -31,7 +31,7 @@ pub struct Dns {
 impl Dns {
     /// Builds the resolver; `server` replaces the system configuration.
     pub fn new(server: Option<SocketAddr>) -> Result<Arc<Self>, String> {
-        let mut builder = match server {
+        let builder = match server {
             Some(addr) => {
                 let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
                 ns.connections.iter_mut().for_each(|c| c.port = addr.port());
@@ -39,10 +39,25 @@ impl Dns {
                 config.add_name_server(ns);
                 TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             }
-            None => {
-                TokioResolver::builder_tokio().map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-            }
+            None => match TokioResolver::builder_tokio() {
+                Ok(builder) => builder,
+                // A host or container without /etc/resolv.conf still serves everything but DNS
+                // ServiceEntries (whose clusters answer 503 UH until a lookup succeeds).
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the system DNS configuration; DNS ServiceEntries will not resolve");
+                    return Self::without_servers();
+                }
+            },
         };
+        Self::build(builder)
+    }
+
+    /// A resolver with no name server: every lookup fails (the last addresses are kept).
+    pub fn without_servers() -> Result<Arc<Self>, String> {
+        Self::build(TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default()))
+    }
+
+    fn build(mut builder: hickory_resolver::ResolverBuilder<TokioRuntimeProvider>) -> Result<Arc<Self>, String> {
         let opts = builder.options_mut();
         opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
         opts.timeout = Duration::from_secs(2);
@@ -133,5 +148,16 @@ impl Refresher {
             tokio::time::sleep(wait).await;
             wait = self.refresh().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resolver_without_servers_fails_lookups_instead_of_failing_start_up() {
+        let dns = Dns::without_servers().unwrap();
+        assert!(dns.lookup("example.com").await.is_err());
     }
 }
