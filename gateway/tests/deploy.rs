@@ -87,6 +87,55 @@ fn presented(addr: SocketAddr, host: &str) -> String {
     text.get(start..end).unwrap_or("").to_string()
 }
 
+/// The manifest's args with the mounts at `config` and `credentials`, the namespace `pylon`, and
+/// every port ephemeral on loopback.
+fn local_args(config: &Path, credentials: &Path) -> Vec<String> {
+    manifest_args()
+        .into_iter()
+        .map(|a| {
+            let a = a
+                .replace("/etc/pylon/config", config.to_str().unwrap())
+                .replace("/etc/pylon/credentials", credentials.to_str().unwrap())
+                .replace("$(POD_NAMESPACE)", "pylon");
+            match a.split_once('=') {
+                Some(("--port-map", _)) => "--port-map=80=0,443=0".to_string(),
+                Some((flag @ ("--status-addr" | "--metrics-addr" | "--admin-addr"), _)) => {
+                    format!("{flag}=127.0.0.1:0")
+                }
+                _ => a,
+            }
+        })
+        .collect()
+}
+
+/// Starts `pylon run args`; returns it and the address of each Gateway port it opened.
+fn start(args: &[String]) -> (Pylon, HashMap<u16, SocketAddr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let pylon = Pylon(child);
+    let mut ports = HashMap::new();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ports.len() < 2 {
+        assert!(Instant::now() < deadline, "pylon did not open its two ports");
+        let line = lines.next().expect("pylon is running").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let port: u16 =
+                rest.split("Gateway port ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+            ports.insert(port, SocketAddr::from(([127, 0, 0, 1], addr.port())));
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (pylon, ports)
+}
+
 struct Pylon(Child);
 
 impl Drop for Pylon {
@@ -107,47 +156,9 @@ fn the_kubernetes_command_line_serves_configmap_and_secret_mounts_and_follows_th
     let (cert_a, key_a) = certificate(&root_dir, "httpbin.example.com", "a");
     publish(&cred_volume, "2026_11_29_a", &[("tls.crt", &cert_a), ("tls.key", &key_a)]);
 
-    let args: Vec<String> = manifest_args()
-        .into_iter()
-        .map(|a| {
-            let a = a
-                .replace("/etc/pylon/config", config_volume.to_str().unwrap())
-                .replace("/etc/pylon/credentials", root_dir.join("credentials").to_str().unwrap())
-                .replace("$(POD_NAMESPACE)", "pylon");
-            match a.split_once('=') {
-                Some(("--port-map", _)) => "--port-map=80=0,443=0".to_string(),
-                Some(("--status-addr" | "--metrics-addr" | "--admin-addr", _)) => {
-                    format!("{}=127.0.0.1:0", a.split('=').next().unwrap())
-                }
-                _ => a,
-            }
-        })
-        .collect();
+    let args = local_args(&config_volume, &root_dir.join("credentials"));
     assert!(args.iter().any(|a| a.starts_with("--credentials-dir=")), "{args:?}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
-        .arg("run")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _pylon = Pylon(child);
-    let mut ports: HashMap<u16, SocketAddr> = HashMap::new();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ports.len() < 2 {
-        assert!(Instant::now() < deadline, "pylon did not open its two ports");
-        let line = lines.next().expect("pylon is running").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let mut words = rest.split_whitespace();
-            let addr: SocketAddr = words.next().unwrap().parse().unwrap();
-            let port: u16 =
-                rest.split("Gateway port ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-            ports.insert(port, SocketAddr::from(([127, 0, 0, 1], addr.port())));
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let (_pylon, ports) = start(&args);
     let (http, https) = (ports[&80], ports[&443]);
     let until = |what: &str, check: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(10);
