@@ -190,6 +190,13 @@ async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
             }
         }));
     }
+    // A long request (3 s) open across the reloads.
+    let long = {
+        let url = format!("{}/long", gw.url(80));
+        tokio::spawn(
+            async move { http1().get(url).header("x-delay-ms", "3000").send().await.map(|r| r.status().as_u16()) },
+        )
+    };
     let mut applied = 0;
     for round in 0..30 {
         let yaml = match round % 3 {
@@ -215,6 +222,7 @@ async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
     for t in load {
         t.await.unwrap();
     }
+    assert_eq!(long.await.unwrap().unwrap(), 200, "the long request open across the reloads finished");
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     println!("30 configuration changes ({applied} explicit reloads applied): {ok} requests served, {failed} failed");
     assert_eq!(failed, 0);
