@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::reload::{Plane, ReloadError};
 use crate::telemetry::Telemetry;
@@ -43,19 +44,23 @@ impl Reply {
 /// Answers `(method, path)`.
 pub type Handler = Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
 
-/// Serves `handler` on `listener` until the runtime stops.
-pub async fn serve(listener: std::net::TcpListener, handler: Handler) {
+/// Serves `handler` on `listener` until the runtime stops or `released` turns true (a successor
+/// process serves the same socket after a binary upgrade).
+pub async fn serve(listener: std::net::TcpListener, handler: Handler, mut released: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return tracing::error!(error = %e, "cannot serve an operator endpoint"),
     };
     loop {
-        match listener.accept().await {
-            Ok((tcp, _)) => drop(tokio::spawn(answer(tcp, handler.clone()))),
-            Err(e) => {
-                tracing::warn!(error = %e, "operator endpoint accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => drop(tokio::spawn(answer(tcp, handler.clone()))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "operator endpoint accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = released.changed() => return,
         }
     }
 }

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Gateways that select this workload.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check the configuration and list every problem (exit 0 valid, 1 invalid, 2 unreadable).
     Validate(Selection),
     /// Print the listeners, virtual hosts, routes and clusters this workload would serve.
@@ -105,6 +105,14 @@ pub struct RunArgs {
     /// A DNS server (IP:PORT) for ServiceEntry DNS resolution instead of the system's resolv.conf.
     #[arg(long, value_name = "ADDR")]
     pub dns_server: Option<SocketAddr>,
+    /// Offer the listening sockets to a successor process on this Unix socket (binary upgrade:
+    /// SIGUSR2 starts the successor).
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
+    /// Start by taking over the listening sockets of the process offering them on this Unix
+    /// socket; it drains once this one serves.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_from: Option<PathBuf>,
 }
 
 /// `--log-format`.

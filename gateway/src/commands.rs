@@ -81,7 +81,50 @@ pub fn run(args: &RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let opts = crate::server::Options {
+    let opts = options(args);
+    // The binary as it was named at start-up: after a package upgrade replaced the file, this path
+    // names the new binary (SIGUSR2 starts it), while /proc/self/exe then names the deleted one.
+    let exe = std::env::current_exe();
+    let mut running = match start(&opts) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for d in running.diagnostics.iter() {
+        tracing::warn!("{d}");
+    }
+    for w in crate::features::not_served(&running.state.snapshot().table) {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
+    let status = format!("serving generation {}", running.state.snapshot().generation);
+    if opts.upgrade_from.is_some() {
+        // The successor of a binary upgrade becomes the unit's main process.
+        crate::systemd::ready_as_main(&status);
+    } else {
+        crate::systemd::ready(&status);
+    }
+    if let Some(rx) = running.handed_over.take() {
+        signals.watch_upgrade(rx);
+    }
+    match serve(&running, &mut signals, &opts, exe.as_deref().ok()) {
+        Ended::Signal(signal) => {
+            tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
+            crate::systemd::stopping();
+            let window = Duration::from_secs(args.drain_seconds);
+            drain(running, signals, move |r| r.drain(window, DRAIN_GRACE));
+        }
+        Ended::HandedOver(pid) => {
+            tracing::info!(successor = pid, "handed over to pid {pid}; draining what is in flight");
+            let window = Duration::from_secs(args.drain_seconds);
+            drain(running, signals, move |r| r.hand_over(window, DRAIN_GRACE));
+        }
+    }
+    EXIT_OK
+}
+
+/// `pylon run`'s options for the server.
+fn options(args: &RunArgs) -> crate::server::Options {
+    crate::server::Options {
         config: args.selection.config.clone(),
         selection: args.selection.to_conf(),
         port_map: args.selection.port_map.clone().unwrap_or_default().0,
@@ -92,40 +135,46 @@ pub fn run(args: &RunArgs) -> u8 {
         admin_addr: Some(args.admin_addr),
         workload_name: args.workload_name.clone(),
         access_log: access_log(args),
-    };
-    let running = match crate::server::start(&opts) {
-        Ok(r) => r,
-        Err(crate::server::StartError::Invalid(diagnostics)) => {
-            eprint!("{diagnostics}");
-            eprintln!("pylon: refusing to start: {} error(s) in the configuration", diagnostics.error_count());
-            return EXIT_INVALID;
-        }
-        Err(crate::server::StartError::Load(e)) => {
-            eprintln!("pylon: {e}");
-            return EXIT_USAGE;
-        }
-        Err(e) => {
-            eprintln!("pylon: {e}");
-            return EXIT_INVALID;
-        }
-    };
-    for d in running.diagnostics.iter() {
-        tracing::warn!("{d}");
+        upgrade_socket: args.upgrade_socket.clone(),
+        upgrade_from: args.upgrade_from.clone(),
     }
-    for w in crate::features::not_served(&running.state.snapshot().table) {
-        tracing::warn!("{w}");
-    }
-    tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
-    crate::systemd::ready(&format!("serving generation {}", running.state.snapshot().generation));
-    let signal = serve(&running, &mut signals);
-    tracing::info!(%signal, drain_seconds = args.drain_seconds, "draining");
-    crate::systemd::stopping();
-    drain(running, signals, Duration::from_secs(args.drain_seconds));
-    EXIT_OK
 }
 
-/// Serves until SIGTERM or SIGINT (returned); SIGHUP reloads, SIGUSR1 reopens the access log.
-fn serve(running: &crate::server::Running, signals: &mut crate::signals::Signals) -> &'static str {
+/// Starts the gateway, or says why not and returns the exit status.
+fn start(opts: &crate::server::Options) -> Result<crate::server::Running, u8> {
+    crate::server::start(opts).map_err(|e| match e {
+        crate::server::StartError::Invalid(diagnostics) => {
+            eprint!("{diagnostics}");
+            eprintln!("pylon: refusing to start: {} error(s) in the configuration", diagnostics.error_count());
+            EXIT_INVALID
+        }
+        crate::server::StartError::Load(e) => {
+            eprintln!("pylon: {e}");
+            EXIT_USAGE
+        }
+        e => {
+            eprintln!("pylon: {e}");
+            EXIT_INVALID
+        }
+    })
+}
+
+/// Why serving ended.
+enum Ended {
+    /// SIGTERM or SIGINT.
+    Signal(&'static str),
+    /// A successor serves (binary upgrade).
+    HandedOver(u32),
+}
+
+/// Serves until SIGTERM or SIGINT, or until a successor serves; SIGHUP reloads, SIGUSR1 reopens
+/// the access log, SIGUSR2 starts a successor.
+fn serve(
+    running: &crate::server::Running,
+    signals: &mut crate::signals::Signals,
+    opts: &crate::server::Options,
+    exe: Option<&std::path::Path>,
+) -> Ended {
     loop {
         match signals.wait() {
             crate::signals::Asked::Reload => {
@@ -140,16 +189,48 @@ fn serve(running: &crate::server::Running, signals: &mut crate::signals::Signals
                     log.reopen();
                 }
             }
-            crate::signals::Asked::Stop(name) => return name,
+            crate::signals::Asked::Upgrade => start_successor(opts, exe),
+            crate::signals::Asked::HandedOver(pid) => return Ended::HandedOver(pid),
+            crate::signals::Asked::Stop(name) => return Ended::Signal(name),
         }
     }
 }
 
-/// Drains on another thread; a second SIGTERM or SIGINT ends the process at once.
-fn drain(running: crate::server::Running, mut signals: crate::signals::Signals, window: Duration) {
+/// SIGUSR2: starts the binary on disk with this process's arguments and `--upgrade-from`; it
+/// takes the sockets over and this process drains once it serves (`crate::upgrade`). A successor
+/// that fails leaves this process serving; its exit status is logged.
+fn start_successor(opts: &crate::server::Options, exe: Option<&std::path::Path>) {
+    let Some(socket) = &opts.upgrade_socket else {
+        return tracing::warn!("SIGUSR2 ignored: a binary upgrade needs --upgrade-socket");
+    };
+    let Some(exe) = exe else {
+        return tracing::warn!("SIGUSR2 ignored: the path of this binary is unknown");
+    };
+    let args = crate::upgrade::successor_args(std::env::args_os().skip(1), socket);
+    match std::process::Command::new(exe).args(&args).spawn() {
+        Ok(mut child) => {
+            let pid = child.id();
+            tracing::info!(successor = pid, exe = %exe.display(), "SIGUSR2: started a successor (pid {pid})");
+            // Reaps the successor if it fails; one that serves outlives this process.
+            std::thread::spawn(move || {
+                if let Ok(status) = child.wait() {
+                    tracing::warn!(successor = pid, %status, "the successor exited");
+                }
+            });
+        }
+        Err(e) => tracing::error!(exe = %exe.display(), error = %e, "SIGUSR2: cannot start a successor"),
+    }
+}
+
+/// Drains (`how`) on another thread; a second SIGTERM or SIGINT ends the process at once.
+fn drain(
+    running: crate::server::Running,
+    mut signals: crate::signals::Signals,
+    how: impl FnOnce(crate::server::Running) -> usize + Send + 'static,
+) {
     let (done, drained) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = done.send(running.drain(window, DRAIN_GRACE));
+        let _ = done.send(how(running));
     });
     loop {
         match drained.try_recv() {

@@ -105,6 +105,30 @@ pub fn bind(key: ListenerKey, listen_port: u16) -> Result<Bound, BindError> {
     Ok(Bound { key, port, local, socket })
 }
 
+/// A socket the previous process bound for listener `key` (binary upgrade), bound at `local`.
+pub fn adopt(key: ListenerKey, local: SocketAddr, socket: std::net::TcpListener) -> Bound {
+    Bound { key, port: key.port, local, socket }
+}
+
+impl Bound {
+    /// A second descriptor for the socket, kept to hand the listener to a successor process.
+    pub fn duplicate(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.socket.try_clone().map(std::os::fd::OwnedFd::from)
+    }
+}
+
+/// Why accept loops stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// They do not: serving.
+    Serving,
+    /// The drain: serve the connections already queued, then close.
+    Draining,
+    /// A successor process serves the same sockets (binary upgrade): stop accepting at once and
+    /// leave the queue to it.
+    HandedOver,
+}
+
 /// The two Pingora apps: HTTP/1 only, and h2c (chosen per connection from its first bytes).
 pub struct Apps {
     /// HTTP/1.0 and HTTP/1.1.
@@ -138,7 +162,7 @@ pub fn kind_of(snap: &crate::snapshot::Snapshot, key: ListenerKey) -> Option<Kin
 /// Accepts connections until `stop` (the drain) or `closed` (a reload removed the listener) turns
 /// true; each connection is served until it closes. What a connection is (HTTP, TLS, TCP) is read
 /// from the current configuration, so a reload that changes it applies to the next connection.
-pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>, mut closed: watch::Receiver<bool>) {
+pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<Stop>, mut closed: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(bound.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -159,6 +183,9 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<bool>,
             _ = stop.changed() => break,
             _ = closed.changed() => break,
         }
+    }
+    if *stop.borrow() == Stop::HandedOver {
+        return;
     }
     // Clients whose connections the kernel already completed would be reset when the socket
     // closes: serve what is queued, then close.

@@ -18,9 +18,10 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::cluster::registry::Registry;
-use crate::listener::{self, BindError, Bound, Env, ListenerKey};
+use crate::listener::{self, BindError, Bound, Env, ListenerKey, Stop};
 use crate::snapshot::Snapshot;
 use crate::state::Ports;
+use crate::upgrade::{Inherited, Offered, Role};
 
 /// Why a configuration was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,9 @@ struct Open {
     local: SocketAddr,
     /// Turned true when a reload removes the listener.
     close: watch::Sender<bool>,
+    /// A second descriptor of the socket, to hand to a successor process; dropped when the drain
+    /// starts, so that the accept loop's close really closes the socket.
+    socket: Option<std::os::fd::OwnedFd>,
 }
 
 /// The data plane's configuration: the current snapshot (in `Env::state`), the open listeners,
@@ -63,14 +67,14 @@ pub struct Plane {
     source: Source,
     env: Arc<Env>,
     registry: Arc<Registry>,
-    /// Drain: every accept loop stops when it turns true.
-    stop: watch::Receiver<bool>,
+    /// Drain or hand-over: every accept loop stops when it changes.
+    stop: watch::Receiver<Stop>,
     open: Mutex<HashMap<ListenerKey, Open>>,
 }
 
 impl Plane {
     /// A plane serving `env.state`'s snapshot, with no listener open yet.
-    pub fn new(source: Source, env: Arc<Env>, registry: Arc<Registry>, stop: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(source: Source, env: Arc<Env>, registry: Arc<Registry>, stop: watch::Receiver<Stop>) -> Arc<Self> {
         Arc::new(Plane { source, env, registry, stop, open: Mutex::new(HashMap::new()) })
     }
 
@@ -84,7 +88,11 @@ impl Plane {
         for b in bound {
             tracing::info!(port = b.port, addr = %b.local, "listening on {} for Gateway port {}", b.local, b.port);
             let (close, closed) = watch::channel(false);
-            open.insert(b.key, Open { local: b.local, close });
+            let socket = b
+                .duplicate()
+                .map_err(|e| tracing::warn!(error = %e, "cannot keep the socket for a binary upgrade"))
+                .ok();
+            open.insert(b.key, Open { local: b.local, close, socket });
             let task: JoinHandle<()> = tokio::spawn(listener::serve(b, self.env.clone(), self.stop.clone(), closed));
             drop(task);
         }
@@ -114,6 +122,9 @@ impl Plane {
     /// ports bind, serves it. Returns the new generation. Runs on the data runtime.
     pub async fn reload(&self) -> Result<u64, ReloadError> {
         let mut open = self.open.lock().await;
+        if self.env.state.is_draining() {
+            return Err(ReloadError::Stopped);
+        }
         let (config, selection) = (self.source.config.clone(), self.source.selection.clone());
         let built = tokio::task::spawn_blocking(move || conf::build(&config, &selection))
             .await
@@ -122,7 +133,7 @@ impl Plane {
         if !built.is_valid() {
             return Err(self.refused(ReloadError::Invalid(built.diagnostics)));
         }
-        let bound = bind(&built.table, &self.source.port_map, |key| open.contains_key(key))
+        let bound = bind(&built.table, &self.source.port_map, |key| open.contains_key(key), &mut Inherited::default())
             .map_err(|e| self.refused(ReloadError::Bind(e)))?;
         let generation = state.snapshot().generation + 1;
         let creds = self.source.selection.credentials_dir.clone();
@@ -155,18 +166,36 @@ impl Plane {
         e
     }
 
+    /// The open data-plane sockets, described for a successor process (binary upgrade).
+    pub async fn offered(&self) -> Vec<(Offered, std::os::fd::OwnedFd)> {
+        let open = self.open.lock().await;
+        let mut out = Vec::new();
+        for (key, o) in open.iter() {
+            let Some(fd) = o.socket.as_ref().and_then(|s| s.try_clone().ok()) else { continue };
+            out.push((Offered { role: Role::Data, port: Some(key.port), bind: key.bind, local: o.local }, fd));
+        }
+        out
+    }
+
+    /// Drops the descriptors kept for a binary upgrade (the drain starts).
+    pub async fn forget_sockets(&self) {
+        self.open.lock().await.values_mut().for_each(|o| o.socket = None);
+    }
+
     /// The address serving Gateway port `port`, if one is open.
     pub fn local(&self, port: u16) -> Option<SocketAddr> {
         self.env.state.ports().local(port)
     }
 }
 
-/// Binds the listeners of `table` that `skip` does not exclude (those already open). Nothing is
-/// served on them yet; `Err` names the first port that cannot be bound.
+/// Binds the listeners of `table` that `skip` does not exclude (those already open), taking the
+/// sockets a previous process handed over where they match. Nothing is served on them yet; `Err`
+/// names the first port that cannot be bound.
 pub fn bind(
     table: &conf::RouteTable,
     port_map: &BTreeMap<u16, u16>,
     skip: impl Fn(&ListenerKey) -> bool,
+    inherited: &mut Inherited,
 ) -> Result<Vec<Bound>, BindError> {
     let mut bound = Vec::new();
     for l in &table.listeners {
@@ -175,7 +204,10 @@ pub fn bind(
             continue;
         }
         let listen = port_map.get(&l.port).copied().unwrap_or(l.port);
-        bound.push(listener::bind(key, listen)?);
+        match inherited.take_data(key, listen) {
+            Some((local, socket)) => bound.push(listener::adopt(key, local, socket)),
+            None => bound.push(listener::bind(key, listen)?),
+        }
     }
     Ok(bound)
 }

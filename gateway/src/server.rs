@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::cluster::dns::Dns;
 use crate::cluster::registry::Registry;
-use crate::listener::{Apps, BindError, Env};
+use crate::listener::{Apps, BindError, Env, Stop};
 use crate::proxy::Gateway;
 use crate::reload::{self, Plane, ReloadError, Source};
 use crate::snapshot::Snapshot;
@@ -20,6 +20,7 @@ use crate::state::SharedState;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::{self, Metrics};
 use crate::telemetry::Telemetry;
+use crate::upgrade::{self, Inherited, Offered, Role, UpgradeError};
 
 /// Everything `pylon run` needs to start.
 #[derive(Debug, Clone)]
@@ -44,6 +45,10 @@ pub struct Options {
     pub workload_name: Option<String>,
     /// The access log and whether it is JSON (`None`: off).
     pub access_log: Option<(crate::telemetry::access_log::Target, bool)>,
+    /// Where this process offers its listening sockets to a successor (binary upgrade).
+    pub upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the process offering them here (binary upgrade).
+    pub upgrade_from: Option<PathBuf>,
 }
 
 impl Options {
@@ -66,6 +71,8 @@ impl Options {
             admin_addr: Some(any),
             workload_name: None,
             access_log: None,
+            upgrade_socket: None,
+            upgrade_from: None,
         }
     }
 }
@@ -92,6 +99,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The sockets of the previous process could not be taken over (binary upgrade).
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
     /// Runtime or resolver setup failed.
     #[error("{0}")]
     Setup(String),
@@ -113,9 +123,14 @@ pub struct Running {
     pub telemetry: Arc<Telemetry>,
     /// The diagnostics of the loaded configuration (warnings).
     pub diagnostics: conf::Diagnostics,
+    /// With `--upgrade-socket`: the successor's process id once it serves on this process's
+    /// sockets (then call [`Running::hand_over`]).
+    pub handed_over: Option<tokio::sync::mpsc::UnboundedReceiver<u32>>,
     plane: Arc<Plane>,
     shutdown: watch::Sender<bool>,
-    stop_accepting: watch::Sender<bool>,
+    stop_accepting: watch::Sender<Stop>,
+    /// Turned true when a successor serves the operator endpoints.
+    release: watch::Sender<bool>,
     data: Option<Runtime>,
     admin: Option<Runtime>,
 }
@@ -150,12 +165,29 @@ impl Running {
     /// responses and GOAWAY on HTTP/2; then they stop accepting, idle keep-alive connections are
     /// closed, and what is still in flight (requests, streams, WebSockets, TCP) gets up to `grace` to
     /// finish. Returns how many connections were still open when the grace ran out.
-    pub fn drain(mut self, drain: Duration, grace: Duration) -> usize {
+    pub fn drain(self, drain: Duration, grace: Duration) -> usize {
+        self.finish(drain, grace, Stop::Draining)
+    }
+
+    /// After a binary upgrade, once the successor serves on the same sockets: stop accepting at
+    /// once (the successor accepts everything queued and everything after); for `window`, answer
+    /// on the connections already open with `Connection: close` and GOAWAY, so that clients move
+    /// to the successor between requests; then close idle connections and give what is still in
+    /// flight up to `grace`. Returns how many connections were still open then.
+    pub fn hand_over(self, window: Duration, grace: Duration) -> usize {
+        let _ = self.release.send(true);
+        let _ = self.stop_accepting.send(Stop::HandedOver);
+        self.finish(window, grace, Stop::HandedOver)
+    }
+
+    fn finish(mut self, window: Duration, grace: Duration, stop: Stop) -> usize {
         self.state.set_draining();
         let _ = self.shutdown.send(true);
-        std::thread::sleep(drain);
-        let _ = self.stop_accepting.send(true);
+        std::thread::sleep(window);
         let Some(data) = self.data.take() else { return 0 };
+        let plane = self.plane.clone();
+        let _ = run_on(&data, async move { plane.forget_sockets().await });
+        let _ = self.stop_accepting.send(stop);
         let env = self.plane.env().clone();
         let left = run_on(&data, async move {
             // Pingora drops the connections parked between requests; in-flight ones go on.
@@ -175,7 +207,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.stop_accepting.send(true);
+        let _ = self.stop_accepting.send(Stop::Draining);
         if let Some(rt) = self.data.take() {
             rt.shutdown_background();
         }
@@ -214,12 +246,8 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     if !built.is_valid() {
         return Err(StartError::Invalid(built.diagnostics));
     }
-    // Ports first: a taken port fails at once, before any DNS lookup.
-    let bound = reload::bind(&built.table, &opts.port_map, |_| false)?;
-    for b in &bound {
-        tracing::debug!(port = b.port, addr = %b.local, "bound");
-    }
-    let operator = Operator::bind(opts)?;
+    // Checked first: an invalid configuration leaves the process a successor would replace alone.
+    let (bound, operator, handoff) = bind_all(&built.table, opts)?;
     let telemetry = telemetry(opts)?;
     let data = runtime("pylon-data", opts.threads)?;
     let admin = runtime("pylon-admin", 1)?;
@@ -234,7 +262,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     let state = SharedState::new(snapshot);
     let listeners = bound.iter().map(|b| (b.port, b.local)).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (stop_accepting, stop_rx) = watch::channel(false);
+    let (stop_accepting, stop_rx) = watch::channel(Stop::Serving);
     let env = Arc::new(Env {
         state: state.clone(),
         apps: Apps::new(Gateway::new(state.clone(), telemetry.clone()), &Arc::new(server_conf())),
@@ -252,9 +280,12 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         p.open_initial(bound).await;
         drop(reload::watch_config(p));
     })?;
-    let (status_addr, metrics_addr, admin_addr) = operator.serve(&admin, &plane, &telemetry)?;
+    let offered = operator.offered();
+    let (release, released) = watch::channel(false);
+    let (status_addr, metrics_addr, admin_addr) = operator.serve(&admin, &plane, &telemetry, &released)?;
     telemetry.metrics.config_generation.set(1);
     state.set_ready();
+    let handed_over = upgrades(opts, handoff, &admin, &plane, offered)?;
     Ok(Running {
         state,
         listeners,
@@ -263,12 +294,62 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         admin_addr,
         telemetry,
         diagnostics: built.diagnostics,
+        handed_over,
         plane,
         shutdown,
         stop_accepting,
+        release,
         data: Some(data),
         admin: Some(admin),
     })
+}
+
+/// Binds the data-plane listeners, then the operator endpoints; with `--upgrade-from`, takes the
+/// sockets of the process this one replaces where they match. Ports first: a taken port fails at
+/// once, before any DNS lookup.
+fn bind_all(
+    table: &conf::RouteTable,
+    opts: &Options,
+) -> Result<(Vec<crate::listener::Bound>, Operator, Option<upgrade::Handoff>), StartError> {
+    let (mut inherited, handoff) = match &opts.upgrade_from {
+        Some(path) => upgrade::take_over(path).map(|(i, h)| (i, Some(h)))?,
+        None => (Inherited::default(), None),
+    };
+    let inherited = &mut inherited;
+    let bound = reload::bind(table, &opts.port_map, |_| false, inherited)?;
+    for b in &bound {
+        tracing::debug!(port = b.port, addr = %b.local, "bound");
+    }
+    let operator = Operator::bind(opts, inherited)?;
+    if inherited.untaken() > 0 {
+        tracing::info!(
+            sockets = inherited.untaken(),
+            "closing the previous process's sockets this configuration does not serve"
+        );
+    }
+    Ok((bound, operator, handoff))
+}
+
+/// Once serving: tells the process this one replaces (binary upgrade), then offers this one's
+/// sockets for the next upgrade when `--upgrade-socket` asks for it.
+fn upgrades(
+    opts: &Options,
+    handoff: Option<upgrade::Handoff>,
+    admin: &Runtime,
+    plane: &Arc<Plane>,
+    operator: Vec<(Offered, std::os::fd::OwnedFd)>,
+) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<u32>>, StartError> {
+    if let Some(handoff) = handoff {
+        // Serving already; a previous process that went away meanwhile changes nothing here.
+        if let Err(e) = handoff.ready() {
+            tracing::warn!(error = %e, "cannot tell the previous process that this one serves");
+        }
+    }
+    let Some(path) = &opts.upgrade_socket else { return Ok(None) };
+    let _entered = admin.enter();
+    upgrade::offer(path, plane.clone(), operator)
+        .map(Some)
+        .map_err(|e| StartError::Setup(format!("cannot offer the sockets for upgrades on {}: {e}", path.display())))
 }
 
 /// The operator endpoints' sockets, bound before anything starts.
@@ -281,28 +362,65 @@ struct Operator {
 type OperatorAddrs = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
 
 impl Operator {
-    fn bind(opts: &Options) -> Result<Self, StartError> {
+    /// Binds each endpoint, or takes the socket a previous process handed over.
+    fn bind(opts: &Options, inherited: &mut Inherited) -> Result<Self, StartError> {
+        let mut socket = |addr: SocketAddr, role: Role, what: &'static str| match inherited.take_operator(role, addr) {
+            Some(socket) => Ok(socket),
+            None => operator_socket(addr, what),
+        };
         Ok(Operator {
-            status: operator_socket(opts.status_addr, "status")?,
-            metrics: opts.metrics_addr.map(|a| operator_socket(a, "metrics")).transpose()?,
-            admin: opts.admin_addr.map(|a| operator_socket(a, "admin")).transpose()?,
+            status: socket(opts.status_addr, Role::Status, "status")?,
+            metrics: opts.metrics_addr.map(|a| socket(a, Role::Metrics, "metrics")).transpose()?,
+            admin: opts.admin_addr.map(|a| socket(a, Role::Admin, "admin")).transpose()?,
         })
     }
 
-    /// Serves each endpoint on `rt`; returns their bound addresses.
-    fn serve(self, rt: &Runtime, plane: &Arc<Plane>, telemetry: &Arc<Telemetry>) -> Result<OperatorAddrs, StartError> {
+    /// Second descriptors of the sockets, to hand to a successor process.
+    fn offered(&self) -> Vec<(Offered, std::os::fd::OwnedFd)> {
+        let sockets = [
+            (Role::Status, Some(&self.status)),
+            (Role::Metrics, self.metrics.as_ref()),
+            (Role::Admin, self.admin.as_ref()),
+        ];
+        sockets
+            .into_iter()
+            .filter_map(|(role, socket)| {
+                let socket = socket?;
+                let local = socket.local_addr().ok()?;
+                let fd = socket.try_clone().ok()?;
+                Some((Offered { role, port: None, bind: None, local }, fd.into()))
+            })
+            .collect()
+    }
+
+    /// Serves each endpoint on `rt` until `released`; returns their bound addresses.
+    fn serve(
+        self,
+        rt: &Runtime,
+        plane: &Arc<Plane>,
+        telemetry: &Arc<Telemetry>,
+        released: &watch::Receiver<bool>,
+    ) -> Result<OperatorAddrs, StartError> {
         let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| StartError::Setup(e.to_string()));
         let addrs = (
             local(&self.status)?,
             self.metrics.as_ref().map(local).transpose()?,
             self.admin.as_ref().map(local).transpose()?,
         );
-        rt.spawn(crate::admin::serve(self.status, crate::admin::status(plane.env().state.clone())));
+        rt.spawn(crate::admin::serve(self.status, crate::admin::status(plane.env().state.clone()), released.clone()));
         if let Some(socket) = self.metrics {
-            rt.spawn(crate::admin::serve(socket, crate::admin::metrics(plane.clone(), telemetry.clone())));
+            rt.spawn(crate::admin::serve(
+                socket,
+                crate::admin::metrics(plane.clone(), telemetry.clone()),
+                released.clone(),
+            ));
         }
         if let Some(socket) = self.admin {
-            rt.spawn(crate::admin::serve(socket, crate::admin::admin(plane.clone(), telemetry.clone())));
+            rt.spawn(crate::admin::serve(
+                socket,
+                crate::admin::admin(plane.clone(), telemetry.clone()),
+                released.clone(),
+            ));
         }
         Ok(addrs)
     }

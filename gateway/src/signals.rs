@@ -1,4 +1,4 @@
-//! SIGTERM, SIGINT, SIGHUP and SIGUSR1. Handlers are installed before the gateway starts, so a signal that
+//! SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2, and the end of a binary upgrade. Handlers are installed before the gateway starts, so a signal that
 //! arrives during start-up still leads to a drain and exit 0 (or a reload) rather than the default
 //! termination.
 
@@ -14,6 +14,10 @@ pub enum Asked {
     Reload,
     /// SIGUSR1: reopen the access log file (logrotate).
     Reopen,
+    /// SIGUSR2: start a successor process from the binary on disk (binary upgrade).
+    Upgrade,
+    /// A successor process serves on this one's sockets (its process id): drain.
+    HandedOver(u32),
 }
 
 /// Installed handlers.
@@ -23,33 +27,46 @@ pub struct Signals {
     int: Signal,
     hup: Signal,
     usr1: Signal,
+    usr2: Signal,
+    handed_over: Option<tokio::sync::mpsc::UnboundedReceiver<u32>>,
 }
 
 impl Signals {
     /// Installs the handlers; from now on these signals are queued instead of ending the process.
     pub fn install() -> std::io::Result<Signals> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (term, int, hup, usr1) = {
+        let (term, int, hup, usr1, usr2) = {
             let _entered = rt.enter();
             (
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
                 signal(SignalKind::hangup())?,
                 signal(SignalKind::user_defined1())?,
+                signal(SignalKind::user_defined2())?,
             )
         };
-        Ok(Signals { rt, term, int, hup, usr1 })
+        Ok(Signals { rt, term, int, hup, usr1, usr2, handed_over: None })
+    }
+
+    /// Also reports the end of a binary upgrade ([`Asked::HandedOver`]) from `rx`.
+    pub fn watch_upgrade(&mut self, rx: tokio::sync::mpsc::UnboundedReceiver<u32>) {
+        self.handed_over = Some(rx);
     }
 
     /// Waits at most `limit` for a signal.
     pub fn wait_timeout(&mut self, limit: std::time::Duration) -> Option<Asked> {
-        let (term, int, hup, usr1) = (&mut self.term, &mut self.int, &mut self.hup, &mut self.usr1);
-        self.rt.block_on(async {
+        let rt = &self.rt;
+        let next = Self::next(
+            &mut self.term,
+            &mut self.int,
+            &mut self.hup,
+            &mut self.usr1,
+            &mut self.usr2,
+            &mut self.handed_over,
+        );
+        rt.block_on(async {
             tokio::select! {
-                _ = term.recv() => Some(Asked::Stop("SIGTERM")),
-                _ = int.recv() => Some(Asked::Stop("SIGINT")),
-                _ = hup.recv() => Some(Asked::Reload),
-                _ = usr1.recv() => Some(Asked::Reopen),
+                asked = next => Some(asked),
                 () = tokio::time::sleep(limit) => None,
             }
         })
@@ -57,14 +74,41 @@ impl Signals {
 
     /// Blocks until a signal arrives (or arrived since the last call).
     pub fn wait(&mut self) -> Asked {
-        let (term, int, hup, usr1) = (&mut self.term, &mut self.int, &mut self.hup, &mut self.usr1);
-        self.rt.block_on(async {
-            tokio::select! {
-                _ = term.recv() => Asked::Stop("SIGTERM"),
-                _ = int.recv() => Asked::Stop("SIGINT"),
-                _ = hup.recv() => Asked::Reload,
-                _ = usr1.recv() => Asked::Reopen,
+        let rt = &self.rt;
+        rt.block_on(Self::next(
+            &mut self.term,
+            &mut self.int,
+            &mut self.hup,
+            &mut self.usr1,
+            &mut self.usr2,
+            &mut self.handed_over,
+        ))
+    }
+
+    async fn next(
+        term: &mut Signal,
+        int: &mut Signal,
+        hup: &mut Signal,
+        usr1: &mut Signal,
+        usr2: &mut Signal,
+        handed_over: &mut Option<tokio::sync::mpsc::UnboundedReceiver<u32>>,
+    ) -> Asked {
+        let successor = async {
+            match handed_over {
+                Some(rx) => match rx.recv().await {
+                    Some(pid) => pid,
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
             }
-        })
+        };
+        tokio::select! {
+            _ = term.recv() => Asked::Stop("SIGTERM"),
+            _ = int.recv() => Asked::Stop("SIGINT"),
+            _ = hup.recv() => Asked::Reload,
+            _ = usr1.recv() => Asked::Reopen,
+            _ = usr2.recv() => Asked::Upgrade,
+            pid = successor => Asked::HandedOver(pid),
+        }
     }
 }

@@ -15,6 +15,12 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// The successor of a binary upgrade serves: it is the unit's main process from now on (the unit
+/// needs `NotifyAccess=all`, since the message comes from a process that is not yet the main one).
+pub fn ready_as_main(status: &str) {
+    send(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready, NotifyState::Status(status)]);
+}
+
 /// A reload starts.
 pub fn reloading() {
     send(&[NotifyState::Reloading, NotifyState::Status("reloading the configuration")]);
