@@ -73,6 +73,9 @@ pub fn routes(args: &RoutesArgs) -> u8 {
 /// `pylon run`: refuses invalid configuration (exit 1, diagnostics on stderr) and ports it cannot
 /// bind (exit 1 naming the port); serves until SIGTERM or SIGINT, then drains and exits 0.
 pub fn run(args: &RunArgs) -> u8 {
+    if std::env::var_os(DETACH).is_some() {
+        return detach();
+    }
     crate::logging::init(args.log_format);
     let mut signals = match crate::signals::Signals::install() {
         Ok(s) => s,
@@ -198,7 +201,13 @@ fn serve(
 
 /// SIGUSR2: starts the binary on disk with this process's arguments and `--upgrade-from`; it
 /// takes the sockets over and this process drains once it serves (`crate::upgrade`). A successor
-/// that fails leaves this process serving; its exit status is logged.
+/// that fails leaves this process serving.
+///
+/// The successor is started through a short-lived intermediate process (the same binary with
+/// [`DETACH`] set) that exits at once, so the successor is re-parented to the init process. Under
+/// systemd (PID 1) that makes it a child of the service manager when it announces itself as the
+/// unit's main process: systemd then sees it exit and drains it on stop like the first one, instead
+/// of supervising a process "which is not our child" and killing it outright on `systemctl stop`.
 fn start_successor(opts: &crate::server::Options, exe: Option<&std::path::Path>) {
     let Some(socket) = &opts.upgrade_socket else {
         return tracing::warn!("SIGUSR2 ignored: a binary upgrade needs --upgrade-socket");
@@ -207,18 +216,29 @@ fn start_successor(opts: &crate::server::Options, exe: Option<&std::path::Path>)
         return tracing::warn!("SIGUSR2 ignored: the path of this binary is unknown");
     };
     let args = crate::upgrade::successor_args(std::env::args_os().skip(1), socket);
-    match std::process::Command::new(exe).args(&args).spawn() {
-        Ok(mut child) => {
-            let pid = child.id();
-            tracing::info!(successor = pid, exe = %exe.display(), "SIGUSR2: started a successor (pid {pid})");
-            // Reaps the successor if it fails; one that serves outlives this process.
-            std::thread::spawn(move || {
-                if let Ok(status) = child.wait() {
-                    tracing::warn!(successor = pid, %status, "the successor exited");
-                }
-            });
+    match std::process::Command::new(exe).args(&args).env(DETACH, "1").status() {
+        Ok(status) if status.success() => {
+            tracing::info!(exe = %exe.display(), "SIGUSR2: started a successor from {}", exe.display());
         }
+        Ok(status) => tracing::error!(exe = %exe.display(), %status, "SIGUSR2: cannot start a successor"),
         Err(e) => tracing::error!(exe = %exe.display(), error = %e, "SIGUSR2: cannot start a successor"),
+    }
+}
+
+/// In the environment of the intermediate process of a binary upgrade (see [`start_successor`]).
+pub const DETACH: &str = "PYLON_UPGRADE_DETACH";
+
+/// The intermediate process of a binary upgrade: starts this binary again with the same arguments
+/// (without [`DETACH`]) and exits without waiting for it.
+fn detach() -> u8 {
+    let started = std::env::current_exe()
+        .and_then(|exe| std::process::Command::new(exe).args(std::env::args_os().skip(1)).env_remove(DETACH).spawn());
+    match started {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("pylon: cannot start the successor: {e}");
+            EXIT_INVALID
+        }
     }
 }
 

@@ -55,7 +55,11 @@ impl Pylon {
     }
 
     fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Pylon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pylon"))
+        Self::start_exe(Path::new(env!("CARGO_BIN_EXE_pylon")), config, extra, env)
+    }
+
+    fn start_exe(exe: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Pylon {
+        let mut child = Command::new(exe)
             .envs(env.iter().copied())
             .args([
                 "run",
@@ -340,4 +344,173 @@ fn systemd_hears_ready_reloading_and_stopping() {
     pylon.signal("TERM");
     assert!(next().contains("STOPPING=1"));
     assert_eq!(pylon.wait(Duration::from_secs(15)), Some(0));
+}
+
+/// One request on a new connection; `Err` says how it failed.
+fn try_get(addr: SocketAddr) -> Result<String, String> {
+    let mut tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    if answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok") {
+        Ok(answer)
+    } else {
+        Err(format!("answer: {answer:?}"))
+    }
+}
+
+/// Clients each sending one request per new connection to `addr` until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut ok, mut failed) = (0, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match try_get(addr) {
+                            Ok(_) => ok += 1,
+                            Err(e) => failed.push(e),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Requests served, and how the others failed.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for c in self.clients {
+            let (o, f) = c.join().unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        (ok, failed)
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn sigusr2_replaces_the_process_with_the_binary_on_disk_refusing_no_connection() {
+    let dir = write_config("usr2", DIRECT);
+    // The binary at a path of its own, replaced on disk (as a package upgrade does) before SIGUSR2.
+    let exe = dir.join("pylon");
+    std::fs::copy(env!("CARGO_BIN_EXE_pylon"), &exe).unwrap();
+    let socket = dir.join("upgrade.sock");
+    let mut pylon = Pylon::start_exe(
+        &exe,
+        &dir,
+        &["--upgrade-socket", socket.to_str().unwrap(), "--drain-seconds", "1", "--access-log", "off"],
+        &[],
+    );
+    let old = pylon.child.id();
+    let load = Load::start(pylon.data, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let staged = dir.join("pylon.new");
+    std::fs::copy(env!("CARGO_BIN_EXE_pylon"), &staged).unwrap();
+    std::fs::rename(&staged, &exe).unwrap();
+    pylon.signal("USR2");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let successor: u32 = loop {
+        let line = pylon.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a hand-over");
+        if line.contains("serves; stopping accepting") {
+            break line.split("successor=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+        }
+    };
+    assert_ne!(successor, old);
+    // The successor runs the file now on disk; the old process the one it replaced.
+    let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().to_string_lossy().into_owned();
+    assert_eq!(exe_of(successor), exe.to_string_lossy());
+    assert!(exe_of(old).ends_with("(deleted)"), "{}", exe_of(old));
+    assert_eq!(pylon.wait(Duration::from_secs(15)), Some(0), "the old process drained and exited 0");
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    println!("binary upgrade by SIGUSR2: {ok} requests on new connections served, {} failed", failed.len());
+    let still = try_get(pylon.data);
+    let ready = http_get(pylon.status, "/healthz/ready");
+    let _ = Command::new("kill").arg(successor.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(successor) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(ok > 20, "the load ran: {ok}");
+    assert!(still.is_ok(), "the successor serves after the old process exited: {still:?}");
+    assert!(ready.starts_with("HTTP/1.1 200"), "the successor answers on the status address: {ready}");
+    assert!(!alive(successor), "the successor drained on SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DIRECT answering `body`; with `broken`, also an unknown field (the version must be refused).
+fn direct(body: &str, broken: bool) -> String {
+    let yaml = DIRECT.replace("string: ok", &format!("string: {body}"));
+    if broken {
+        yaml.replace("  gateways: [gw]", "  gateways: [gw]\n  httpp: []")
+    } else {
+        yaml
+    }
+}
+
+#[test]
+fn reloads_by_sighup_file_edits_and_configmap_swaps_under_load_fail_no_request() {
+    use std::os::unix::fs::symlink;
+    // The configuration as the kubelet mounts a ConfigMap: config.yaml -> ..data/config.yaml,
+    // ..data -> ..VERSION.
+    let mount = std::env::temp_dir().join(format!("pylon-run-{}-reloads", std::process::id()));
+    let _ = std::fs::remove_dir_all(&mount);
+    std::fs::create_dir_all(mount.join("..v0")).unwrap();
+    std::fs::write(mount.join("..v0/config.yaml"), direct("ok", false)).unwrap();
+    symlink("..v0", mount.join("..data")).unwrap();
+    symlink("..data/config.yaml", mount.join("config.yaml")).unwrap();
+    let pylon = Pylon::start(&mount, &["--access-log", "off"]);
+    // `try_get` accepts only a 200 whose body is "ok": a refused version would answer "bad".
+    let load = Load::start(pylon.data, 3);
+    for round in 1..=12 {
+        // Every third version is invalid and would answer "bad".
+        let yaml = direct(if round % 3 == 0 { "bad" } else { "ok" }, round % 3 == 0);
+        match round % 4 {
+            0 => pylon.signal("HUP"),
+            1 => {
+                // The kubelet's swap: a new folder, then `..data` replaced in one rename.
+                let version = format!("..v{round}");
+                std::fs::create_dir_all(mount.join(&version)).unwrap();
+                std::fs::write(mount.join(&version).join("config.yaml"), &yaml).unwrap();
+                symlink(&version, mount.join("..data_tmp")).unwrap();
+                std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+            }
+            _ => {
+                // An edit through the symlink, as a person on the host would make it.
+                std::fs::write(mount.join("config.yaml"), &yaml).unwrap();
+                pylon.signal("HUP");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let (ok, failed) = load.finish();
+    let (mut applied, mut refused) = (0, 0);
+    while let Ok(line) = pylon.lines.try_recv() {
+        applied += usize::from(line.contains("configuration reloaded"));
+        refused += usize::from(line.contains("configuration refused"));
+    }
+    println!("12 changes by SIGHUP, file edits and ..data swaps: {applied} reloads applied, {refused} refused; {ok} requests served, {} failed", failed.len());
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(ok > 50, "the load ran: {ok}");
+    assert!(refused >= 3, "the invalid versions were refused: {refused}");
+    assert!(applied >= 6, "the valid versions were applied: {applied}");
+    let _ = std::fs::remove_dir_all(&mount);
 }

@@ -96,3 +96,40 @@ fn read_response(tcp: &mut std::net::TcpStream) -> String {
     buf.extend_from_slice(&body);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// Opens a WebSocket through the gateway at `addr` (the HTTP/1.1 upgrade handshake); returns the
+/// connection after the 101 answer, or the answer's head when it was something else.
+pub async fn websocket(addr: SocketAddr, path: &str) -> Result<tokio::net::TcpStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    // The head, byte by byte: nothing after it may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tcp.read_u8().await.map_err(|e| format!("{e} after {:?}", String::from_utf8_lossy(&head)))?;
+        head.push(byte);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if head.starts_with("HTTP/1.1 101") {
+        Ok(tcp)
+    } else {
+        Err(head)
+    }
+}
+
+/// Sends `message` on an open WebSocket to the echoing upstream and reads it back.
+pub async fn echo(ws: &mut tokio::net::TcpStream, message: &[u8]) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ws.write_all(message).await?;
+    let mut back = vec![0u8; message.len()];
+    tokio::time::timeout(Duration::from_secs(5), ws.read_exact(&mut back)).await??;
+    if back == message {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("echoed {:?}", String::from_utf8_lossy(&back))))
+    }
+}

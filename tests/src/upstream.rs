@@ -1,6 +1,7 @@
 //! An in-process echo upstream: answers every request with a JSON report of what it received
 //! (method, path, version, headers) and its own name, over HTTP/1 and h2c. A request with
-//! `x-delay-ms: N` is answered after N milliseconds.
+//! `x-delay-ms: N` is answered after N milliseconds. An HTTP/1.1 `Upgrade: websocket` request is
+//! answered 101, and the connection then echoes every byte back (what a proxy sees of a WebSocket).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,7 +67,7 @@ impl Upstream {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .await;
                 });
             }
@@ -102,10 +103,27 @@ impl Drop for Upstream {
 }
 
 async fn answer(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.headers().get("upgrade").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            }
+        });
+        let resp = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("x-upstream", name.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        return Ok(resp);
+    }
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()

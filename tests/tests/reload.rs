@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::client::{get, h2c, http1};
+use e2e::client::{echo, get, h2c, http1, websocket};
 use e2e::gateway::Setup;
 use e2e::yaml::{gateway, service, virtual_service};
 use e2e::{TestGateway, Upstream};
@@ -169,6 +169,19 @@ async fn an_unchanged_cluster_keeps_its_state_across_reloads() {
     assert!([&a, &b, &c].iter().any(|u| u.seen().iter().any(|s| s.header("x-config") == Some("two"))));
 }
 
+/// A WebSocket through the gateway at `addr`, exchanging a message every 20 ms until `stop`;
+/// returns how many were echoed. Panics when one is not.
+async fn websocket_until(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> usize {
+    let mut ws = websocket(addr, "/ws").await.expect("the WebSocket opens");
+    let mut exchanged = 0;
+    while !stop.load(Ordering::Relaxed) {
+        echo(&mut ws, format!("message {exchanged}\n").as_bytes()).await.expect("the WebSocket keeps working");
+        exchanged += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    exchanged
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
     let (v1, v2, bad) = (Upstream::start("v1").await, Upstream::start("v2").await, Upstream::start("bad").await);
@@ -190,13 +203,9 @@ async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
             }
         }));
     }
+    let ws = tokio::spawn(websocket_until(gw.running.addr(80).unwrap(), stop.clone()));
     // A long request (3 s) open across the reloads.
-    let long = {
-        let url = format!("{}/long", gw.url(80));
-        tokio::spawn(
-            async move { http1().get(url).header("x-delay-ms", "3000").send().await.map(|r| r.status().as_u16()) },
-        )
-    };
+    let long = tokio::spawn(http1().get(format!("{}/long", gw.url(80))).header("x-delay-ms", "3000").send());
     let mut applied = 0;
     for round in 0..30 {
         let yaml = match round % 3 {
@@ -222,9 +231,14 @@ async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
     for t in load {
         t.await.unwrap();
     }
-    assert_eq!(long.await.unwrap().unwrap(), 200, "the long request open across the reloads finished");
+    assert_eq!(long.await.unwrap().unwrap().status(), 200, "the long request open across the reloads finished");
+    let exchanged = ws.await.unwrap();
+    assert!(exchanged > 10, "the WebSocket exchanged messages across the reloads: {exchanged}");
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!("30 configuration changes ({applied} explicit reloads applied): {ok} requests served, {failed} failed");
+    println!(
+        "30 configuration changes ({applied} explicit reloads applied): {ok} requests served, {failed} failed, \
+         {exchanged} WebSocket messages echoed"
+    );
     assert_eq!(failed, 0);
     assert!(ok > 100, "the load ran: {ok}");
     assert!(bad.seen().is_empty(), "an invalid version served");
