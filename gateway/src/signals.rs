@@ -23,6 +23,11 @@ pub enum Asked {
 /// Installed handlers.
 pub struct Signals {
     rt: Runtime,
+    sources: Sources,
+}
+
+/// Where requests come from.
+struct Sources {
     term: Signal,
     int: Signal,
     hup: Signal,
@@ -35,38 +40,31 @@ impl Signals {
     /// Installs the handlers; from now on these signals are queued instead of ending the process.
     pub fn install() -> std::io::Result<Signals> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (term, int, hup, usr1, usr2) = {
+        let sources = {
             let _entered = rt.enter();
-            (
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::hangup())?,
-                signal(SignalKind::user_defined1())?,
-                signal(SignalKind::user_defined2())?,
-            )
+            Sources {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+                hup: signal(SignalKind::hangup())?,
+                usr1: signal(SignalKind::user_defined1())?,
+                usr2: signal(SignalKind::user_defined2())?,
+                handed_over: None,
+            }
         };
-        Ok(Signals { rt, term, int, hup, usr1, usr2, handed_over: None })
+        Ok(Signals { rt, sources })
     }
 
     /// Also reports the end of a binary upgrade ([`Asked::HandedOver`]) from `rx`.
     pub fn watch_upgrade(&mut self, rx: tokio::sync::mpsc::UnboundedReceiver<u32>) {
-        self.handed_over = Some(rx);
+        self.sources.handed_over = Some(rx);
     }
 
     /// Waits at most `limit` for a signal.
     pub fn wait_timeout(&mut self, limit: std::time::Duration) -> Option<Asked> {
-        let rt = &self.rt;
-        let next = Self::next(
-            &mut self.term,
-            &mut self.int,
-            &mut self.hup,
-            &mut self.usr1,
-            &mut self.usr2,
-            &mut self.handed_over,
-        );
+        let (rt, sources) = (&self.rt, &mut self.sources);
         rt.block_on(async {
             tokio::select! {
-                asked = next => Some(asked),
+                asked = sources.next() => Some(asked),
                 () = tokio::time::sleep(limit) => None,
             }
         })
@@ -74,27 +72,14 @@ impl Signals {
 
     /// Blocks until a signal arrives (or arrived since the last call).
     pub fn wait(&mut self) -> Asked {
-        let rt = &self.rt;
-        rt.block_on(Self::next(
-            &mut self.term,
-            &mut self.int,
-            &mut self.hup,
-            &mut self.usr1,
-            &mut self.usr2,
-            &mut self.handed_over,
-        ))
+        self.rt.block_on(self.sources.next())
     }
+}
 
-    async fn next(
-        term: &mut Signal,
-        int: &mut Signal,
-        hup: &mut Signal,
-        usr1: &mut Signal,
-        usr2: &mut Signal,
-        handed_over: &mut Option<tokio::sync::mpsc::UnboundedReceiver<u32>>,
-    ) -> Asked {
+impl Sources {
+    async fn next(&mut self) -> Asked {
         let successor = async {
-            match handed_over {
+            match &mut self.handed_over {
                 Some(rx) => match rx.recv().await {
                     Some(pid) => pid,
                     None => std::future::pending().await,
@@ -103,11 +88,11 @@ impl Signals {
             }
         };
         tokio::select! {
-            _ = term.recv() => Asked::Stop("SIGTERM"),
-            _ = int.recv() => Asked::Stop("SIGINT"),
-            _ = hup.recv() => Asked::Reload,
-            _ = usr1.recv() => Asked::Reopen,
-            _ = usr2.recv() => Asked::Upgrade,
+            _ = self.term.recv() => Asked::Stop("SIGTERM"),
+            _ = self.int.recv() => Asked::Stop("SIGINT"),
+            _ = self.hup.recv() => Asked::Reload,
+            _ = self.usr1.recv() => Asked::Reopen,
+            _ = self.usr2.recv() => Asked::Upgrade,
             pid = successor => Asked::HandedOver(pid),
         }
     }
