@@ -177,6 +177,21 @@ impl Plane {
         out
     }
 
+    /// Stops the listeners `keys` as a reload that removes them would (serving what is queued),
+    /// and publishes the socket map.
+    pub async fn close_listeners(&self, keys: &[ListenerKey]) {
+        let mut open = self.open.lock().await;
+        for key in keys {
+            if let Some(o) = open.remove(key) {
+                tracing::info!(port = key.port, addr = %o.local, "the successor does not serve {}; draining it", o.local);
+                let _ = o.close.send(true);
+            }
+        }
+        let mut ports = Ports::default();
+        open.iter().for_each(|(key, o)| ports.insert(o.local, key.port));
+        self.env.state.set_ports(ports);
+    }
+
     /// Drops the descriptors kept for a binary upgrade (the drain starts).
     pub async fn forget_sockets(&self) {
         self.open.lock().await.values_mut().for_each(|o| o.socket = None);

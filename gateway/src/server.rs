@@ -247,7 +247,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         return Err(StartError::Invalid(built.diagnostics));
     }
     // Checked first: an invalid configuration leaves the process a successor would replace alone.
-    let (bound, operator, handoff) = bind_all(&built.table, opts)?;
+    let Sockets { data: bound, operator, handoff, offer } = bind_all(&built.table, opts)?;
     let telemetry = telemetry(opts)?;
     let data = runtime("pylon-data", opts.threads)?;
     let admin = runtime("pylon-admin", 1)?;
@@ -285,7 +285,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     let (status_addr, metrics_addr, admin_addr) = operator.serve(&admin, &plane, &telemetry, &released)?;
     telemetry.metrics.config_generation.set(1);
     state.set_ready();
-    let handed_over = upgrades(opts, handoff, &admin, &plane, offered)?;
+    let handed_over = upgrades(handoff, offer, &admin, &plane, offered)?;
     Ok(Running {
         state,
         listeners,
@@ -304,20 +304,34 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     })
 }
 
-/// Binds the data-plane listeners, then the operator endpoints; with `--upgrade-from`, takes the
-/// sockets of the process this one replaces where they match. Ports first: a taken port fails at
-/// once, before any DNS lookup.
-fn bind_all(
-    table: &conf::RouteTable,
-    opts: &Options,
-) -> Result<(Vec<crate::listener::Bound>, Operator, Option<upgrade::Handoff>), StartError> {
+/// Every socket `start` needs, bound before anything serves.
+struct Sockets {
+    data: Vec<crate::listener::Bound>,
+    operator: Operator,
+    /// With `--upgrade-from`: the process replaced, and the positions of its sockets taken.
+    handoff: Option<(upgrade::Handoff, Vec<usize>)>,
+    /// With `--upgrade-socket`: where this process offers its sockets to the next one.
+    offer: Option<upgrade::Offer>,
+}
+
+/// Binds the upgrade socket (staged), the data-plane listeners, then the operator endpoints; with
+/// `--upgrade-from`, takes the sockets of the process this one replaces where they match. Ports
+/// first: a taken port fails at once, before any DNS lookup.
+fn bind_all(table: &conf::RouteTable, opts: &Options) -> Result<Sockets, StartError> {
+    let offer =
+        match &opts.upgrade_socket {
+            Some(path) => Some(upgrade::Offer::bind(path).map_err(|e| {
+                StartError::Setup(format!("cannot listen on the upgrade socket {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
     let (mut inherited, handoff) = match &opts.upgrade_from {
         Some(path) => upgrade::take_over(path).map(|(i, h)| (i, Some(h)))?,
         None => (Inherited::default(), None),
     };
     let inherited = &mut inherited;
-    let bound = reload::bind(table, &opts.port_map, |_| false, inherited)?;
-    for b in &bound {
+    let data = reload::bind(table, &opts.port_map, |_| false, inherited)?;
+    for b in &data {
         tracing::debug!(port = b.port, addr = %b.local, "bound");
     }
     let operator = Operator::bind(opts, inherited)?;
@@ -327,29 +341,33 @@ fn bind_all(
             "closing the previous process's sockets this configuration does not serve"
         );
     }
-    Ok((bound, operator, handoff))
+    let handoff = handoff.map(|h| (h, inherited.adopted()));
+    Ok(Sockets { data, operator, handoff, offer })
 }
 
-/// Once serving: tells the process this one replaces (binary upgrade), then offers this one's
-/// sockets for the next upgrade when `--upgrade-socket` asks for it.
+/// Once serving: tells the process this one replaces (binary upgrade) and waits for it to
+/// confirm (without that, this one must stop: the other goes on serving), then offers this
+/// process's sockets for the next upgrade.
 fn upgrades(
-    opts: &Options,
-    handoff: Option<upgrade::Handoff>,
+    handoff: Option<(upgrade::Handoff, Vec<usize>)>,
+    offer: Option<upgrade::Offer>,
     admin: &Runtime,
     plane: &Arc<Plane>,
     operator: Vec<(Offered, std::os::fd::OwnedFd)>,
 ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<u32>>, StartError> {
-    if let Some(handoff) = handoff {
-        // Serving already; a previous process that went away meanwhile changes nothing here.
-        if let Err(e) = handoff.ready() {
-            tracing::warn!(error = %e, "cannot tell the previous process that this one serves");
+    if let Some((handoff, adopted)) = handoff {
+        handoff.ready(&adopted)?;
+    }
+    let Some(offer) = offer else { return Ok(None) };
+    let _entered = admin.enter();
+    match offer.serve(plane.clone(), operator) {
+        Ok(rx) => Ok(Some(rx)),
+        Err(e) => {
+            // Serving already, and the previous process is draining: keep serving without upgrades.
+            tracing::error!(error = %e, "cannot offer the sockets for binary upgrades; restart to upgrade");
+            Ok(None)
         }
     }
-    let Some(path) = &opts.upgrade_socket else { return Ok(None) };
-    let _entered = admin.enter();
-    upgrade::offer(path, plane.clone(), operator)
-        .map(Some)
-        .map_err(|e| StartError::Setup(format!("cannot offer the sockets for upgrades on {}: {e}", path.display())))
 }
 
 /// The operator endpoints' sockets, bound before anything starts.

@@ -21,6 +21,12 @@ pub fn ready_as_main(status: &str) {
     send(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A successor (binary upgrade) serves: it is the unit's main process from now on. Sent by the
+/// current main process.
+pub fn main_pid(pid: u32) {
+    send(&[NotifyState::MainPid(pid), NotifyState::Status("handed over to a successor; draining")]);
+}
+
 /// A reload starts.
 pub fn reloading() {
     send(&[NotifyState::Reloading, NotifyState::Status("reloading the configuration")]);

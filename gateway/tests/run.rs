@@ -400,6 +400,15 @@ impl Load {
     }
 }
 
+/// SIGTERM to a process that is not a child of the test, when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
@@ -433,6 +442,8 @@ fn sigusr2_replaces_the_process_with_the_binary_on_disk_refusing_no_connection()
         }
     };
     assert_ne!(successor, old);
+    // The successor is not our child: stopped here however the test ends.
+    let successor_process = KillOnDrop(successor);
     // The successor runs the file now on disk; the old process the one it replaced.
     let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().to_string_lossy().into_owned();
     assert_eq!(exe_of(successor), exe.to_string_lossy());
@@ -443,7 +454,7 @@ fn sigusr2_replaces_the_process_with_the_binary_on_disk_refusing_no_connection()
     println!("binary upgrade by SIGUSR2: {ok} requests on new connections served, {} failed", failed.len());
     let still = try_get(pylon.data);
     let ready = http_get(pylon.status, "/healthz/ready");
-    let _ = Command::new("kill").arg(successor.to_string()).status();
+    drop(successor_process);
     let deadline = Instant::now() + Duration::from_secs(15);
     while alive(successor) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
