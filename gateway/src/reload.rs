@@ -231,6 +231,9 @@ pub fn bind(
 /// several events for one change).
 pub const SETTLE: Duration = Duration::from_millis(300);
 
+/// The longest a reload waits for changes to settle.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(3);
+
 /// Watches the configuration paths and reloads after each settled burst of changes. Watching a
 /// directory is recursive (a mounted ConfigMap swaps its `..data` symlink inside it); a file is
 /// watched through its folder, so editors that replace the file are seen too.
@@ -241,8 +244,15 @@ pub fn watch_config(plane: Arc<Plane>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let _watcher = watcher;
         while rx.recv().await.is_some() {
-            tokio::time::sleep(SETTLE).await;
-            while rx.try_recv().is_ok() {}
+            // Wait until the files have been quiet for SETTLE: a reload in the middle of a
+            // write that is not atomic (truncate, then write) would read half a file, and an
+            // empty one is a valid configuration that closes every port. A writer that never
+            // pauses is still reloaded after SETTLE_AT_MOST.
+            let deadline = tokio::time::Instant::now() + SETTLE_AT_MOST;
+            while let Ok(Some(())) =
+                tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + SETTLE), rx.recv()).await
+            {
+            }
             // Errors are logged and counted by `reload`.
             let _ = plane.reload().await;
         }

@@ -74,6 +74,27 @@ async fn an_edited_configuration_file_is_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_pieces_is_reloaded_once_whole() {
+    use std::io::Write;
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let gw = TestGateway::start(&routing_to("v1.internal", &v1, &v2));
+    let whole = routing_to("v2.internal", &v1, &v2);
+    let (first, rest) = whole.split_at(whole.len() / 2);
+    // A writer that truncates, then writes in two pieces 200 ms apart, each pause shorter than
+    // the settle time: no reload may read the empty or the half-written file.
+    let mut file = std::fs::File::create(gw.dir.0.join("config.yaml")).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    file.write_all(first.as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+    wait_for(&gw, "v2").await;
+    let reloads = &gw.running.state.reloads;
+    assert_eq!(reloads.rejected.load(Ordering::Relaxed), 0, "{:?}", reloads.last_error.lock().unwrap());
+    assert_eq!(reloads.applied.load(Ordering::Relaxed), 1, "only the whole file was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_data_swap_is_reloaded() {
     use std::os::unix::fs::symlink;
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
@@ -217,7 +238,7 @@ async fn reloads_under_load_lose_no_request_and_invalid_versions_never_serve() {
             gw.write_config(&yaml);
             tokio::time::sleep(Duration::from_millis(60)).await;
         } else {
-            std::fs::write(gw.dir.0.join("config.yaml"), &yaml).unwrap();
+            gw.write_config(&yaml);
             match gw.running.reload().await {
                 Ok(_) => applied += 1,
                 Err(ReloadError::Invalid(_)) => {
