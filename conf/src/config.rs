@@ -28,6 +28,8 @@ pub struct Meta {
     pub id: ResourceRef,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
     /// `metadata.creationTimestamp` as seconds since the Unix epoch.
     pub created: Option<i64>,
     /// Position in load order (0-based; a replaced duplicate keeps the first position).
@@ -93,6 +95,10 @@ pub struct Config {
     pub workload_entries: Vec<Resource<raw::WorkloadEntry>>,
     /// Core `Secret` resources.
     pub secrets: Vec<Resource<raw::Secret>>,
+    /// `RequestAuthentication` resources.
+    pub request_authentications: Vec<Resource<raw::RequestAuthentication>>,
+    /// `AuthorizationPolicy` resources.
+    pub authorization_policies: Vec<Resource<raw::AuthorizationPolicy>>,
     /// Resources of other kinds.
     pub foreign: Vec<Foreign>,
 }
@@ -107,6 +113,8 @@ impl Config {
         sort_resources(&mut self.service_entries);
         sort_resources(&mut self.workload_entries);
         sort_resources(&mut self.secrets);
+        sort_resources(&mut self.request_authentications);
+        sort_resources(&mut self.authorization_policies);
         self.foreign.sort_by(|a, b| order_key(&a.meta).cmp(&order_key(&b.meta)));
     }
 }

@@ -100,6 +100,8 @@ codes! {
     Credential = "credential": "a server certificate that cannot be found; that server refuses TLS handshakes",
     NoGateway = "no-gateway": "no Gateway selects this workload: nothing listens on data ports",
     Unselected = "unselected": "a Gateway whose selector does not match this workload's labels",
+    Policy = "policy": "an AuthorizationPolicy that Istio rejects, or that Pylon cannot enforce exactly as written",
+    Jwt = "jwt": "a RequestAuthentication JWT rule that Istio rejects",
 }
 
 impl fmt::Display for Code {

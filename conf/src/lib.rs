@@ -11,6 +11,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod load;
 pub mod matcher;
+pub mod mesh;
 pub mod model;
 pub mod raw;
 pub mod render;

@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use crate::matcher::{HeaderMatcher, RouteMatch, StringMatcher};
 use crate::table::{
-    ChainAction, Cluster, HeaderOps, ListenerKind, PemSource, Route, RouteAction, RouteConfig, RouteTable, Server,
-    ServerTls, TcpRoute, WeightedCluster,
+    ChainAction, Cluster, HeaderOps, ListenerKind, PemSource, Route, RouteAction, RouteConfig, RouteTable, Security,
+    Server, ServerTls, TcpRoute, WeightedCluster,
 };
 
 /// Renders the whole table as text.
@@ -18,6 +18,7 @@ pub fn text(t: &RouteTable) -> String {
         "GATEWAYS {}",
         if t.gateways.is_empty() { "(none select this workload)".to_string() } else { t.gateways.join(", ") }
     );
+    policies(&mut out, &t.security);
     out.push_str("\nLISTENERS\n");
     if t.listeners.is_empty() {
         out.push_str("  (none)\n");
@@ -37,6 +38,37 @@ pub fn text(t: &RouteTable) -> String {
         cluster(&mut out, c);
     }
     out
+}
+
+/// The security policies: they apply to every route of the workload.
+fn policies(out: &mut String, s: &Security) {
+    if s.is_empty() {
+        return;
+    }
+    out.push_str("\nPOLICIES (every route)\n");
+    let dry = |d: bool| if d { " [dry-run: logged, not enforced]" } else { "" };
+    for p in &s.request_authentications {
+        let issuers: Vec<&str> = p.spec.jwt_rules.iter().map(|r| r.issuer.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  RequestAuthentication {} (by {}): issuers {}{}",
+            p.name,
+            p.bound_by,
+            issuers.join(", "),
+            dry(p.dry_run)
+        );
+    }
+    for p in &s.authorization_policies {
+        let action = format!("{:?}", p.spec.action).to_uppercase();
+        let _ = writeln!(
+            out,
+            "  AuthorizationPolicy {} (by {}): {action}, {} rule(s){}",
+            p.name,
+            p.bound_by,
+            p.spec.rules.len(),
+            dry(p.dry_run)
+        );
+    }
 }
 
 fn server_name(t: &RouteTable, id: usize) -> String {

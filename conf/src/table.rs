@@ -33,6 +33,42 @@ pub struct RouteTable {
     pub route_configs: Vec<RouteConfig>,
     /// Upstream clusters `(host, subset, port)`.
     pub clusters: Vec<Cluster>,
+    /// The security policies that apply to this workload, in Istio's order.
+    pub security: Security,
+    /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
+    /// address (`remote.ip`) is the one this many entries from the right.
+    pub num_trusted_proxies: u32,
+}
+
+/// `RequestAuthentication` and `AuthorizationPolicy` resources bound to this workload
+/// (selector in its namespace, the root namespace, or a `targetRef` to its Gateway). They
+/// apply to every request the workload serves, as Istio's do.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Security {
+    /// `RequestAuthentication` resources.
+    pub request_authentications: Vec<BoundPolicy<raw::RequestAuthentication>>,
+    /// `AuthorizationPolicy` resources.
+    pub authorization_policies: Vec<BoundPolicy<raw::AuthorizationPolicy>>,
+}
+
+impl Security {
+    /// True when no policy applies.
+    pub fn is_empty(&self) -> bool {
+        self.request_authentications.is_empty() && self.authorization_policies.is_empty()
+    }
+}
+
+/// A validated policy resource that applies to this workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundPolicy<T> {
+    /// `namespace/name`.
+    pub name: String,
+    /// Why it applies: `selector`, `root namespace`, `targetRef` or `namespace`.
+    pub bound_by: &'static str,
+    /// `istio.io/dry-run: "true"`: evaluated and logged, never enforced.
+    pub dry_run: bool,
+    /// The spec as validated.
+    pub spec: T,
 }
 
 /// One Gateway server, with its TLS settings resolved.

@@ -165,13 +165,17 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
 
 impl Selection {
     /// The `conf` selection these flags describe.
-    pub fn to_conf(&self) -> conf::Selection {
-        conf::Selection {
+    pub fn to_conf(&self) -> Result<conf::Selection, String> {
+        let mut sel = conf::Selection {
             labels: self.labels.clone(),
             namespace: self.namespace.clone(),
             credentials_dir: self.credentials_dir.clone(),
             ..conf::Selection::default()
+        };
+        if let Some(path) = &self.mesh_config {
+            conf::mesh::MeshConfig::read(path)?.apply(&mut sel);
         }
+        Ok(sel)
     }
 }
 

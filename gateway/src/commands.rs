@@ -13,10 +13,11 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 fn build(sel: &Selection) -> Result<conf::Built, u8> {
-    if sel.mesh_config.is_some() {
-        eprintln!("warning: --mesh-config is not implemented yet; the file is not read");
-    }
-    conf::build(&sel.config, &sel.to_conf()).map_err(|e| {
+    let selection = sel.to_conf().map_err(|e| {
+        eprintln!("pylon: {e}");
+        EXIT_USAGE
+    })?;
+    conf::build(&sel.config, &selection).map_err(|e| {
         eprintln!("pylon: {e}");
         EXIT_USAGE
     })
@@ -84,7 +85,13 @@ pub fn run(args: &RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let opts = options(args);
+    let opts = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pylon: {e}");
+            return EXIT_USAGE;
+        }
+    };
     // The binary as it was named at start-up: after a package upgrade replaced the file, this path
     // names the new binary (SIGUSR2 starts it), while /proc/self/exe then names the deleted one.
     let exe = std::env::current_exe();
@@ -126,10 +133,10 @@ pub fn run(args: &RunArgs) -> u8 {
 }
 
 /// `pylon run`'s options for the server.
-fn options(args: &RunArgs) -> crate::server::Options {
-    crate::server::Options {
+fn options(args: &RunArgs) -> Result<crate::server::Options, String> {
+    Ok(crate::server::Options {
         config: args.selection.config.clone(),
-        selection: args.selection.to_conf(),
+        selection: args.selection.to_conf()?,
         port_map: args.selection.port_map.clone().unwrap_or_default().0,
         status_addr: args.status_addr,
         threads: args.threads.map_or_else(default_threads, usize::from),
@@ -140,7 +147,7 @@ fn options(args: &RunArgs) -> crate::server::Options {
         access_log: access_log(args),
         upgrade_socket: args.upgrade_socket.clone(),
         upgrade_from: args.upgrade_from.clone(),
-    }
+    })
 }
 
 /// Starts the gateway, or says why not and returns the exit status.

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod edge;
 pub mod error;
 pub mod features;
+pub mod jwks;
 pub mod l4;
 pub mod lifecycle;
 pub mod listener;

@@ -205,13 +205,35 @@ fn spawn_connection(tcp: TcpStream, key: ListenerKey, env: &Arc<Env>) {
     tokio::spawn(async move {
         // The connection counts for the drain until its task ends.
         let _tracked = tracked;
-        match kind_of(&env.state.snapshot(), key) {
+        let snap = env.state.snapshot();
+        if refused(&snap, &tcp, key) {
+            return;
+        }
+        match kind_of(&snap, key) {
             Some(Kind::Http) => connection(tcp, env).await,
             Some(Kind::Tls) => crate::tls::serve(buffered(tcp), key, env).await,
             Some(Kind::Tcp) => tcp_connection(tcp, key, env).await,
             None => drop(tcp),
         }
     });
+}
+
+/// True when an AuthorizationPolicy DENY rule that depends only on the peer address and port
+/// refuses the connection: it is closed before a byte is read (no TLS handshake, no HTTP).
+fn refused(snap: &crate::snapshot::Snapshot, tcp: &TcpStream, key: ListenerKey) -> bool {
+    if !snap.policies.checks_connections() {
+        return false;
+    }
+    let Ok(peer) = tcp.peer_addr() else { return true };
+    let mut cx = policy::Context::new(peer.ip(), key.port);
+    cx.local = tcp.local_addr().ok();
+    match snap.policies.connection(&cx) {
+        policy::Decision::Allow => false,
+        policy::Decision::Deny(d) => {
+            tracing::debug!(peer = %peer, port = key.port, details = %d.details, "connection refused by policy");
+            true
+        }
+    }
 }
 
 async fn connection(tcp: TcpStream, env: Arc<Env>) {

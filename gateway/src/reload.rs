@@ -35,6 +35,9 @@ pub enum ReloadError {
     /// A port the configuration adds cannot be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// A policy cannot be built (its key set, a pattern): the configuration is refused.
+    #[error("a policy cannot be enforced: {0}")]
+    Policy(#[from] policy::BuildError),
     /// The reload task stopped (the gateway is shutting down).
     #[error("the gateway is shutting down")]
     Stopped,
@@ -137,7 +140,9 @@ impl Plane {
             .map_err(|e| self.refused(ReloadError::Bind(e)))?;
         let generation = state.snapshot().generation + 1;
         let creds = self.source.selection.credentials_dir.clone();
-        let snap = Snapshot::build(built.table, generation, creds, &self.registry).await;
+        let snap = Snapshot::build(built.table, generation, creds, &self.registry)
+            .await
+            .map_err(|e| self.refused(ReloadError::Policy(e)))?;
         let table = snap.table.clone();
         state.store(snap);
         self.open_and_close(&table, bound, &mut open);

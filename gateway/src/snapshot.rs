@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub tls: Arc<TlsStore>,
     /// [`crate::conn::fingerprint`] of each server, indexed like `table.servers`.
     pub server_fingerprints: Vec<u64>,
+    /// The security policies, built from `table.security`.
+    pub policies: Arc<policy::Chain>,
     /// Keeps this snapshot's clusters (and their DNS refreshers) alive.
     _clusters: Vec<Arc<ClusterRuntime>>,
     /// The rotation watcher, stopped when the snapshot is dropped.
@@ -33,21 +35,26 @@ impl Snapshot {
     /// The run-time form of `table`: clusters from `registry` (reused when unchanged, new ones
     /// resolved once, bounded in time), TLS material read (a credential missing at compile time is
     /// looked up again in `credentials_dir`) and watched for rotation. Runs on the data runtime.
+    /// `Err` when a policy cannot be built: the configuration is refused, never served without it.
     pub async fn build(
         table: RouteTable,
         generation: u64,
         credentials_dir: Option<PathBuf>,
         registry: &Registry,
-    ) -> Self {
+    ) -> Result<Self, policy::BuildError> {
+        let policies = Arc::new(policy::Chain::build(&table.security)?);
         let clusters = registry.clusters(&table.clusters).await;
         let mut snap = Self::assemble(table, generation, credentials_dir, clusters);
+        snap.policies = policies;
         if !snap.tls.is_empty() {
             snap.tasks.push(crate::tls::watch::spawn(snap.tls.clone()));
         }
-        snap
+        snap.tasks.extend(crate::jwks::spawn_fetchers(&snap.policies));
+        Ok(snap)
     }
 
-    /// A snapshot from clusters already made, without background tasks (tests, tools).
+    /// A snapshot from clusters already made, without background tasks and without policies
+    /// (tests, tools).
     pub fn assemble(
         table: RouteTable,
         generation: u64,
@@ -57,7 +64,16 @@ impl Snapshot {
         let upstreams = clusters.iter().map(|c| c.upstream.clone()).collect();
         let tls = Arc::new(TlsStore::new(&table, credentials_dir));
         let server_fingerprints = table.servers.iter().map(crate::conn::fingerprint).collect();
-        Snapshot { generation, table, upstreams, tls, server_fingerprints, _clusters: clusters, tasks: Vec::new() }
+        Snapshot {
+            generation,
+            table,
+            upstreams,
+            tls,
+            server_fingerprints,
+            policies: Arc::new(policy::Chain::default()),
+            _clusters: clusters,
+            tasks: Vec::new(),
+        }
     }
 }
 

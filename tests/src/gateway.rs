@@ -62,6 +62,8 @@ pub struct Setup {
     pub extra_ports: Vec<u16>,
     /// The access log (off by default).
     pub access_log: Option<(gateway::telemetry::access_log::Target, bool)>,
+    /// MeshConfig `defaultConfig.gatewayTopology.numTrustedProxies`.
+    pub num_trusted_proxies: u32,
 }
 
 impl TestGateway {
@@ -79,6 +81,7 @@ impl TestGateway {
             selection.labels = labels;
         }
         selection.credentials_dir = setup.credentials_dir;
+        selection.num_trusted_proxies = setup.num_trusted_proxies;
         let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
         assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
         let port_map = built.table.listeners.iter().map(|l| l.port).chain(setup.extra_ports).map(|p| (p, 0)).collect();

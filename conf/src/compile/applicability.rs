@@ -16,12 +16,6 @@ enum Treatment {
 fn treatment(group: &str, kind: &str) -> Treatment {
     use Treatment::*;
     match (group, kind) {
-        ("security.istio.io", "AuthorizationPolicy") => {
-            FailClosed("AuthorizationPolicy is not implemented by this version")
-        }
-        ("security.istio.io", "RequestAuthentication") => {
-            FailClosed("RequestAuthentication is not implemented by this version")
-        }
         ("security.istio.io", "PeerAuthentication") => {
             FailClosed("PeerAuthentication needs the mesh's workload identity, which Pylon does not have")
         }

@@ -14,6 +14,7 @@ mod extras;
 mod http;
 mod l4;
 mod route;
+mod security;
 mod select;
 mod servers;
 
@@ -38,6 +39,9 @@ pub struct Selection {
     pub domain: String,
     /// Istio's root namespace (mesh-wide policies and DestinationRules).
     pub root_namespace: String,
+    /// Proxies in front of this gateway trusted to append to `X-Forwarded-For` (MeshConfig
+    /// `defaultConfig.gatewayTopology.numTrustedProxies`).
+    pub num_trusted_proxies: u32,
 }
 
 impl Default for Selection {
@@ -48,6 +52,7 @@ impl Default for Selection {
             credentials_dir: None,
             domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
+            num_trusted_proxies: 0,
         }
     }
 }
@@ -72,6 +77,8 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.listeners = http::listeners(&plan, &mut table.route_configs, &mut ctx);
     table.servers = plan.servers;
     table.clusters = registry.into_clusters();
+    table.security = security::bind(config, sel, out);
+    table.num_trusted_proxies = sel.num_trusted_proxies;
     table
 }
 

@@ -25,6 +25,10 @@ pub enum Loaded {
     WorkloadEntry(Resource<raw::WorkloadEntry>),
     /// Secret.
     Secret(Resource<raw::Secret>),
+    /// RequestAuthentication.
+    RequestAuthentication(Resource<raw::RequestAuthentication>),
+    /// AuthorizationPolicy.
+    AuthorizationPolicy(Resource<raw::AuthorizationPolicy>),
     /// Anything else.
     Foreign(Foreign),
 }
@@ -38,6 +42,8 @@ impl Loaded {
             Loaded::ServiceEntry(r) => &r.meta,
             Loaded::WorkloadEntry(r) => &r.meta,
             Loaded::Secret(r) => &r.meta,
+            Loaded::RequestAuthentication(r) => &r.meta,
+            Loaded::AuthorizationPolicy(r) => &r.meta,
             Loaded::Foreign(f) => &f.meta,
         }
     }
@@ -50,6 +56,8 @@ impl Loaded {
             Loaded::ServiceEntry(r) => &mut r.meta,
             Loaded::WorkloadEntry(r) => &mut r.meta,
             Loaded::Secret(r) => &mut r.meta,
+            Loaded::RequestAuthentication(r) => &mut r.meta,
+            Loaded::AuthorizationPolicy(r) => &mut r.meta,
             Loaded::Foreign(f) => &mut f.meta,
         }
     }
@@ -64,6 +72,8 @@ pub(super) fn store(config: &mut Config, loaded: Loaded) {
         Loaded::ServiceEntry(r) => config.service_entries.push(r),
         Loaded::WorkloadEntry(r) => config.workload_entries.push(r),
         Loaded::Secret(r) => config.secrets.push(r),
+        Loaded::RequestAuthentication(r) => config.request_authentications.push(r),
+        Loaded::AuthorizationPolicy(r) => config.authorization_policies.push(r),
         Loaded::Foreign(f) => config.foreign.push(f),
     }
 }
@@ -80,6 +90,8 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
         .or_else(|| take(&mut config.service_entries, id))
         .or_else(|| take(&mut config.workload_entries, id))
         .or_else(|| take(&mut config.secrets, id))
+        .or_else(|| take(&mut config.request_authentications, id))
+        .or_else(|| take(&mut config.authorization_policies, id))
         .or_else(|| {
             let pos = config.foreign.iter().position(|f| &f.meta.id == id)?;
             Some(config.foreign.remove(pos).meta.load_index)
@@ -95,6 +107,8 @@ enum Kind {
     ServiceEntry,
     WorkloadEntry,
     Secret,
+    RequestAuthentication,
+    AuthorizationPolicy,
 }
 
 fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
@@ -106,6 +120,9 @@ fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
         ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
         ("networking.istio.io", "WorkloadEntry") => Some(Kind::WorkloadEntry),
         ("", "Secret") if version == "v1" => Some(Kind::Secret),
+        ("security.istio.io", _) if !matches!(version, "v1" | "v1beta1") => None,
+        ("security.istio.io", "RequestAuthentication") => Some(Kind::RequestAuthentication),
+        ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
         _ => None,
     }
 }
@@ -163,6 +180,12 @@ fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Rep
         Kind::DestinationRule => Loaded::DestinationRule(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::ServiceEntry => Loaded::ServiceEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::WorkloadEntry => Loaded::WorkloadEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::RequestAuthentication => {
+            Loaded::RequestAuthentication(Resource { meta, spec: decode(spec, "spec", r, false)? })
+        }
+        Kind::AuthorizationPolicy => {
+            Loaded::AuthorizationPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? })
+        }
         Kind::Secret => return None,
     })
 }
@@ -201,7 +224,14 @@ fn read_meta(
         )
         .hint = Some("use the form 2024-05-01T10:00:00Z".into());
     }
-    Some(Meta { id, labels: meta.labels, created, load_index: 0, origin: origin.clone() })
+    Some(Meta {
+        id,
+        labels: meta.labels,
+        annotations: meta.annotations,
+        created,
+        load_index: 0,
+        origin: origin.clone(),
+    })
 }
 
 fn foreign(meta: Meta, group: &str, map: &serde_yaml::Mapping) -> Foreign {

@@ -9,6 +9,7 @@ mod destination_rule;
 mod gateway;
 mod meta;
 mod secret;
+mod security;
 mod service_entry;
 mod virtual_service;
 
@@ -17,5 +18,6 @@ pub use destination_rule::*;
 pub use gateway::*;
 pub use meta::*;
 pub use secret::*;
+pub use security::*;
 pub use service_entry::*;
 pub use virtual_service::*;

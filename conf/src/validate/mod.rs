@@ -8,6 +8,7 @@ mod http_match;
 mod http_route;
 pub mod names;
 mod secret;
+mod security;
 mod service_entry;
 mod unreachable;
 mod virtual_service;
@@ -58,6 +59,12 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
     }
     for secret in &config.secrets {
         secret::validate(&secret.spec, &mut Reporter::new(&secret.meta.id, out));
+    }
+    for p in &config.authorization_policies {
+        security::validate_authorization_policy(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));
+    }
+    for p in &config.request_authentications {
+        security::validate_request_authentication(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));
     }
     regexes
 }

@@ -2,6 +2,7 @@
 
 pub mod ctx;
 pub mod header_ops;
+pub mod policies;
 pub mod reply;
 pub mod request;
 pub mod route;
@@ -83,6 +84,10 @@ impl ProxyHttp for Gateway {
         if let Some(bad) = ctx.outcome {
             session.set_keepalive(None);
             LocalReply::outcome(bad).write(session).await?;
+            return Ok(true);
+        }
+        if let Some(denied) = policies::check(session, ctx).await {
+            denied.write(session).await?;
             return Ok(true);
         }
         match route::decide(session, ctx) {

@@ -1,0 +1,67 @@
+//! Runs the snapshot's security policies on a request, before routing (Envoy's `jwt_authn` and
+//! RBAC filters run before its router).
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::ctx::Ctx;
+use super::reply::LocalReply;
+
+/// `Some(reply)` when a policy denies the request.
+pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<LocalReply> {
+    let chain = ctx.snap.policies.clone();
+    if chain.is_empty() {
+        return None;
+    }
+    let mut cx = context(session, ctx)?;
+    match chain.request(session.req_header_mut(), &mut cx, SystemTime::now()).await {
+        policy::Decision::Allow => None,
+        policy::Decision::Deny(d) => {
+            tracing::debug!(status = d.status, details = %d.details, peer = %cx.peer, "request denied by policy");
+            let mut headers = d.headers;
+            headers.push(("content-type".into(), "text/plain".into()));
+            Some(LocalReply { status: d.status, headers, body: Bytes::from(d.body) })
+        }
+    }
+}
+
+/// What the policies see of this request's connection.
+fn context(session: &Session, ctx: &Ctx) -> Option<policy::Context> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let mut cx = policy::Context::new(peer, ctx.port);
+    cx.client = remote_address(session, peer, ctx.snap.table.num_trusted_proxies);
+    cx.local = session.server_addr().and_then(|a| a.as_inet()).copied();
+    if let Some(tls) = &ctx.tls {
+        cx.sni.clone_from(&tls.sni);
+        cx.peer_principal = tls
+            .client_cert
+            .as_ref()
+            .filter(|c| c.verified)
+            .and_then(|c| c.uris.iter().find_map(|u| u.strip_prefix("spiffe://")))
+            .map(str::to_string);
+    }
+    Some(cx)
+}
+
+/// Envoy's trusted client address with `use_remote_address: true` and `xff_num_trusted_hops: n`:
+/// the peer when `n` is 0, else the `n`th address from the right of `X-Forwarded-For` (the peer
+/// when the header has fewer, or one that is not an address).
+/// <https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/headers#x-forwarded-for>
+pub fn remote_address(session: &Session, peer: IpAddr, n: u32) -> IpAddr {
+    if n == 0 {
+        return peer;
+    }
+    let headers = &session.req_header().headers;
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    entries.len().checked_sub(n).and_then(|i| entries.get(i)).and_then(|a| a.parse::<IpAddr>().ok()).unwrap_or(peer)
+}

@@ -1,0 +1,216 @@
+//! The firewall: Istio `AuthorizationPolicy` at the gateway, each test named after the rule of
+//! Istio's reference (istio.io/latest/docs/reference/config/security/authorization-policy/) it
+//! shows, with real requests through the gateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use e2e::client::{get, http1};
+use e2e::gateway::Setup;
+use e2e::yaml::{gateway, service, virtual_service};
+use e2e::{TestGateway, Upstream};
+
+/// A gateway on port 80 routing every host to `up`, plus `policies`.
+fn serving(up: &Upstream, policies: &str) -> String {
+    gateway(80, &["*"])
+        + &service("app", "app.internal", &[up])
+        + &virtual_service("vs", &["*"], "- route: [{destination: {host: app.internal}}]")
+        + policies
+}
+
+/// An AuthorizationPolicy `name` in `default` selecting the gateway, with `spec` lines.
+fn policy(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{istio: ingressgateway}}}}\n{}\n---\n",
+        spec.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// The status of GET `path` with `headers`.
+async fn status(gw: &TestGateway, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = http1().request(method.parse().unwrap(), format!("{}{path}", gw.url(80)));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_policy_admits_only_requests_that_match_a_rule() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy("allow-public", "action: ALLOW\nrules:\n- to: [{operation: {methods: [GET], paths: [\"/public/*\"]}}]"),
+    ));
+    assert_eq!(status(&gw, "GET", "/public/a", &[]).await, 200);
+    let denied = get(&http1(), &gw.url(80), "", "/private", &[]).await;
+    assert_eq!((denied.status, denied.body.as_str()), (403, "RBAC: access denied"));
+    assert_eq!(status(&gw, "POST", "/public/a", &[]).await, 403, "methods and paths are ANDed");
+    assert_eq!(up.seen().len(), 1, "denied requests never reach the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_policy_wins_over_an_allow_policy() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &(policy("allow-all", "action: ALLOW\nrules: [{}]")
+            + &policy("deny-admin", "action: DENY\nrules:\n- to: [{operation: {paths: [\"/admin*\"]}}]")),
+    ));
+    assert_eq!(status(&gw, "GET", "/admin/users", &[]).await, 403);
+    assert_eq!(status(&gw, "GET", "/shop", &[]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_policy_without_rules_denies_everything_and_an_audit_policy_changes_nothing() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(&up, &policy("allow-nothing", "action: ALLOW")));
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 403);
+    let audited = TestGateway::start(&serving(&up, &policy("audit", "action: AUDIT\nrules: [{}]")));
+    assert_eq!(status(&audited, "GET", "/", &[]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_values_match_everything_they_do_not_list() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy(
+            "deny-but-health",
+            "action: DENY\nrules:\n- to: [{operation: {notPaths: [\"/healthz\"], notMethods: [OPTIONS]}}]",
+        ),
+    ));
+    assert_eq!(status(&gw, "GET", "/healthz", &[]).await, 200);
+    assert_eq!(status(&gw, "OPTIONS", "/x", &[]).await, 200);
+    assert_eq!(status(&gw, "GET", "/x", &[]).await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_wildcards_and_templates_match_as_istio_documents() {
+    let up = Upstream::start("app").await;
+    let paths = "[\"*.png\", \"/books/{*}/pages\", \"/files/{**}\", \"/exact\"]";
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy("allow-paths", &format!("action: ALLOW\nrules:\n- to: [{{operation: {{paths: {paths}}}}}]")),
+    ));
+    for (path, want) in [
+        ("/img/a.png", 200),
+        ("/books/7/pages", 200),
+        ("/books/7/8/pages", 403),
+        ("/files/a/b/c", 200),
+        ("/files", 403),
+        ("/exact", 200),
+        ("/exact?q=1", 200),
+        ("/exact/", 403),
+    ] {
+        assert_eq!(status(&gw, "GET", path, &[]).await, want, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_match_without_case_and_with_or_without_the_port() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy(
+            "allow-host",
+            "action: ALLOW\nrules:\n- to: [{operation: {hosts: [\"Shop.Example.com\", \"*.api.example.com\"]}}]",
+        ),
+    ));
+    for (host, want) in [
+        ("shop.example.com", 200),
+        ("shop.example.com:80", 200),
+        ("v1.api.example.com", 200),
+        ("other.example.com", 403),
+    ] {
+        assert_eq!(get(&http1(), &gw.url(80), host, "/", &[]).await.status, want, "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_conditions_match_values_and_absent_headers_fail_them() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy("deny-dev", "action: DENY\nrules:\n- when: [{key: \"request.headers[x-env]\", values: [\"dev*\"]}]"),
+    ));
+    assert_eq!(status(&gw, "GET", "/", &[("x-env", "dev-3")]).await, 403);
+    assert_eq!(status(&gw, "GET", "/", &[("x-env", "prod")]).await, 200);
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_policy_is_evaluated_but_not_enforced() {
+    let up = Upstream::start("app").await;
+    let dry = policy("deny-all", "action: DENY\nrules: [{}]")
+        .replace("metadata: {name: deny-all}", "metadata: {name: deny-all, annotations: {istio.io/dry-run: \"true\"}}");
+    let gw = TestGateway::start(&serving(&up, &dry));
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_policies_that_select_this_workload_apply() {
+    let up = Upstream::start("app").await;
+    let other_ns = policy("deny-all", "action: DENY\nrules: [{}]")
+        .replace("{name: deny-all}", "{name: deny-all, namespace: shop}");
+    let other_workload =
+        policy("deny-other", "action: DENY\nrules: [{}]").replace("istio: ingressgateway}}", "app: other}}");
+    let gw = TestGateway::start(&serving(&up, &(other_ns.clone() + &other_workload)));
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 200);
+    let mesh_wide = other_ns.replace("namespace: shop", "namespace: istio-system");
+    let gw = TestGateway::start(&serving(&up, &mesh_wide));
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 403, "a policy in the root namespace applies mesh-wide");
+}
+
+/// A client bound to `source` (another loopback address).
+fn from(source: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder().local_address(source).http1_only().build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_blocks_match_the_peer_and_a_deny_refuses_the_connection_before_any_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy("deny-net", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [\"127.0.0.2/32\"]}}]"),
+    ));
+    assert_eq!(get(&from("127.0.0.1".parse().unwrap()), &gw.url(80), "", "/", &[]).await.status, 200);
+    assert!(from("127.0.0.2".parse().unwrap()).get(gw.url(80)).send().await.is_err(), "no HTTP answer at all");
+    // The raw view: the kernel completes the connection, then it is closed without a byte read.
+    let mut tcp = connect_from("127.0.0.2".parse().unwrap(), gw.addr(80)).await;
+    let _ = tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(read.is_ok() && out.is_empty(), "closed with nothing answered: {}", String::from_utf8_lossy(&out));
+    assert_eq!(up.seen().len(), 1);
+}
+
+/// A TCP connection from `source` to `to`.
+async fn connect_from(source: IpAddr, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(source, 0)).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_ip_blocks_match_the_client_address_behind_trusted_proxies() {
+    let up = Upstream::start("app").await;
+    let yaml = serving(
+        &up,
+        &policy("allow-office", "action: ALLOW\nrules:\n- from: [{source: {remoteIpBlocks: [\"203.0.113.0/24\"]}}]"),
+    );
+    let gw = TestGateway::start_with(&yaml, Setup { num_trusted_proxies: 1, ..Setup::default() });
+    assert_eq!(status(&gw, "GET", "/", &[("x-forwarded-for", "203.0.113.9")]).await, 200);
+    assert_eq!(
+        status(&gw, "GET", "/", &[("x-forwarded-for", "203.0.113.9, 198.51.100.1")]).await,
+        403,
+        "only one hop is trusted"
+    );
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 403, "no forwarded address: the peer is the client");
+    // With no trusted proxy, a client's X-Forwarded-For is never believed.
+    let untrusting = TestGateway::start(&yaml);
+    assert_eq!(status(&untrusting, "GET", "/", &[("x-forwarded-for", "203.0.113.9")]).await, 403);
+}
