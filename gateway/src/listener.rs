@@ -253,6 +253,16 @@ async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
     let Some(route) = route else {
         return tracing::debug!(port = key.port, "no TCP route; closing");
     };
+    let connection = crate::proxy::policies::Connection {
+        peer: tcp.peer_addr().ok(),
+        local: tcp.local_addr().ok(),
+        port: key.port,
+        sni: None,
+        client_cert: None,
+    };
+    if !crate::proxy::policies::l4_allowed(&snap, &connection) {
+        return;
+    }
     let cluster = crate::l4::pick(route);
     crate::l4::proxy(tcp, snap, cluster, &env, &format!("port {}", key.port)).await;
 }

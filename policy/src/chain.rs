@@ -51,6 +51,12 @@ impl Chain {
         self.authz.as_ref().map_or(Decision::Allow, |a| a.connection(cx))
     }
 
+    /// Decides on a TCP connection (no HTTP request on it): authorization only, as Istio's
+    /// network RBAC filter; `RequestAuthentication` has nothing to read there.
+    pub fn l4(&self, cx: &Context) -> Decision {
+        self.authz.as_ref().map_or(Decision::Allow, |a| a.decide_l4(cx))
+    }
+
     /// True when [`Chain::connection`] can refuse a connection (the listener checks then).
     pub fn checks_connections(&self) -> bool {
         self.authz.as_ref().is_some_and(|a| a.denies_connections())

@@ -214,3 +214,46 @@ async fn remote_ip_blocks_match_the_client_address_behind_trusted_proxies() {
     let untrusting = TestGateway::start(&yaml);
     assert_eq!(status(&untrusting, "GET", "/", &[("x-forwarded-for", "203.0.113.9")]).await, 403);
 }
+
+/// A gateway with a TCP server on 9000 to `db`, plus `policies`.
+fn tcp_serving(db: &e2e::tls::TcpUpstream, policies: &str) -> String {
+    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 9000, name: tcp, protocol: TCP}\n    hosts: ['*']\n---\n".to_string()
+        + &format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db}}\nspec:\n  hosts: [db.internal]\n  ports: [{{number: 9000, name: tcp, protocol: TCP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{tcp: {}}}}}]\n---\n", db.port())
+        + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: tcp}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  tcp:\n  - route: [{destination: {host: db.internal}}]\n---\n"
+        + policies
+}
+
+/// Sends `msg` from `source` on a TCP connection to `to`, half-closes, reads the answer.
+async fn tcp_from(source: IpAddr, to: SocketAddr, msg: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = connect_from(source, to).await;
+    let _ = tcp.write_all(msg).await;
+    let _ = tcp.shutdown().await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_authorized_by_their_addresses_and_ports() {
+    let db = e2e::tls::TcpUpstream::start("db").await;
+    let gw = TestGateway::start(&tcp_serving(
+        &db,
+        &policy("allow-local", "action: ALLOW\nrules:\n- from: [{source: {ipBlocks: [\"127.0.0.1\"]}}]\n  to: [{operation: {ports: [\"9000\"]}}]"),
+    ));
+    let (ok, other) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    assert_eq!(tcp_from(ok, gw.addr(9000), b"hi").await, "db\nhi");
+    assert_eq!(tcp_from(other, gw.addr(9000), b"hi").await, "", "not allowed: closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_tcp_an_allow_rule_with_http_fields_matches_nothing_and_a_deny_rule_ignores_them() {
+    let db = e2e::tls::TcpUpstream::start("db").await;
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    let allow_http = policy("allow-get", "action: ALLOW\nrules:\n- to: [{operation: {methods: [GET]}}]");
+    let gw = TestGateway::start(&tcp_serving(&db, &allow_http));
+    assert_eq!(tcp_from(local, gw.addr(9000), b"hi").await, "", "the only ALLOW rule cannot match TCP");
+    let deny_http = policy("deny-admin", "action: DENY\nrules:\n- to: [{operation: {paths: [\"/admin\"]}}]");
+    let gw = TestGateway::start(&tcp_serving(&db, &deny_http));
+    assert_eq!(tcp_from(local, gw.addr(9000), b"hi").await, "", "Istio warns: such a DENY rule denies all TCP");
+}

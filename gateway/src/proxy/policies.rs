@@ -36,12 +36,7 @@ fn context(session: &Session, ctx: &Ctx) -> Option<policy::Context> {
     cx.local = session.server_addr().and_then(|a| a.as_inet()).copied();
     if let Some(tls) = &ctx.tls {
         cx.sni.clone_from(&tls.sni);
-        cx.peer_principal = tls
-            .client_cert
-            .as_ref()
-            .filter(|c| c.verified)
-            .and_then(|c| c.uris.iter().find_map(|u| u.strip_prefix("spiffe://")))
-            .map(str::to_string);
+        cx.peer_principal = tls.client_cert.as_ref().and_then(principal);
     }
     Some(cx)
 }
@@ -64,4 +59,43 @@ pub fn remote_address(session: &Session, peer: IpAddr, n: u32) -> IpAddr {
         .collect();
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     entries.len().checked_sub(n).and_then(|i| entries.get(i)).and_then(|a| a.parse::<IpAddr>().ok()).unwrap_or(peer)
+}
+
+/// The facts of a TCP connection the authorization policies decide on (no request on it).
+pub struct Connection<'a> {
+    /// The TCP peer.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The local address.
+    pub local: Option<std::net::SocketAddr>,
+    /// The Gateway port.
+    pub port: u16,
+    /// The TLS server name.
+    pub sni: Option<&'a str>,
+    /// The verified client certificate of a terminated connection.
+    pub client_cert: Option<&'a crate::tls::peer::PeerCertificate>,
+}
+
+/// True when the policies let a TCP connection through (TCP servers, TLS passthrough and
+/// TLS-terminated TCP routes), as Istio's network RBAC filter decides; logged when not.
+pub fn l4_allowed(snap: &crate::snapshot::Snapshot, c: &Connection<'_>) -> bool {
+    if snap.policies.is_empty() {
+        return true;
+    }
+    let Some(peer) = c.peer else { return false };
+    let mut cx = policy::Context::new(peer.ip(), c.port);
+    cx.local = c.local;
+    cx.sni = c.sni.map(str::to_string);
+    cx.peer_principal = c.client_cert.and_then(principal);
+    match snap.policies.l4(&cx) {
+        policy::Decision::Allow => true,
+        policy::Decision::Deny(d) => {
+            tracing::debug!(peer = %peer, port = c.port, details = %d.details, "connection denied by policy");
+            false
+        }
+    }
+}
+
+/// The SPIFFE identity of a verified client certificate, without `spiffe://`.
+fn principal(cert: &crate::tls::peer::PeerCertificate) -> Option<String> {
+    cert.verified.then(|| cert.uris.iter().find_map(|u| u.strip_prefix("spiffe://")).map(str::to_string)).flatten()
 }

@@ -28,6 +28,7 @@ use pingora::protocols::GetSocketDigest;
 
 use crate::conn::TlsSession;
 use crate::listener::{Env, ListenerKey};
+use crate::proxy::policies::{l4_allowed, Connection};
 use crate::snapshot::Snapshot;
 use peer::PeerCertificate;
 
@@ -51,8 +52,14 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
         return tracing::info!(?peer, port = key.port, sni = ?hello.sni, "no Gateway server for this SNI; connection refused");
     };
     let what = format!("port {} sni {:?}", key.port, hello.sni.as_deref().unwrap_or(""));
+    let local = stream.get_socket_digest().and_then(|d| d.local_addr().cloned()).and_then(|a| a.as_inet().copied());
+    let peer = peer.and_then(|a| a.as_inet().copied());
+    let connection = |client_cert| Connection { peer, local, port: key.port, sni: hello.sni.as_deref(), client_cert };
     match &chain.action {
         ChainAction::Passthrough { route } => {
+            if !l4_allowed(&snap, &connection(None)) {
+                return;
+            }
             let cluster = crate::l4::pick(route);
             crate::l4::proxy(stream, snap, cluster, &env, &what).await;
         }
@@ -67,10 +74,16 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
             }
         }
         ChainAction::Tcp { route } => {
-            let session = session(&snap, chain, &key, None, hello.sni);
+            let session = session(&snap, chain, &key, None, hello.sni.clone());
             let cluster = crate::l4::pick(route);
             if let Some(tls) = terminate(stream, &snap, chain, session, deadline).await {
-                crate::l4::proxy(tls, snap, cluster, &env, &what).await;
+                let ssl = tls.ssl();
+                let cert = ssl
+                    .peer_certificate()
+                    .map(|c| PeerCertificate::of(&c, ssl.verify_result() == X509VerifyResult::OK));
+                if l4_allowed(&snap, &connection(cert.as_ref())) {
+                    crate::l4::proxy(tls, snap, cluster, &env, &what).await;
+                }
             }
         }
     }

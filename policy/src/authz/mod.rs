@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use pingora_http::RequestHeader;
 
 use crate::{Context, Decision, LocalReply};
-use rule::Rule;
+use rule::{HttpOnly, Rule};
 
 /// One policy, compiled.
 #[derive(Debug, Clone)]
@@ -28,6 +28,15 @@ struct Compiled {
 }
 
 impl Compiled {
+    /// Envoy's RBAC denial naming this policy's rule (`response_code_details`).
+    fn denied(&self, rule: usize) -> Decision {
+        Decision::Deny(LocalReply::rbac_denied(format!(
+            "rbac_access_denied_matched_policy[ns[{}]-policy[{}]-rule[{rule}]]",
+            namespace(&self.name),
+            policy_name(&self.name)
+        )))
+    }
+
     /// The index of the first matching rule.
     fn matching_rule(&self, req: &RequestHeader, cx: &Context) -> Option<usize> {
         self.rules.iter().position(|r| r.matches(req, cx))
@@ -56,11 +65,7 @@ impl Authorizer {
                     tracing::info!(policy = %p.name, rule, "dry-run DENY policy would deny the request");
                     continue;
                 }
-                return Decision::Deny(LocalReply::rbac_denied(format!(
-                    "rbac_access_denied_matched_policy[ns[{}]-policy[{}]-rule[{rule}]]",
-                    namespace(&p.name),
-                    policy_name(&p.name)
-                )));
+                return p.denied(rule);
             }
         }
         let (enforced, dry): (Vec<&Compiled>, Vec<&Compiled>) = self.allow.iter().partition(|p| !p.dry_run);
@@ -75,16 +80,39 @@ impl Authorizer {
         }
     }
 
+    /// Decides on a TCP connection (a TCP server, a TLS passthrough or TLS-terminated TCP
+    /// route), as Istio's network RBAC filter does: DENY rules without their HTTP-only fields,
+    /// then ALLOW rules that have none. `cx` holds the addresses, port, SNI and peer identity.
+    pub fn decide_l4(&self, cx: &Context) -> Decision {
+        let req_free = |p: &Compiled, http: HttpOnly| p.rules.iter().position(|r| r.matches_l4(cx, http));
+        for p in &self.audit {
+            if let Some(rule) = req_free(p, HttpOnly::Ignore) {
+                tracing::info!(policy = %p.name, rule, "AUDIT policy matched a connection");
+            }
+        }
+        for p in &self.deny {
+            if let Some(rule) = req_free(p, HttpOnly::Ignore) {
+                if p.dry_run {
+                    tracing::info!(policy = %p.name, rule, "dry-run DENY policy would deny the connection");
+                    continue;
+                }
+                return p.denied(rule);
+            }
+        }
+        let enforced: Vec<&Compiled> = self.allow.iter().filter(|p| !p.dry_run).collect();
+        if enforced.is_empty() || enforced.iter().any(|p| req_free(p, HttpOnly::Fail).is_some()) {
+            Decision::Allow
+        } else {
+            Decision::Deny(LocalReply::rbac_denied("rbac_access_denied_matched_policy[none]"))
+        }
+    }
+
     /// Decides on a connection before it is read (`cx` holds its addresses and port only):
     /// denied when an enforced DENY rule that depends only on those matches.
     pub fn connection(&self, cx: &Context) -> Decision {
         for p in self.deny.iter().filter(|p| !p.dry_run) {
             if let Some(rule) = p.rules.iter().position(|r| r.on_connection(cx) == Some(true)) {
-                return Decision::Deny(LocalReply::rbac_denied(format!(
-                    "rbac_access_denied_matched_policy[ns[{}]-policy[{}]-rule[{rule}]]",
-                    namespace(&p.name),
-                    policy_name(&p.name)
-                )));
+                return p.denied(rule);
             }
         }
         Decision::Allow

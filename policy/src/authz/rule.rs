@@ -206,6 +206,54 @@ impl Condition {
     }
 }
 
+/// How a rule is evaluated on a TCP connection (Istio's network RBAC filter): fields only HTTP
+/// has (`hosts`, `methods`, `paths`, `requestPrincipals`, `request.headers`, `request.auth.*`)
+/// cannot be checked. Istio drops them from DENY and AUDIT rules (which then match more) and
+/// drops whole ALLOW rules that use them (which then match nothing):
+/// istio/istio `pilot/pkg/security/authz/model` ("is HTTP only").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpOnly {
+    /// DENY and AUDIT: ignore the HTTP-only fields.
+    Ignore,
+    /// ALLOW: a rule with an HTTP-only field never matches.
+    Fail,
+}
+
+impl Source {
+    fn has_http_only(&self) -> bool {
+        self.request_principals.is_set()
+    }
+
+    fn matches_l4(&self, cx: &Context) -> bool {
+        let mut s = self.clone();
+        s.request_principals = Field::new(None, None);
+        s.matches(cx)
+    }
+}
+
+impl Operation {
+    fn has_http_only(&self) -> bool {
+        self.hosts.is_set() || self.methods.is_set() || self.paths.is_set()
+    }
+
+    fn matches_l4(&self, cx: &Context) -> bool {
+        self.ports.check(|p| port_matches(*p, cx))
+    }
+}
+
+impl Condition {
+    fn http_only(&self) -> bool {
+        matches!(
+            self,
+            Condition::Header(..)
+                | Condition::AuthPrincipal(_)
+                | Condition::AuthAudiences(_)
+                | Condition::AuthPresenter(_)
+                | Condition::AuthClaim(..)
+        )
+    }
+}
+
 /// A rule. `None` lists match anything; a written but empty list cannot pass validation.
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
@@ -219,6 +267,21 @@ impl Rule {
         self.from.as_ref().is_none_or(|f| f.iter().any(|s| s.matches(cx)))
             && self.to.as_ref().is_none_or(|t| t.iter().any(|o| o.matches(req, cx)))
             && self.when.iter().all(|c| c.matches(req, cx))
+    }
+
+    /// The rule on a TCP connection, without a request (see [`HttpOnly`]).
+    pub fn matches_l4(&self, cx: &Context, http_only: HttpOnly) -> bool {
+        let uses_http = self.from.iter().flatten().any(Source::has_http_only)
+            || self.to.iter().flatten().any(Operation::has_http_only)
+            || self.when.iter().any(Condition::http_only);
+        if uses_http && http_only == HttpOnly::Fail {
+            return false;
+        }
+        let empty = RequestHeader::build("GET", b"/", None);
+        let Ok(req) = empty else { return false };
+        self.from.as_ref().is_none_or(|f| f.iter().any(|s| s.matches_l4(cx)))
+            && self.to.as_ref().is_none_or(|t| t.iter().any(|o| o.matches_l4(cx)))
+            && self.when.iter().filter(|c| !c.http_only()).all(|c| c.matches(&req, cx))
     }
 
     /// For DENY rules decided on accept: `Some(matches)` when the rule names peer addresses
