@@ -191,9 +191,14 @@ impl Authenticator {
     /// `forwardOriginalToken`, and `outputPayloadToHeader` / `outputClaimToHeaders` are set
     /// (overwriting). `Err(reply)`: 401 (403 for a wrong audience) with Envoy's status text.
     ///
-    /// With several tokens, as with Envoy's `requires_any`, one verified token is enough; the
-    /// identity is the first verified one's.
+    /// With several tokens, every one must verify (Istio's requirement tree: a token present in a
+    /// location must be valid, even next to a valid one); the identity is the first one's.
+    /// The output headers are removed first, token or not (Envoy's `sanitizeHeaders`), so a
+    /// client can never pass its own value off as a verified claim.
     pub async fn authenticate(&self, req: &mut RequestHeader, now: SystemTime) -> Result<Option<Identity>, LocalReply> {
+        for rule in &self.rules {
+            rule.sanitize(req);
+        }
         let found = token::extract(req, &self.locations);
         if found.is_empty() {
             return Ok(None);
@@ -213,8 +218,11 @@ impl Authenticator {
                 }
             }
         }
+        if let Some(status) = refused {
+            return Err(reply(req, status));
+        }
         let Some((_, rule, jwt)) = verified.first() else {
-            return Err(reply(req, refused.unwrap_or(Status::VerificationFail)));
+            return Err(reply(req, Status::VerificationFail));
         };
         let identity = identity(rule, jwt);
         for (location, rule, jwt) in &verified {
@@ -268,6 +276,15 @@ impl Rule {
     /// `forward_payload_header`); each `outputClaimToHeaders` header gets its claim, or is removed
     /// when the claim is absent or not a scalar, so a client cannot pass its own value off as a
     /// verified claim.
+    fn sanitize(&self, req: &mut RequestHeader) {
+        if let Some(name) = &self.payload_header {
+            req.remove_header(name);
+        }
+        for (name, _) in &self.claim_headers {
+            req.remove_header(name);
+        }
+    }
+
     fn write_outputs(&self, req: &mut RequestHeader, jwt: &Jwt) {
         if let Some(name) = &self.payload_header {
             if let Ok(value) = HeaderValue::from_str(&jwt.payload_b64) {

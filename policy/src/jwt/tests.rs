@@ -371,3 +371,24 @@ fn authentication_can_run_on_any_worker_thread() {
     fn shared<T: Send + Sync>() {}
     shared::<Authenticator>();
 }
+
+#[tokio::test]
+async fn output_headers_a_client_sends_are_removed_even_without_a_token() {
+    let mut r = rule(ISSUER, jwks(&[rsa_key()]));
+    r.output_payload_to_header = "x-jwt-payload".into();
+    r.output_claim_to_headers = vec![ClaimToHeader { header: "x-sub".into(), claim: "sub".into() }];
+    let authn = build(vec![r]);
+    let mut req = request("/", &[("x-sub", "admin"), ("x-jwt-payload", "e30")]);
+    assert!(authenticate(&authn, &mut req).await.unwrap().is_none());
+    assert_eq!((header(&req, "x-sub"), header(&req, "x-jwt-payload")), (None, None));
+}
+
+#[tokio::test]
+async fn a_bad_token_next_to_a_valid_one_is_refused() {
+    let authn = build(vec![rule(ISSUER, jwks(&[rsa_key()]))]);
+    let token = rsa_key().sign(&claims(ISSUER, json!({})));
+    let auth = bearer(&token);
+    let mut req = request("/?access_token=garbage", &[("authorization", auth.as_str())]);
+    let refused = authenticate(&authn, &mut req).await.unwrap_err();
+    assert_eq!(refused.status, 401, "{refused:?}");
+}
