@@ -194,3 +194,29 @@ async fn the_access_log_has_istios_text_format() {
     let second = text.lines().nth(1).unwrap();
     assert!(second.contains("\"GET /nothing HTTP/1.1\" 404 NR route_not_found"), "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_denial_is_logged_with_the_policy_and_rule_that_matched() {
+    let up = Upstream::start("up").await;
+    let dir = TempDir::new();
+    let path = dir.0.join("access.log");
+    let deny = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin}\nspec:\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/other\"]}}]\n  - to: [{operation: {paths: [\"/admin\"]}}]\n";
+    let setup = Setup { access_log: Some((Target::File(path.clone()), false)), ..Setup::default() };
+    let gw = TestGateway::start_with(&(config(&up) + "---\n" + deny), setup);
+    assert_eq!(get(&http1(), &gw.url(80), "app.example.com", "/admin", &[]).await.status, 403);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access log line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        line.contains(
+            "\"GET /admin HTTP/1.1\" 403 - rbac_access_denied_matched_policy[ns[default]-policy[no-admin]-rule[1]] "
+        ),
+        "{line}"
+    );
+}

@@ -51,6 +51,9 @@ pub struct Ctx {
     pub retries_left: u32,
     /// Why the request ended without an upstream response, when it did.
     pub outcome: Option<Outcome>,
+    /// Why a policy denied the request (Envoy's `%RESPONSE_CODE_DETAILS%`, such as
+    /// `rbac_access_denied_matched_policy[ns[default]-policy[deny]-rule[0]]`).
+    pub denied: Option<String>,
     /// The request id sent upstream.
     pub request_id: Option<String>,
 }
@@ -72,6 +75,7 @@ impl Ctx {
             tried: Vec::new(),
             retries_left: 0,
             outcome: None,
+            denied: None,
             request_id: None,
         }
     }

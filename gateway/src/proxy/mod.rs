@@ -86,8 +86,9 @@ impl ProxyHttp for Gateway {
             LocalReply::outcome(bad).write(session).await?;
             return Ok(true);
         }
-        if let Some(denied) = policies::check(session, ctx).await {
-            denied.write(session).await?;
+        if let Some((reply, details)) = policies::check(session, ctx).await {
+            ctx.denied = Some(details);
+            reply.write(session).await?;
             return Ok(true);
         }
         match route::decide(session, ctx) {

@@ -10,8 +10,8 @@ use pingora::proxy::Session;
 use super::ctx::Ctx;
 use super::reply::LocalReply;
 
-/// `Some(reply)` when a policy denies the request.
-pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<LocalReply> {
+/// `Some((reply, details))` when a policy denies the request.
+pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<(LocalReply, String)> {
     let chain = ctx.snap.policies.clone();
     if chain.is_empty() {
         return None;
@@ -23,7 +23,7 @@ pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<LocalReply> {
             tracing::debug!(status = d.status, details = %d.details, peer = %cx.peer, "request denied by policy");
             let mut headers = d.headers;
             headers.push(("content-type".into(), "text/plain".into()));
-            Some(LocalReply { status: d.status, headers, body: Bytes::from(d.body) })
+            Some((LocalReply { status: d.status, headers, body: Bytes::from(d.body) }, d.details))
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::error::Outcome;
 use crate::proxy::ctx::Ctx;
 
 /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
-fn details(ctx: &Ctx, code: u16) -> &'static str {
+fn details(ctx: &Ctx, code: u16) -> &str {
+    if let Some(denied) = &ctx.denied {
+        return denied;
+    }
     match ctx.outcome {
         Some(Outcome::NoRoute) => "route_not_found",
         Some(Outcome::NoCluster) => "cluster_not_found",
