@@ -1,19 +1,79 @@
 //! The subset of Istio's MeshConfig (`--mesh-config`) Pylon honours:
-//! `rootNamespace` (where mesh-wide policies live) and
+//! `rootNamespace` (where mesh-wide policies live), `extensionProviders` (the external
+//! authorizers of `CUSTOM` AuthorizationPolicies; `envoyExtAuthzHttp` only) and
 //! `defaultConfig.gatewayTopology.numTrustedProxies` (how many proxies in front of the gateway
 //! are trusted to append to `X-Forwarded-For`, istio.io/latest/docs/ops/configuration/traffic-management/network-topologies/).
 //! Other fields are read and ignored, as a MeshConfig file carries many that concern sidecars.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 /// MeshConfig, as Pylon reads it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MeshConfig {
     /// `rootNamespace`.
     pub root_namespace: Option<String>,
     /// `defaultConfig`.
     pub default_config: ProxyConfig,
+    /// `extensionProviders`.
+    pub extension_providers: Vec<ExtensionProvider>,
+}
+
+/// One of MeshConfig `extensionProviders`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExtensionProvider {
+    /// The name `CUSTOM` policies refer to.
+    pub name: String,
+    /// An HTTP external authorizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    /// Any other kind of provider (`envoyExtAuthzGrpc`, tracers, loggers): kept to be named in
+    /// errors when a policy uses it.
+    #[serde(flatten, skip_serializing)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// Istio `MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationHttpProvider`
+/// (istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExtAuthzHttp {
+    /// The authorizer's host (a ServiceEntry host).
+    pub service: String,
+    /// Its port.
+    pub port: u32,
+    /// How long a check may take (default 600s in Istio's API; Pylon uses it as written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Prepended to the request path in the check request.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    /// Allow the request when the authorizer cannot be reached.
+    pub fail_open: bool,
+    /// The status sent when the authorizer cannot be reached (default 403).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_on_error: String,
+    /// Request headers copied into the check request (besides Host, Method, Path).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub include_request_headers_in_check: Vec<String>,
+    /// Headers added to the check request.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub include_additional_headers_in_check: BTreeMap<String, String>,
+    /// The request body in the check (not implemented: refused when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_request_body_in_check: Option<serde_yaml::Value>,
+    /// Authorizer response headers copied to the request sent upstream on allow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    /// Authorizer response headers copied to the client's response on deny.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    /// Authorizer response headers copied to the client's response on allow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_allow: Vec<String>,
 }
 
 /// `defaultConfig` (Istio ProxyConfig).
@@ -53,6 +113,7 @@ impl MeshConfig {
             sel.root_namespace.clone_from(ns);
         }
         sel.num_trusted_proxies = self.default_config.gateway_topology.as_ref().map_or(0, |t| t.num_trusted_proxies);
+        sel.extension_providers.clone_from(&self.extension_providers);
     }
 }
 

@@ -49,6 +49,21 @@ pub struct Security {
     pub request_authentications: Vec<BoundPolicy<raw::RequestAuthentication>>,
     /// `AuthorizationPolicy` resources.
     pub authorization_policies: Vec<BoundPolicy<raw::AuthorizationPolicy>>,
+    /// The external authorizers `CUSTOM` policies name, resolved to clusters.
+    pub ext_authz: Vec<ExtAuthz>,
+}
+
+/// An HTTP external authorizer (MeshConfig `extensionProviders[].envoyExtAuthzHttp`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtAuthz {
+    /// The provider name `CUSTOM` policies use.
+    pub name: String,
+    /// The cluster of `service:port`.
+    pub cluster: ClusterId,
+    /// How long a check may take.
+    pub timeout: std::time::Duration,
+    /// The provider's settings as written.
+    pub provider: crate::mesh::ExtAuthzHttp,
 }
 
 impl Security {

@@ -44,7 +44,7 @@ const AUTHORIZATION_POLICY_ROWS: &[(&str, &str, &str, Want)] = &[
         ("good", "", "selector: {matchLabels: {app: httpbin, version: v1}}\nrules:\n- from: [{source: {principals: [sa1]}}, {source: {principals: [sa2]}}]\n  to: [{operation: {methods: [GET]}}, {operation: {methods: [POST]}}]\n  when:\n  - {key: source.ip, values: [1.2.3.4, 5.6.7.0/24]}\n  - {key: \"request.headers[:authority]\", values: [v1, v2]}", Want::Valid),
         ("good serviceAccounts", "", "rules:\n- from: [{source: {serviceAccounts: [ns1/sa1, ns2/sa2]}}, {source: {principals: [sa2]}}]", Want::Valid),
         ("serviceAccounts and namespaces", "", "rules:\n- from: [{source: {serviceAccounts: [ns1/sa1], namespaces: [ns]}}]", Want::Invalid("cannot set serviceAccounts with namespaces or principals")),
-        ("custom-good", "", "action: CUSTOM\nprovider: {name: my-custom-authz}\nrules: [{}]", Want::Refused("CUSTOM (an external authorizer, ext_authz) is not implemented")),
+        ("custom-good", "", "action: CUSTOM\nprovider: {name: my-custom-authz}\nrules: [{}]", Want::Valid),
         ("custom-empty-provider", "", "action: CUSTOM\nprovider: {name: \"\"}\nrules: [{}]", Want::Invalid("`provider.name` must not be empty")),
         ("custom-nil-provider", "", "action: CUSTOM\nrules: [{}]", Want::Invalid("`provider.name` must not be empty")),
         ("custom-invalid-rule", "", "action: CUSTOM\nprovider: {name: my-custom-authz}\nrules:\n- from: [{source: {namespaces: [ns], principals: [p], requestPrincipals: [r]}}]\n  when: [{key: source.namespace, values: [ns]}, {key: \"request.auth.claims[a]\", values: [b]}]", Want::Invalid("is currently not supported with CUSTOM action")),

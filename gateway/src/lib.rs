@@ -10,6 +10,7 @@ pub mod commands;
 pub mod conn;
 pub mod edge;
 pub mod error;
+pub mod ext_authz;
 pub mod features;
 pub mod jwks;
 pub mod l4;

@@ -6,7 +6,7 @@ use pingora_http::RequestHeader;
 
 use crate::authz::Authorizer;
 use crate::jwt::Authenticator;
-use crate::{Context, Decision};
+use crate::{Context, Decision, External};
 
 /// A policy that cannot be built. It rejects the whole configuration: Pylon never serves without
 /// a policy that applies.
@@ -31,7 +31,7 @@ impl Chain {
     pub fn build(security: &conf::table::Security) -> Result<Chain, BuildError> {
         Ok(Chain {
             authn: Authenticator::build(&security.request_authentications)?,
-            authz: Authorizer::build(&security.authorization_policies)?,
+            authz: Authorizer::build(&security.authorization_policies, &security.ext_authz)?,
         })
     }
 
@@ -62,9 +62,21 @@ impl Chain {
         self.authz.as_ref().is_some_and(|a| a.denies_connections())
     }
 
-    /// Runs the request phase: authentication (which may rewrite the request's token headers and
-    /// set `cx.identity`), then authorization.
-    pub async fn request(&self, req: &mut RequestHeader, cx: &mut Context, now: SystemTime) -> Decision {
+    /// Runs the request phase in Istio's filter order: a `CUSTOM` policy's external authorizer
+    /// (asked through `external`), authentication (which may rewrite the request's token
+    /// headers and sets `cx.identity`), then authorization.
+    pub async fn request(
+        &self,
+        req: &mut RequestHeader,
+        cx: &mut Context,
+        now: SystemTime,
+        external: &dyn External,
+    ) -> Decision {
+        if let Some(provider) = self.authz.as_ref().and_then(|a| a.custom(req, cx)) {
+            if let Decision::Deny(reply) = external.check(provider, req, cx).await {
+                return Decision::Deny(reply);
+            }
+        }
         if let Some(authn) = &self.authn {
             match authn.authenticate(req, now).await {
                 Ok(identity) => cx.identity = identity,

@@ -13,11 +13,13 @@
 pub mod authz;
 mod chain;
 mod context;
+mod external;
 pub mod jwt;
 mod reply;
 
 pub use chain::{BuildError, Chain};
 pub use context::{Context, Identity};
+pub use external::{External, NoExternal};
 pub use reply::LocalReply;
 
 /// What a policy decided about a request.

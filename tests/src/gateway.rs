@@ -64,6 +64,8 @@ pub struct Setup {
     pub access_log: Option<(gateway::telemetry::access_log::Target, bool)>,
     /// MeshConfig `defaultConfig.gatewayTopology.numTrustedProxies`.
     pub num_trusted_proxies: u32,
+    /// MeshConfig YAML (`--mesh-config`), applied after the fields above.
+    pub mesh: Option<String>,
 }
 
 impl TestGateway {
@@ -82,6 +84,9 @@ impl TestGateway {
         }
         selection.credentials_dir = setup.credentials_dir;
         selection.num_trusted_proxies = setup.num_trusted_proxies;
+        if let Some(mesh) = &setup.mesh {
+            conf::mesh::MeshConfig::parse(mesh).unwrap().apply(&mut selection);
+        }
         let built = conf::build(std::slice::from_ref(&dir.0), &selection).unwrap();
         assert!(built.is_valid(), "test configuration is invalid:\n{}", built.diagnostics);
         let port_map = built.table.listeners.iter().map(|l| l.port).chain(setup.extra_ports).map(|p| (p, 0)).collect();

@@ -42,6 +42,8 @@ pub struct Selection {
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For` (MeshConfig
     /// `defaultConfig.gatewayTopology.numTrustedProxies`).
     pub num_trusted_proxies: u32,
+    /// MeshConfig `extensionProviders` (the authorizers of `CUSTOM` policies).
+    pub extension_providers: Vec<crate::mesh::ExtensionProvider>,
 }
 
 impl Default for Selection {
@@ -53,6 +55,7 @@ impl Default for Selection {
             domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             num_trusted_proxies: 0,
+            extension_providers: Vec::new(),
         }
     }
 }
@@ -76,8 +79,8 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     let mut ctx = Ctx { config, sel, regexes, registry: &mut registry, bound: &bound, out };
     table.listeners = http::listeners(&plan, &mut table.route_configs, &mut ctx);
     table.servers = plan.servers;
+    table.security = security::bind(config, sel, &mut registry, out);
     table.clusters = registry.into_clusters();
-    table.security = security::bind(config, sel, out);
     table.num_trusted_proxies = sel.num_trusted_proxies;
     table
 }

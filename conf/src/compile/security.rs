@@ -6,25 +6,103 @@
 //! - otherwise a policy in this workload's namespace, or in the root namespace (mesh-wide), whose
 //!   `selector.matchLabels` are all among this workload's labels (no selector: every workload).
 
+use super::clusters::Registry;
 use super::Selection;
 use crate::config::{Config, Meta, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
-use crate::raw::{LabelSelector, PolicyTargetReference};
-use crate::table::{BoundPolicy, Security};
+use crate::raw::{Action, LabelSelector, PolicyTargetReference};
+use crate::table::{BoundPolicy, ExtAuthz, Security};
 
 /// The label Istio's automated deployment puts on the pods of a Gateway API `Gateway`.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
 /// The policies that apply, in Istio's order; a note for each that does not.
-pub(super) fn bind(config: &Config, sel: &Selection, out: &mut Diagnostics) -> Security {
+pub(super) fn bind(config: &Config, sel: &Selection, registry: &mut Registry<'_>, out: &mut Diagnostics) -> Security {
+    let authorization_policies = bound(&config.authorization_policies, sel, out, |s| {
+        (s.selector.as_ref(), targets(&s.target_ref, &s.target_refs))
+    });
+    let mut ext_authz = Vec::new();
+    for (p, r) in config.authorization_policies.iter().filter_map(|r| {
+        let bound = authorization_policies.iter().find(|b| b.name == r.meta.key())?;
+        Some((bound, r))
+    }) {
+        let Some(provider) = p.spec.provider.as_ref().filter(|_| p.spec.action == Action::Custom) else { continue };
+        if ext_authz.iter().any(|e: &ExtAuthz| e.name == provider.name) {
+            continue;
+        }
+        let mut rep = Reporter::new(&r.meta.id, out);
+        if let Some(e) = ext_authz_provider(&provider.name, sel, registry, &mut rep) {
+            ext_authz.push(e);
+        }
+    }
     Security {
         request_authentications: bound(&config.request_authentications, sel, out, |s| {
             (s.selector.as_ref(), targets(&s.target_ref, &s.target_refs))
         }),
-        authorization_policies: bound(&config.authorization_policies, sel, out, |s| {
-            (s.selector.as_ref(), targets(&s.target_ref, &s.target_refs))
-        }),
+        authorization_policies,
+        ext_authz,
     }
+}
+
+/// Resolves a `CUSTOM` policy's provider: an `envoyExtAuthzHttp` of MeshConfig whose service a
+/// ServiceEntry defines. Anything else is an error: the policy cannot be enforced.
+fn ext_authz_provider(
+    name: &str,
+    sel: &Selection,
+    registry: &mut Registry<'_>,
+    r: &mut Reporter<'_>,
+) -> Option<ExtAuthz> {
+    let Some(p) = sel.extension_providers.iter().find(|p| p.name == name) else {
+        r.error(
+            Code::Policy,
+            "spec.provider.name",
+            format!("provider {name:?} is not defined in MeshConfig extensionProviders"),
+        )
+        .hint = Some("define it under extensionProviders in the --mesh-config file".into());
+        return None;
+    };
+    let Some(http) = &p.envoy_ext_authz_http else {
+        let kinds: Vec<&str> = p.other.keys().map(String::as_str).collect();
+        r.error(
+            Code::Unsupported,
+            "spec.provider.name",
+            format!("provider {name:?} is {}; only envoyExtAuthzHttp authorizers are implemented", kinds.join(", ")),
+        );
+        return None;
+    };
+    if http.include_request_body_in_check.is_some() || !http.headers_to_downstream_on_allow.is_empty() {
+        r.error(
+            Code::Unsupported,
+            "spec.provider.name",
+            format!("provider {name:?}: includeRequestBodyInCheck and headersToDownstreamOnAllow are not implemented"),
+        );
+        return None;
+    }
+    let timeout = match http.timeout.as_deref().map(crate::model::Duration::parse) {
+        None => std::time::Duration::from_secs(600),
+        Some(Ok(d)) => d.to_std(),
+        Some(Err(e)) => {
+            r.error(Code::Duration, "spec.provider.name", format!("provider {name:?} timeout: {e}"));
+            return None;
+        }
+    };
+    let port = u16::try_from(http.port).ok().filter(|p| *p > 0);
+    let Some(port) = port else {
+        r.error(
+            Code::Port,
+            "spec.provider.name",
+            format!("provider {name:?}: port {} is not a port number", http.port),
+        );
+        return None;
+    };
+    let dest = crate::raw::Destination {
+        host: http.service.clone(),
+        port: Some(crate::raw::PortSelector { number: u32::from(port) }),
+        ..Default::default()
+    };
+    let host = crate::model::host::expand_short_name(&http.service, &sel.namespace, &sel.domain);
+    let cluster = registry.cluster(&dest, &host, port, "spec.provider.name", r);
+    Some(ExtAuthz { name: name.to_string(), cluster, timeout, provider: http.clone() })
 }
 
 fn targets<'a>(

@@ -150,10 +150,6 @@ pub(super) fn validate_authorization_policy(meta: &Meta, p: &AuthorizationPolicy
         }
         _ => {}
     }
-    if p.action == Action::Custom {
-        r.error(Code::Unsupported, "spec.action", "CUSTOM (an external authorizer, ext_authz) is not implemented by this version")
-            .hint = Some("express the check with ALLOW or DENY rules, or keep this policy off this workload: Pylon never skips a policy that applies".into());
-    }
     for (i, rule) in p.rules.iter().enumerate() {
         rules::rule(p.action, rule, i, r);
     }

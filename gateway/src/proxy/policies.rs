@@ -17,7 +17,8 @@ pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<(LocalReply, Stri
         return None;
     }
     let mut cx = context(session, ctx)?;
-    match chain.request(session.req_header_mut(), &mut cx, SystemTime::now()).await {
+    let external = crate::ext_authz::Authorizers(&ctx.snap);
+    match chain.request(session.req_header_mut(), &mut cx, SystemTime::now(), &external).await {
         policy::Decision::Allow => None,
         policy::Decision::Deny(d) => {
             tracing::debug!(status = d.status, details = %d.details, peer = %cx.peer, "request denied by policy");

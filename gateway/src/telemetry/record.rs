@@ -42,7 +42,11 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let grpc = header(session, "content-type").starts_with("application/grpc");
     let grpc_status =
         resp.and_then(|r| r.headers.get("grpc-status")).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let flags = ctx.outcome.map_or("-", Outcome::flag);
+    // Envoy flags an external authorizer's denial UAEX; an RBAC or JWT denial has no flag.
+    let flags = match &ctx.denied {
+        Some(d) if d.starts_with("ext_authz") => "UAEX",
+        _ => ctx.outcome.map_or("-", Outcome::flag),
+    };
     let elapsed = ctx.started.elapsed();
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
     let unknown = Destination::unknown();

@@ -14,7 +14,10 @@ type Result<T> = std::result::Result<T, String>;
 
 impl Authorizer {
     /// Compiles `policies`; `None` when there are none.
-    pub fn build(policies: &[BoundPolicy<raw::AuthorizationPolicy>]) -> std::result::Result<Option<Self>, BuildError> {
+    pub fn build(
+        policies: &[BoundPolicy<raw::AuthorizationPolicy>],
+        providers: &[conf::table::ExtAuthz],
+    ) -> std::result::Result<Option<Self>, BuildError> {
         if policies.is_empty() {
             return Ok(None);
         }
@@ -29,9 +32,12 @@ impl Authorizer {
                 Action::Deny => a.deny.push(compiled),
                 Action::Audit => a.audit.push(compiled),
                 Action::Custom => {
-                    return Err(error(
-                        "action CUSTOM needs an ext_authz provider, which this version does not implement".into(),
-                    ))
+                    let name = p.spec.provider.as_ref().map_or("", |pr| pr.name.as_str());
+                    let provider = providers
+                        .iter()
+                        .position(|e| e.name == name)
+                        .ok_or_else(|| error(format!("CUSTOM provider {name:?} is not defined")))?;
+                    a.custom.push((provider, compiled));
                 }
             }
         }

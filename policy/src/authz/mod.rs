@@ -46,12 +46,20 @@ impl Compiled {
 /// Every bound `AuthorizationPolicy`, grouped by action in Istio's evaluation order.
 #[derive(Debug, Clone, Default)]
 pub struct Authorizer {
+    /// `CUSTOM` policies with the index of their provider.
+    custom: Vec<(usize, Compiled)>,
     deny: Vec<Compiled>,
     allow: Vec<Compiled>,
     audit: Vec<Compiled>,
 }
 
 impl Authorizer {
+    /// The provider to ask when a `CUSTOM` policy matches the request (Istio evaluates CUSTOM
+    /// first, before authentication).
+    pub fn custom(&self, req: &RequestHeader, cx: &Context) -> Option<usize> {
+        self.custom.iter().find(|(_, p)| p.matching_rule(req, cx).is_some()).map(|(provider, _)| *provider)
+    }
+
     /// Decides on a request.
     pub fn decide(&self, req: &RequestHeader, cx: &Context) -> Decision {
         for p in &self.audit {
@@ -85,6 +93,11 @@ impl Authorizer {
     /// then ALLOW rules that have none. `cx` holds the addresses, port, SNI and peer identity.
     pub fn decide_l4(&self, cx: &Context) -> Decision {
         let req_free = |p: &Compiled, http: HttpOnly| p.rules.iter().position(|r| r.matches_l4(cx, http));
+        // An HTTP authorizer cannot judge a TCP connection: one a CUSTOM rule covers is denied
+        // (Pylon fails closed where Istio leaves the policy out of TCP filter chains).
+        if let Some((_, p)) = self.custom.iter().find(|(_, p)| req_free(p, HttpOnly::Ignore).is_some()) {
+            return p.denied(0);
+        }
         for p in &self.audit {
             if let Some(rule) = req_free(p, HttpOnly::Ignore) {
                 tracing::info!(policy = %p.name, rule, "AUDIT policy matched a connection");
