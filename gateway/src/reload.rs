@@ -140,7 +140,8 @@ impl Plane {
             .map_err(|e| self.refused(ReloadError::Bind(e)))?;
         let generation = state.snapshot().generation + 1;
         let creds = self.source.selection.credentials_dir.clone();
-        let snap = Snapshot::build(built.table, generation, creds, &self.registry)
+        let previous = state.snapshot();
+        let snap = Snapshot::build(built.table, generation, creds, &self.registry, Some(&previous))
             .await
             .map_err(|e| self.refused(ReloadError::Policy(e)))?;
         let table = snap.table.clone();

@@ -258,7 +258,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     };
     let registry = Arc::new(Registry::new(dns));
     let (table, creds, reg) = (built.table, opts.selection.credentials_dir.clone(), registry.clone());
-    let snapshot = run_on(&data, async move { Snapshot::build(table, 1, creds, &reg).await })?
+    let snapshot = run_on(&data, async move { Snapshot::build(table, 1, creds, &reg, None).await })?
         .map_err(|e| StartError::Setup(format!("a policy cannot be enforced: {e}")))?;
     let state = SharedState::new(snapshot);
     let listeners = bound.iter().map(|b| (b.port, b.local)).collect();

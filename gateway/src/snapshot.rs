@@ -36,13 +36,21 @@ impl Snapshot {
     /// resolved once, bounded in time), TLS material read (a credential missing at compile time is
     /// looked up again in `credentials_dir`) and watched for rotation. Runs on the data runtime.
     /// `Err` when a policy cannot be built: the configuration is refused, never served without it.
+    /// Remote JWT key sets start with the keys `previous` holds for the same URI.
     pub async fn build(
         table: RouteTable,
         generation: u64,
         credentials_dir: Option<PathBuf>,
         registry: &Registry,
+        previous: Option<&Snapshot>,
     ) -> Result<Self, policy::BuildError> {
         let policies = Arc::new(policy::Chain::build(&table.security)?);
+        if let (Some(new), Some(old)) = (policies.authenticator(), previous.and_then(|p| p.policies.authenticator())) {
+            let old_sets = old.remote_key_sets();
+            for set in new.remote_key_sets() {
+                old_sets.iter().filter(|o| o.uri == set.uri).for_each(|o| set.adopt(o));
+            }
+        }
         let clusters = registry.clusters(&table.clusters).await;
         let mut snap = Self::assemble(table, generation, credentials_dir, clusters);
         snap.policies = policies;

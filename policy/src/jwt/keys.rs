@@ -190,6 +190,15 @@ impl RemoteJwks {
         Ok(n)
     }
 
+    /// Takes the keys of `previous` (the same `jwksUri` in the configuration this one replaces)
+    /// while this set has none: a reload keeps verifying with the last good keys instead of
+    /// waiting for, or losing them to, a fetch.
+    pub fn adopt(&self, previous: &RemoteJwks) {
+        if previous.uri == self.uri && !self.has_keys() {
+            self.keys.store(previous.keys.load_full());
+        }
+    }
+
     /// True once a key set was installed.
     pub fn has_keys(&self) -> bool {
         self.keys.load().is_some()

@@ -392,3 +392,17 @@ async fn a_bad_token_next_to_a_valid_one_is_refused() {
     let refused = authenticate(&authn, &mut req).await.unwrap_err();
     assert_eq!(refused.status, 401, "{refused:?}");
 }
+
+#[tokio::test]
+async fn a_reloaded_key_set_starts_with_the_keys_of_the_one_it_replaces() {
+    let (_, old) = remote_rule("5s");
+    old.install(&jwks(&[rsa_key()])).unwrap();
+    let (authn, new) = remote_rule("5s");
+    new.adopt(&old);
+    // No fetcher runs: without the adopted keys the request would wait 5 s, then fail.
+    let token = rsa_key().sign(&claims(ISSUER, json!({})));
+    let mut req = request("/", &[("authorization", &bearer(&token))]);
+    let started = std::time::Instant::now();
+    assert!(authenticate(&authn, &mut req).await.unwrap().is_some());
+    assert!(started.elapsed() < Duration::from_secs(1), "verified at once with the adopted keys");
+}
