@@ -8,6 +8,7 @@ pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod gateway;
+pub mod jwks;
 pub mod tls;
 pub mod upstream;
 pub mod yaml;

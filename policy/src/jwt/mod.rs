@@ -86,9 +86,17 @@ fn parse_timeout(text: Option<&str>) -> Result<Duration, String> {
 fn check_jwks_uri(uri: &str) -> Result<(), String> {
     let parsed: http::Uri = uri.parse().map_err(|_| format!("jwksUri: {uri:?} is not a URL"))?;
     match (parsed.scheme_str(), parsed.host()) {
+        (Some("https"), Some(host)) if is_ip(host) => Err(format!(
+            "jwksUri: {uri:?}: an https key set at an IP address cannot be verified (the certificate check needs a host name)"
+        )),
         (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
         _ => Err(format!("jwksUri: {uri:?} is not an http:// or https:// URL")),
     }
+}
+
+/// An IPv4 or bracketed IPv6 literal.
+pub fn is_ip(host: &str) -> bool {
+    host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
 }
 
 fn header_name(field: &str, name: &str) -> Result<HeaderName, String> {

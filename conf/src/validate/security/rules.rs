@@ -400,6 +400,13 @@ pub(super) fn jwt_rule(rule: &JwtRule, at: &str, r: &mut Reporter<'_>) {
     if !rule.jwks_uri.is_empty() {
         if let Err(e) = jwks_uri(&rule.jwks_uri) {
             r.error(Code::Jwt, format!("{at}.jwksUri"), e);
+        } else if https_ip(&rule.jwks_uri) {
+            r.error(
+                Code::Unsupported,
+                format!("{at}.jwksUri"),
+                "an https key set at an IP address cannot be verified by Pylon (its certificate check needs a host name)",
+            )
+            .hint = Some("name the key set server by a DNS name its certificate carries".into());
         }
     }
     if !rule.jwks_uri.is_empty() && !rule.jwks.is_empty() {
@@ -446,6 +453,17 @@ fn jwt_locations(rule: &JwtRule, at: &str, r: &mut Reporter<'_>) {
             r.error(Code::Jwt, format!("{cat}.header"), format!("header name {} is not a valid header name", c.header));
         }
     }
+}
+
+/// `https://` with an IP literal as the host.
+fn https_ip(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("https://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Istio `ParseJwksURI`.
