@@ -257,3 +257,26 @@ async fn on_tcp_an_allow_rule_with_http_fields_matches_nothing_and_a_deny_rule_i
     let gw = TestGateway::start(&tcp_serving(&db, &deny_http));
     assert_eq!(tcp_from(local, gw.addr(9000), b"hi").await, "", "Istio warns: such a DENY rule denies all TCP");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_blocks_deny_refuses_a_tls_connection_before_the_handshake() {
+    use e2e::certs::{Ca, Leaf};
+    let (ca, dir) = (Ca::new("test-ca"), e2e::gateway::TempDir::new());
+    let (cert, key) = ca.issue(&Leaf::server(&["a.example.com"])).write(&dir.0, "a");
+    let up = Upstream::start("app").await;
+    let https = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: 443, name: https, protocol: HTTPS}}\n    hosts: [a.example.com]\n    tls: {{mode: SIMPLE, serverCertificate: {}, privateKey: {}}}\n---\n",
+        cert.display(),
+        key.display()
+    ) + &service("app", "app.internal", &[&up])
+        + &virtual_service("vs", &["a.example.com"], "- route: [{destination: {host: app.internal}}]");
+    let client = e2e::tls::Client::to("a.example.com", &ca.cert);
+    let elsewhere = policy("deny-other", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [\"10.0.0.0/8\"]}}]");
+    let gw = TestGateway::start(&(https.clone() + &elsewhere));
+    assert!(client.connect(gw.addr(443)).await.is_ok(), "another network's rule does not touch this client");
+    let here = policy("deny-loopback", "action: DENY\nrules:\n- from: [{source: {ipBlocks: [\"127.0.0.0/8\"]}}]");
+    let gw = TestGateway::start(&(https + &here));
+    let refused = client.connect(gw.addr(443)).await;
+    assert!(refused.is_err(), "no handshake: the connection is closed before the ServerHello");
+    assert!(up.seen().is_empty());
+}
