@@ -26,9 +26,17 @@ struct Key {
     decoding: DecodingKey,
 }
 
+/// How many verified tokens a key set remembers (then it forgets them all and starts again).
+const VERIFIED_CAPACITY: usize = 4096;
+
 /// The usable keys of one JSON Web Key Set.
 pub(crate) struct KeySet {
     keys: Vec<Key>,
+    /// Tokens whose signature one of these keys verified, by their exact text: clients send the
+    /// same token for its whole lifetime, and an RSA check costs far more than the rest of a
+    /// request. Only the signature is remembered; `exp`, `nbf`, `iss` and `aud` are checked on
+    /// every request. A new key set (a fetch, a reload) starts with none.
+    verified: Mutex<std::collections::HashSet<String>>,
 }
 
 const RSA: &[Algorithm] =
@@ -104,7 +112,7 @@ impl KeySet {
                 entries.len()
             ));
         }
-        Ok(KeySet { keys })
+        Ok(KeySet { keys, verified: Mutex::new(std::collections::HashSet::new()) })
     }
 
     /// How many keys the set holds.
@@ -116,6 +124,22 @@ impl KeySet {
     /// key names one) match the token are tried in order; none matching is `KidAlgMismatch`, all
     /// matching ones failing is `VerificationFail`.
     pub(crate) fn verify(&self, jwt: &Jwt) -> Result<(), Status> {
+        if self.verified.lock().is_ok_and(|v| v.contains(&jwt.raw)) {
+            return Ok(());
+        }
+        let checked = self.check(jwt);
+        if checked.is_ok() {
+            if let Ok(mut v) = self.verified.lock() {
+                if v.len() >= VERIFIED_CAPACITY {
+                    v.clear();
+                }
+                v.insert(jwt.raw.clone());
+            }
+        }
+        checked
+    }
+
+    fn check(&self, jwt: &Jwt) -> Result<(), Status> {
         let mut matched = false;
         for key in &self.keys {
             if let (Some(want), Some(have)) = (&jwt.kid, &key.kid) {
@@ -266,5 +290,29 @@ impl RemoteJwks {
             // A timeout just means the fetch is slow or the fetcher is gone: use what is there.
             let _ = tokio::time::timeout(self.timeout, done.changed()).await;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::testkit::{jwks, rsa_key};
+    use super::*;
+
+    #[test]
+    fn a_verified_signature_is_remembered_and_a_forged_one_is_not() {
+        let set = KeySet::parse(&jwks(&[rsa_key()])).unwrap();
+        let claims = serde_json::json!({"iss": "i", "sub": "s"});
+        let good = Jwt::parse(&rsa_key().sign(&claims)).unwrap();
+        assert_eq!(set.verify(&good), Ok(()));
+        assert!(set.verified.lock().unwrap().contains(&good.raw));
+        assert_eq!(set.verify(&good), Ok(()), "answered from memory");
+        // Another payload under the same signature: checked, refused, never remembered.
+        let other = rsa_key().sign(&serde_json::json!({"iss": "i", "sub": "admin"}));
+        let parts: Vec<&str> = good.raw.split('.').collect();
+        let tampered = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
+        let tampered = Jwt::parse(&tampered).unwrap();
+        assert_eq!(set.verify(&tampered), Err(Status::VerificationFail));
+        assert!(!set.verified.lock().unwrap().contains(&tampered.raw));
     }
 }
