@@ -64,12 +64,12 @@ impl Duration {
 
     /// True when the duration has a part finer than a millisecond.
     pub fn finer_than_millis(self) -> bool {
-        self.nanos % 1_000_000 != 0
+        !self.nanos.is_multiple_of(1_000_000)
     }
 
     /// True when the duration has a part finer than a second.
     pub fn finer_than_seconds(self) -> bool {
-        self.nanos % 1_000_000_000 != 0
+        !self.nanos.is_multiple_of(1_000_000_000)
     }
 
     /// True for zero.
@@ -81,9 +81,9 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.nanos / 1_000_000;
-        if self.nanos % 1_000_000 != 0 {
+        if !self.nanos.is_multiple_of(1_000_000) {
             write!(f, "{}ns", self.nanos)
-        } else if ms % 1000 != 0 {
+        } else if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)

@@ -241,7 +241,7 @@ fn validate_pool(cp: &ConnectionPoolSettings, path: &str, r: &mut Reporter<'_>) 
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|i| i * i <= n).all(|i| n % i != 0)
+    n >= 2 && (2..).take_while(|i| i * i <= n).all(|i| !n.is_multiple_of(i))
 }
 
 fn validate_lb(lb: &LoadBalancerSettings, path: &str, r: &mut Reporter<'_>) {
