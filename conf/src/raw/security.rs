@@ -267,3 +267,19 @@ pub struct ClaimToHeader {
     /// The claim (nested claims separated by `.`).
     pub claim: String,
 }
+
+/// The names of a bracketed condition key: `prefix[a][b]` → `["a", "b"]` (`request.headers[x]`,
+/// `request.auth.claims[a][b]`); `None` unless every name is non-empty.
+pub fn bracketed(key: &str, prefix: &str) -> Option<Vec<String>> {
+    let mut rest = key.strip_prefix(prefix)?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (name, after) = rest.strip_prefix('[')?.split_once(']')?;
+        if name.is_empty() || name.contains('[') {
+            return None;
+        }
+        out.push(name.to_string());
+        rest = after;
+    }
+    (!out.is_empty()).then_some(out)
+}

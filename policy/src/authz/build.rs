@@ -2,7 +2,7 @@
 //! Istio's messages; this is the backstop: anything that cannot be enforced exactly as written
 //! is a [`BuildError`], never skipped.
 
-use conf::raw::{self, Action};
+use conf::raw::{self, bracketed, Action};
 use conf::table::BoundPolicy;
 
 use super::matchers::{IpBlock, PathPattern, Pattern};
@@ -158,21 +158,4 @@ fn condition(c: &raw::Condition, ns: &str) -> Result<Condition> {
             }
         }
     })
-}
-
-/// `prefix[a][b]` → `["a", "b"]`; `None` unless `key` is `prefix` followed by one or more
-/// non-empty bracketed names.
-pub(crate) fn bracketed(key: &str, prefix: &str) -> Option<Vec<String>> {
-    let mut rest = key.strip_prefix(prefix)?;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let inner = rest.strip_prefix('[')?;
-        let (name, after) = inner.split_once(']')?;
-        if name.is_empty() || name.contains('[') {
-            return None;
-        }
-        out.push(name.to_string());
-        rest = after;
-    }
-    (!out.is_empty()).then_some(out)
 }

@@ -1,7 +1,7 @@
 //! The parts of the security kinds: rules, sources, operations, conditions, JWT rules.
 
 use crate::diagnostic::{Code, Reporter};
-use crate::raw::{Action, Condition, JwtRule, Operation, Rule, Source};
+use crate::raw::{bracketed, Action, Condition, JwtRule, Operation, Rule, Source};
 
 /// Istio `ValidateAuthorizationPolicy`, one rule (`i`, 0-based as Istio numbers them).
 pub(super) fn rule(action: Action, rule: &Rule, i: usize, r: &mut Reporter<'_>) {
@@ -370,21 +370,6 @@ fn map_key(key: &str) -> Result<(), String> {
         Some(open) if key.ends_with(']') && open > 0 && open + 2 < key.len() => Ok(()),
         _ => Err(format!("bad key ({key}): should have format a[b]")),
     }
-}
-
-/// `prefix[a][b]` → `["a", "b"]`, each name non-empty.
-pub(crate) fn bracketed(key: &str, prefix: &str) -> Option<Vec<String>> {
-    let mut rest = key.strip_prefix(prefix)?;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (name, after) = rest.strip_prefix('[')?.split_once(']')?;
-        if name.is_empty() || name.contains('[') {
-            return None;
-        }
-        out.push(name.to_string());
-        rest = after;
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 /// Istio `validateJwtRule` and `warnPrivateJwksKeys`.
