@@ -227,3 +227,42 @@ async fn malformed_requests_get_4xx() {
     assert!(raw(gw.addr(80), &big).starts_with("HTTP/1.1 431"));
     assert!(up.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_control_headers_from_clients_are_removed() {
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let gw = TestGateway::start(&yaml);
+    let spoofed = [
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-max-retries", "100"),
+        ("x-envoy-upstream-rq-timeout-ms", "1"),
+        ("x-envoy-internal", "true"),
+        ("x-envoy-external-address", "10.0.0.1"),
+        ("x-envoy-force-trace", "true"),
+        ("x-envoy-original-url", "http://x/admin"),
+    ];
+    get(&http1(), &gw.url(80), "x", "/", &spoofed).await;
+    let seen = up.last();
+    for (name, _) in spoofed.iter().filter(|(n, _)| *n != "x-envoy-external-address") {
+        assert_eq!(seen.header(name), None, "{name} reached the upstream");
+    }
+    assert_eq!(seen.header("x-envoy-external-address"), Some("127.0.0.1"), "set by the gateway, not the client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_address_is_the_client_behind_trusted_proxies() {
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let setup = Setup { num_trusted_proxies: 2, ..Setup::default() };
+    let gw = TestGateway::start_with(&yaml, setup);
+    // Istio's network-topology example: client, then two trusted proxies.
+    get(&http1(), &gw.url(80), "x", "/", &[("x-forwarded-for", "198.51.100.7, 203.0.113.9")]).await;
+    let seen = up.last();
+    assert_eq!(seen.header("x-envoy-external-address"), Some("198.51.100.7"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("198.51.100.7, 203.0.113.9,127.0.0.1"));
+}

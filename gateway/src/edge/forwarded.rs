@@ -11,23 +11,59 @@ use crate::tls::peer::PeerCertificate;
 /// `x-forwarded-client-cert`.
 pub const XFCC: &str = "x-forwarded-client-cert";
 
+/// The Envoy control headers a client must not set: Envoy removes them from external requests
+/// (<https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/header_sanitizing>,
+/// `ConnectionManagerUtility::cleanInternalHeaders`). Left in, `x-envoy-retry-on` or
+/// `x-envoy-upstream-rq-timeout-ms` would let a client steer upstream Envoys.
+pub const INTERNAL_HEADERS: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+];
+
+/// Removes [`INTERNAL_HEADERS`]. Every request reaching the gateway is external: Pylon is the
+/// edge (Envoy's newer default, an empty `internal_address_config`, treats none as internal).
+pub fn strip_internal(req: &mut RequestHeader) {
+    for name in INTERNAL_HEADERS {
+        req.remove_header(*name);
+    }
+}
+
 /// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
 /// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted),
 /// `x-forwarded-client-cert` set from the client certificate or removed (SANITIZE_SET), and
 /// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
 pub fn forwarding_headers(
     req: &mut RequestHeader,
-    client: Option<String>,
+    addresses: Option<(String, String)>,
     scheme: &str,
     client_cert: Option<&PeerCertificate>,
     request_id: Option<&str>,
 ) -> pingora::Result<String> {
-    if let Some(ip) = client {
+    // `addresses`: the TCP peer (appended to x-forwarded-for, as Envoy with
+    // `use_remote_address`) and the trusted client address (x-envoy-external-address).
+    if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
         let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
-        let xff = if prev.is_empty() { ip.clone() } else { format!("{prev},{ip}") };
+        let xff = if prev.is_empty() { peer } else { format!("{prev},{peer}") };
         req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-envoy-external-address", ip)?;
+        req.insert_header("x-envoy-external-address", client)?;
     }
     req.insert_header("x-forwarded-proto", scheme)?;
     // Istio's gateway: SANITIZE_SET. A client's own XFCC never passes; a client certificate sets it.

@@ -75,6 +75,7 @@ impl ProxyHttp for Gateway {
             // Drain: finish this request, then close the connection (Envoy: Connection: close).
             session.set_keepalive(None);
         }
+        forwarded::strip_internal(session.req_header_mut());
         let checked = request::check(session).map_or_else(|| request::normalize_path(session), Err);
         ctx.outcome = checked.err();
         Ok(())
@@ -131,9 +132,14 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let addresses = peer.map(|p| {
+            let client = policies::remote_address(session, p, ctx.snap.table.num_trusted_proxies);
+            (p.to_string(), client.to_string())
+        });
         let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
-        ctx.request_id = Some(forwarded::forwarding_headers(req, client, ctx.scheme, cert, ctx.request_id.as_deref())?);
+        ctx.request_id =
+            Some(forwarded::forwarding_headers(req, addresses, ctx.scheme, cert, ctx.request_id.as_deref())?);
         upstream::rewrite(req, ctx)
     }
 
