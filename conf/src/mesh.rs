@@ -3,6 +3,7 @@
 //! authorizers of `CUSTOM` AuthorizationPolicies; `envoyExtAuthzHttp` only) and
 //! `defaultConfig.gatewayTopology.numTrustedProxies` (how many proxies in front of the gateway
 //! are trusted to append to `X-Forwarded-For`, istio.io/latest/docs/ops/configuration/traffic-management/network-topologies/).
+//! `defaultConfig.gatewayTopology.proxyProtocol` (connections start with a PROXY protocol header).
 //! Other fields are read and ignored, as a MeshConfig file carries many that concern sidecars.
 
 use std::collections::BTreeMap;
@@ -77,7 +78,7 @@ pub struct ExtAuthzHttp {
 }
 
 /// `defaultConfig` (Istio ProxyConfig).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProxyConfig {
     /// `gatewayTopology`.
@@ -85,11 +86,13 @@ pub struct ProxyConfig {
 }
 
 /// `gatewayTopology`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Topology {
     /// `numTrustedProxies`.
     pub num_trusted_proxies: u32,
+    /// `proxyProtocol` (`{}` turns it on).
+    pub proxy_protocol: Option<serde_yaml::Value>,
 }
 
 impl MeshConfig {
@@ -112,7 +115,9 @@ impl MeshConfig {
         if let Some(ns) = self.root_namespace.as_ref().filter(|n| !n.is_empty()) {
             sel.root_namespace.clone_from(ns);
         }
-        sel.num_trusted_proxies = self.default_config.gateway_topology.as_ref().map_or(0, |t| t.num_trusted_proxies);
+        let topology = self.default_config.gateway_topology.as_ref();
+        sel.num_trusted_proxies = topology.map_or(0, |t| t.num_trusted_proxies);
+        sel.proxy_protocol = topology.is_some_and(|t| t.proxy_protocol.as_ref().is_some_and(|v| !v.is_null()));
         sel.extension_providers.clone_from(&self.extension_providers);
     }
 }

@@ -38,6 +38,9 @@ pub struct RouteTable {
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
     /// address (`remote.ip`) is the one this many entries from the right.
     pub num_trusted_proxies: u32,
+    /// Every connection starts with a PROXY protocol header giving the client's address
+    /// (MeshConfig `gatewayTopology.proxyProtocol`); one without is closed.
+    pub proxy_protocol: bool,
 }
 
 /// `RequestAuthentication` and `AuthorizationPolicy` resources bound to this workload

@@ -199,32 +199,50 @@ pub async fn serve(bound: Bound, env: Arc<Env>, mut stop: watch::Receiver<Stop>,
 }
 
 /// Serves one accepted connection on its own task, tracked for the drain.
-fn spawn_connection(tcp: TcpStream, key: ListenerKey, env: &Arc<Env>) {
+fn spawn_connection(mut tcp: TcpStream, key: ListenerKey, env: &Arc<Env>) {
     let (env, tracked) = (env.clone(), env.tracker.track());
     let _ = tcp.set_nodelay(true);
     tokio::spawn(async move {
         // The connection counts for the drain until its task ends.
         let _tracked = tracked;
         let snap = env.state.snapshot();
-        if refused(&snap, &tcp, key) {
+        let Some(peer) = client_address(&snap, &mut tcp, key).await else { return };
+        if refused(&snap, peer, &tcp, key) {
             return;
         }
         match kind_of(&snap, key) {
-            Some(Kind::Http) => connection(tcp, env).await,
-            Some(Kind::Tls) => crate::tls::serve(buffered(tcp), key, env).await,
-            Some(Kind::Tcp) => tcp_connection(tcp, key, env).await,
+            Some(Kind::Http) => connection(tcp, peer, env).await,
+            Some(Kind::Tls) => crate::tls::serve(buffered(tcp, peer), key, env).await,
+            Some(Kind::Tcp) => tcp_connection(tcp, peer, key, env).await,
             None => drop(tcp),
         }
     });
 }
 
+/// The client's address: the socket's peer, or with MeshConfig `gatewayTopology.proxyProtocol`
+/// the one the PROXY protocol header carries (the header is consumed). `None` closes the
+/// connection: no peer, or a missing or malformed header.
+async fn client_address(snap: &crate::snapshot::Snapshot, tcp: &mut TcpStream, key: ListenerKey) -> Option<SocketAddr> {
+    let socket_peer = tcp.peer_addr().ok()?;
+    if !snap.table.proxy_protocol {
+        return Some(socket_peer);
+    }
+    match crate::edge::proxy_protocol::read(tcp).await {
+        Ok(crate::edge::proxy_protocol::Header::Proxied { source, .. }) => Some(source),
+        Ok(crate::edge::proxy_protocol::Header::Local) => Some(socket_peer),
+        Err(why) => {
+            tracing::info!(peer = %socket_peer, port = key.port, reason = %why, "PROXY protocol header refused; connection closed");
+            None
+        }
+    }
+}
+
 /// True when an AuthorizationPolicy DENY rule that depends only on the peer address and port
 /// refuses the connection: it is closed before a byte is read (no TLS handshake, no HTTP).
-fn refused(snap: &crate::snapshot::Snapshot, tcp: &TcpStream, key: ListenerKey) -> bool {
+fn refused(snap: &crate::snapshot::Snapshot, peer: SocketAddr, tcp: &TcpStream, key: ListenerKey) -> bool {
     if !snap.policies.checks_connections() {
         return false;
     }
-    let Ok(peer) = tcp.peer_addr() else { return true };
     let mut cx = policy::Context::new(peer.ip(), key.port);
     cx.local = tcp.local_addr().ok();
     match snap.policies.connection(&cx) {
@@ -236,14 +254,14 @@ fn refused(snap: &crate::snapshot::Snapshot, tcp: &TcpStream, key: ListenerKey) 
     }
 }
 
-async fn connection(tcp: TcpStream, env: Arc<Env>) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, env: Arc<Env>) {
     let Some(h2c) = classify(&tcp).await else { return };
     let app = if h2c { &env.apps.h2c } else { &env.apps.h1 };
-    app.process_new(Box::new(buffered(tcp)), &env.shutdown).await;
+    app.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
 }
 
 /// A TCP connection: the listener's route in the current snapshot; none → closed at once.
-async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
+async fn tcp_connection(tcp: TcpStream, peer: SocketAddr, key: ListenerKey, env: Arc<Env>) {
     let snap = env.state.snapshot();
     let route =
         snap.table.listeners.iter().find(|l| l.port == key.port && l.bind == key.bind).and_then(|l| match &l.kind {
@@ -254,7 +272,7 @@ async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
         return tracing::debug!(port = key.port, "no TCP route; closing");
     };
     let connection = crate::proxy::policies::Connection {
-        peer: tcp.peer_addr().ok(),
+        peer: Some(peer),
         local: tcp.local_addr().ok(),
         port: key.port,
         sni: None,
@@ -268,9 +286,11 @@ async fn tcp_connection(tcp: TcpStream, key: ListenerKey, env: Arc<Env>) {
 }
 
 /// The socket as Pingora's stream: buffered (response header and body leave in one write), with
-/// its socket digest (addresses) attached.
-fn buffered(tcp: TcpStream) -> L4Stream {
+/// its socket digest (addresses) attached; `peer` is the client's address (the PROXY protocol's
+/// when it is on), which requests, policies and logs see.
+fn buffered(tcp: TcpStream, peer: SocketAddr) -> L4Stream {
     let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(peer)));
     let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered(BufStream::new(tcp)))).into();
     stream.set_socket_digest(digest);
     stream

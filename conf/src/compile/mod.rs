@@ -42,6 +42,9 @@ pub struct Selection {
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For` (MeshConfig
     /// `defaultConfig.gatewayTopology.numTrustedProxies`).
     pub num_trusted_proxies: u32,
+    /// MeshConfig `defaultConfig.gatewayTopology.proxyProtocol`: connections carry a PROXY
+    /// protocol header.
+    pub proxy_protocol: bool,
     /// MeshConfig `extensionProviders` (the authorizers of `CUSTOM` policies).
     pub extension_providers: Vec<crate::mesh::ExtensionProvider>,
 }
@@ -55,6 +58,7 @@ impl Default for Selection {
             domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             num_trusted_proxies: 0,
+            proxy_protocol: false,
             extension_providers: Vec::new(),
         }
     }
@@ -82,6 +86,7 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.security = security::bind(config, sel, &mut registry, out);
     table.clusters = registry.into_clusters();
     table.num_trusted_proxies = sel.num_trusted_proxies;
+    table.proxy_protocol = sel.proxy_protocol;
     table
 }
 
