@@ -99,6 +99,8 @@ pub struct Config {
     pub request_authentications: Vec<Resource<raw::RequestAuthentication>>,
     /// `AuthorizationPolicy` resources.
     pub authorization_policies: Vec<Resource<raw::AuthorizationPolicy>>,
+    /// Pylon `GatewayPolicy` resources.
+    pub gateway_policies: Vec<Resource<raw::GatewayPolicy>>,
     /// Resources of other kinds.
     pub foreign: Vec<Foreign>,
 }
@@ -115,6 +117,7 @@ impl Config {
         sort_resources(&mut self.secrets);
         sort_resources(&mut self.request_authentications);
         sort_resources(&mut self.authorization_policies);
+        sort_resources(&mut self.gateway_policies);
         self.foreign.sort_by(|a, b| order_key(&a.meta).cmp(&order_key(&b.meta)));
     }
 }

@@ -207,6 +207,14 @@ fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
         }
         for (i, r) in vh.routes.iter().enumerate() {
             route(out, i + 1, r);
+            if let Some(rl) = r.rate_limit.and_then(|i| t.rate_limits.get(i)) {
+                let key = format!("{:?}", rl.key).to_lowercase();
+                let _ = writeln!(
+                    out,
+                    "       rate limit {}/s, burst {}, per {key} (GatewayPolicy {}, {} level)",
+                    rl.per_second, rl.burst, rl.policy, rl.level
+                );
+            }
         }
     }
 }

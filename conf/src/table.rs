@@ -35,6 +35,8 @@ pub struct RouteTable {
     pub clusters: Vec<Cluster>,
     /// The security policies that apply to this workload, in Istio's order.
     pub security: Security,
+    /// Local rate limits, referred to by routes.
+    pub rate_limits: Vec<RateLimitRule>,
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
     /// address (`remote.ip`) is the one this many entries from the right.
     pub num_trusted_proxies: u32,
@@ -361,6 +363,46 @@ pub struct Route {
     /// `corsPolicy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// The VirtualService that declares the rule (`namespace/name`), for `GatewayPolicy` targets.
+    #[serde(skip)]
+    pub virtual_service: String,
+    /// The rule's own `name` (without a match name), for `GatewayPolicy` `sectionName`.
+    #[serde(skip)]
+    pub rule_name: String,
+    /// The local rate limit of this route: an index into [`RouteTable::rate_limits`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<usize>,
+}
+
+/// One route's local rate limit (a `GatewayPolicy` `rateLimit`), with its own buckets.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateLimitRule {
+    /// The `GatewayPolicy`, `namespace/name`.
+    pub policy: String,
+    /// How it was bound: `route`, `server`, `gateway` or `workload` (the most specific wins).
+    pub level: &'static str,
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// The bucket size.
+    pub burst: u32,
+    /// What one bucket counts.
+    pub key: RateLimitKey,
+    /// The most host or client buckets kept.
+    pub max_keys: usize,
+    /// Add `x-ratelimit-*` response headers.
+    pub response_headers: bool,
+}
+
+/// What one token bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitKey {
+    /// Every request of the route.
+    Route,
+    /// Requests per `Host`.
+    Host,
+    /// Requests per client address (after trusted proxies and the PROXY protocol).
+    Client,
 }
 
 /// What a route does.

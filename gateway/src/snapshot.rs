@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub server_fingerprints: Vec<u64>,
     /// The security policies, built from `table.security`.
     pub policies: Arc<policy::Chain>,
+    /// The routes' rate limiters, indexed like `table.rate_limits` (buckets start full with
+    /// every configuration).
+    pub limiters: Vec<Arc<policy::ratelimit::Limiter>>,
     /// Keeps this snapshot's clusters (and their DNS refreshers) alive.
     _clusters: Vec<Arc<ClusterRuntime>>,
     /// The rotation watcher, stopped when the snapshot is dropped.
@@ -72,6 +75,7 @@ impl Snapshot {
         let upstreams = clusters.iter().map(|c| c.upstream.clone()).collect();
         let tls = Arc::new(TlsStore::new(&table, credentials_dir));
         let server_fingerprints = table.servers.iter().map(crate::conn::fingerprint).collect();
+        let limiters = table.rate_limits.iter().map(|r| Arc::new(policy::ratelimit::Limiter::new(r.clone()))).collect();
         Snapshot {
             generation,
             table,
@@ -79,6 +83,7 @@ impl Snapshot {
             tls,
             server_fingerprints,
             policies: Arc::new(policy::Chain::default()),
+            limiters,
             _clusters: clusters,
             tasks: Vec::new(),
         }

@@ -15,6 +15,7 @@ mod chain;
 mod context;
 mod external;
 pub mod jwt;
+pub mod ratelimit;
 mod reply;
 
 pub use chain::{BuildError, Chain};

@@ -23,7 +23,9 @@ fn treatment(group: &str, kind: &str) -> Treatment {
             FailClosed("EnvoyFilter patches Envoy configuration, which Pylon does not run")
         }
         ("extensions.istio.io", "WasmPlugin") => FailClosed("WasmPlugin is not supported"),
-        ("gateway.pylon.dev", "GatewayPolicy") => FailClosed("GatewayPolicy is not implemented by this version"),
+        ("gateway.pylon.dev", "GatewayPolicy") => {
+            FailClosed("only gateway.pylon.dev/v1alpha1 GatewayPolicy is implemented by this version")
+        }
         ("networking.istio.io", "ProxyConfig") => FailClosed("ProxyConfig is not implemented by this version"),
         ("networking.istio.io", "Sidecar") => Ignored("a Sidecar configures sidecar proxies, not gateways"),
         ("networking.istio.io", "WorkloadGroup") => {

@@ -117,6 +117,9 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         fault: rule.fault.as_ref().map(fault),
         mirrors: mirrors(r, port, ctx),
         cors: rule.cors_policy.as_ref().map(|c| cors(c, ctx)),
+        virtual_service: r.owner.meta.key(),
+        rule_name: rule.name.clone().unwrap_or_default(),
+        rate_limit: None,
     }
 }
 

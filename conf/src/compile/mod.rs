@@ -11,6 +11,7 @@ mod clusters;
 mod credentials;
 mod delegate;
 mod extras;
+mod gateway_policy;
 mod http;
 mod l4;
 mod route;
@@ -84,6 +85,7 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.listeners = http::listeners(&plan, &mut table.route_configs, &mut ctx);
     table.servers = plan.servers;
     table.security = security::bind(config, sel, &mut registry, out);
+    gateway_policy::bind(config, sel, &mut table, out);
     table.clusters = registry.into_clusters();
     table.num_trusted_proxies = sel.num_trusted_proxies;
     table.proxy_protocol = sel.proxy_protocol;

@@ -29,6 +29,8 @@ pub enum Loaded {
     RequestAuthentication(Resource<raw::RequestAuthentication>),
     /// AuthorizationPolicy.
     AuthorizationPolicy(Resource<raw::AuthorizationPolicy>),
+    /// GatewayPolicy.
+    GatewayPolicy(Resource<raw::GatewayPolicy>),
     /// Anything else.
     Foreign(Foreign),
 }
@@ -44,6 +46,7 @@ impl Loaded {
             Loaded::Secret(r) => &r.meta,
             Loaded::RequestAuthentication(r) => &r.meta,
             Loaded::AuthorizationPolicy(r) => &r.meta,
+            Loaded::GatewayPolicy(r) => &r.meta,
             Loaded::Foreign(f) => &f.meta,
         }
     }
@@ -58,6 +61,7 @@ impl Loaded {
             Loaded::Secret(r) => &mut r.meta,
             Loaded::RequestAuthentication(r) => &mut r.meta,
             Loaded::AuthorizationPolicy(r) => &mut r.meta,
+            Loaded::GatewayPolicy(r) => &mut r.meta,
             Loaded::Foreign(f) => &mut f.meta,
         }
     }
@@ -74,6 +78,7 @@ pub(super) fn store(config: &mut Config, loaded: Loaded) {
         Loaded::Secret(r) => config.secrets.push(r),
         Loaded::RequestAuthentication(r) => config.request_authentications.push(r),
         Loaded::AuthorizationPolicy(r) => config.authorization_policies.push(r),
+        Loaded::GatewayPolicy(r) => config.gateway_policies.push(r),
         Loaded::Foreign(f) => config.foreign.push(f),
     }
 }
@@ -92,6 +97,7 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
         .or_else(|| take(&mut config.secrets, id))
         .or_else(|| take(&mut config.request_authentications, id))
         .or_else(|| take(&mut config.authorization_policies, id))
+        .or_else(|| take(&mut config.gateway_policies, id))
         .or_else(|| {
             let pos = config.foreign.iter().position(|f| &f.meta.id == id)?;
             Some(config.foreign.remove(pos).meta.load_index)
@@ -109,6 +115,7 @@ enum Kind {
     Secret,
     RequestAuthentication,
     AuthorizationPolicy,
+    GatewayPolicy,
 }
 
 fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
@@ -123,6 +130,7 @@ fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
         ("security.istio.io", _) if !matches!(version, "v1" | "v1beta1") => None,
         ("security.istio.io", "RequestAuthentication") => Some(Kind::RequestAuthentication),
         ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
+        ("gateway.pylon.dev", "GatewayPolicy") if version == "v1alpha1" => Some(Kind::GatewayPolicy),
         _ => None,
     }
 }
@@ -186,6 +194,7 @@ fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Rep
         Kind::AuthorizationPolicy => {
             Loaded::AuthorizationPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? })
         }
+        Kind::GatewayPolicy => Loaded::GatewayPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::Secret => return None,
     })
 }

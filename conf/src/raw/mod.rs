@@ -7,6 +7,7 @@
 mod common;
 mod destination_rule;
 mod gateway;
+mod gateway_policy;
 mod meta;
 mod secret;
 mod security;
@@ -16,6 +17,7 @@ mod virtual_service;
 pub use common::*;
 pub use destination_rule::*;
 pub use gateway::*;
+pub use gateway_policy::*;
 pub use meta::*;
 pub use secret::*;
 pub use security::*;

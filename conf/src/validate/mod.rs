@@ -4,6 +4,7 @@
 
 mod destination_rule;
 mod gateway;
+mod gateway_policy;
 mod http_match;
 mod http_route;
 pub mod names;
@@ -62,6 +63,9 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
     }
     for p in &config.authorization_policies {
         security::validate_authorization_policy(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));
+    }
+    for p in &config.gateway_policies {
+        gateway_policy::validate(&p.spec, &mut Reporter::new(&p.meta.id, out));
     }
     for p in &config.request_authentications {
         security::validate_request_authentication(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));

@@ -54,6 +54,8 @@ pub struct Ctx {
     /// Why a policy denied the request (Envoy's `%RESPONSE_CODE_DETAILS%`, such as
     /// `rbac_access_denied_matched_policy[ns[default]-policy[deny]-rule[0]]`).
     pub denied: Option<String>,
+    /// `x-ratelimit-*` headers for the response, when the route's rate limit asks for them.
+    pub rate_limit_headers: Vec<(String, String)>,
     /// The request id sent upstream.
     pub request_id: Option<String>,
 }
@@ -76,6 +78,7 @@ impl Ctx {
             retries_left: 0,
             outcome: None,
             denied: None,
+            rate_limit_headers: Vec::new(),
             request_id: None,
         }
     }

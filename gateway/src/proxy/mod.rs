@@ -3,6 +3,7 @@
 pub mod ctx;
 pub mod header_ops;
 pub mod policies;
+pub mod ratelimit;
 pub mod reply;
 pub mod request;
 pub mod route;

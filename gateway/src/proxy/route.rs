@@ -41,6 +41,9 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
     let Some(index) = vhost.routes.iter().position(|r| r.matcher.matches(&view)) else { return no_route(ctx) };
     ctx.route = Some(RouteRef { config, vhost: vhost_index, route: index });
     let route = &vhost.routes[index];
+    if let Some(limited) = super::ratelimit::check(session, ctx, route.rate_limit) {
+        return Decision::Reply(limited);
+    }
     match &route.action {
         RouteAction::Redirect(r) => {
             let prefix = match &route.matcher.path.matcher {

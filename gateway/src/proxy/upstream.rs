@@ -122,5 +122,8 @@ pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         }
     }
     resp.insert_header("server", SERVER)?;
+    for (k, v) in &ctx.rate_limit_headers {
+        resp.insert_header(k.clone(), v.as_str())?;
+    }
     Ok(())
 }

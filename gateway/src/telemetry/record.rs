@@ -45,6 +45,7 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     // Envoy flags an external authorizer's denial UAEX; an RBAC or JWT denial has no flag.
     let flags = match &ctx.denied {
         Some(d) if d.starts_with("ext_authz") => "UAEX",
+        Some(d) if d == crate::proxy::ratelimit::LIMITED => "RL",
         _ => ctx.outcome.map_or("-", Outcome::flag),
     };
     let elapsed = ctx.started.elapsed();

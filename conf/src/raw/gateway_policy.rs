@@ -1,0 +1,59 @@
+//! `gateway.pylon.dev/v1alpha1` `GatewayPolicy`: Pylon's own resource for what Istio has no
+//! resource for, bound to this workload, to a Gateway (or one of its servers), or to a
+//! VirtualService (or one of its HTTP routes). This version implements the `rateLimit` module.
+
+use serde::{Deserialize, Serialize};
+
+use super::LabelSelector;
+
+/// `GatewayPolicy` spec.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewayPolicy {
+    /// Workloads it applies to (in its namespace, or every namespace from the root namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// The Gateways, servers, VirtualServices or routes it applies to (instead of a selector).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<GatewayPolicyTarget>,
+    /// Local rate limiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// What a `GatewayPolicy` attaches to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewayPolicyTarget {
+    /// `networking.istio.io` (the default).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// `Gateway` or `VirtualService`.
+    pub kind: String,
+    /// The resource's name, in the policy's namespace.
+    pub name: String,
+    /// A Gateway server's `port.name`, or a VirtualService HTTP route's `name`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub section_name: String,
+}
+
+/// A token bucket: `requests` per `unit`, up to `burst` at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimit {
+    /// Tokens added per `unit`.
+    pub requests: u32,
+    /// `second`, `minute` or `hour`.
+    pub unit: String,
+    /// The bucket's size (default: `requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// What one bucket counts: `route` (default), `host` or `client` (the client address).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The most client or host buckets kept (least recently used ones are dropped; default 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<u32>,
+    /// Add `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` to responses.
+    pub response_headers: bool,
+}
