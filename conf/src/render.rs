@@ -215,6 +215,21 @@ fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
                     rl.per_second, rl.burst, rl.policy, rl.level
                 );
             }
+            if let Some(h) = r.header_policy.and_then(|i| t.header_policies.get(i)) {
+                let mut parts = Vec::new();
+                parts.extend(h.replace_forwarded_for.then(|| "x-forwarded-for replaced".to_string()));
+                parts.extend(h.forwarded.then(|| "Forwarded added".to_string()));
+                parts.extend(h.generate_request_id.then(|| "new x-request-id".to_string()));
+                parts.extend(h.response_set.iter().map(|(k, v)| format!("response set {k}: {v}")));
+                parts.extend(h.response_remove.iter().map(|k| format!("response remove {k}")));
+                let _ = writeln!(
+                    out,
+                    "       headers: {} (GatewayPolicy {}, {} level)",
+                    parts.join(", "),
+                    h.policy,
+                    h.level
+                );
+            }
         }
     }
 }

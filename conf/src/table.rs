@@ -37,6 +37,8 @@ pub struct RouteTable {
     pub security: Security,
     /// Local rate limits, referred to by routes.
     pub rate_limits: Vec<RateLimitRule>,
+    /// `GatewayPolicy` header settings, referred to by routes.
+    pub header_policies: Vec<HeaderPolicyRule>,
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
     /// address (`remote.ip`) is the one this many entries from the right.
     pub num_trusted_proxies: u32,
@@ -372,6 +374,29 @@ pub struct Route {
     /// The local rate limit of this route: an index into [`RouteTable::rate_limits`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<usize>,
+    /// The `GatewayPolicy` header settings of this route: an index into
+    /// [`RouteTable::header_policies`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_policy: Option<usize>,
+}
+
+/// A `GatewayPolicy` `headers` module, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderPolicyRule {
+    /// The `GatewayPolicy`, `namespace/name`.
+    pub policy: String,
+    /// How it was bound (`route`, `server`, `gateway`, `workload`).
+    pub level: &'static str,
+    /// `x-forwarded-for` is the client address alone.
+    pub replace_forwarded_for: bool,
+    /// Append an RFC 7239 `Forwarded` element.
+    pub forwarded: bool,
+    /// Always a new `x-request-id`.
+    pub generate_request_id: bool,
+    /// Response headers set (lower-case names).
+    pub response_set: Vec<(String, String)>,
+    /// Response headers removed (lower-case names).
+    pub response_remove: Vec<String>,
 }
 
 /// One route's local rate limit (a `GatewayPolicy` `rateLimit`), with its own buckets.

@@ -24,13 +24,15 @@ fn names(v: &Value) -> Vec<String> {
 #[test]
 fn the_crd_and_pylon_accept_the_same_fields() {
     let spec = crd_spec();
-    assert_eq!(names(&spec), ["selector", "targetRefs", "rateLimit"]);
+    assert_eq!(names(&spec), ["selector", "targetRefs", "rateLimit", "headers"]);
+    assert_eq!(names(&spec["properties"]["headers"]), ["xForwardedFor", "forwarded", "requestId", "response"]);
+    assert_eq!(names(&spec["properties"]["headers"]["properties"]["response"]), ["set", "remove"]);
     assert_eq!(names(&spec["properties"]["targetRefs"]["items"]), ["group", "kind", "name", "sectionName"]);
     assert_eq!(
         names(&spec["properties"]["rateLimit"]),
         ["requests", "unit", "burst", "key", "maxKeys", "responseHeaders"]
     );
-    let yaml = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: all}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: gw, sectionName: http}]\n  rateLimit: {requests: 1, unit: second, burst: 2, key: client, maxKeys: 3, responseHeaders: true}\n";
+    let yaml = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: all}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: gw, sectionName: http}]\n  rateLimit: {requests: 1, unit: second, burst: 2, key: client, maxKeys: 3, responseHeaders: true}\n  headers: {xForwardedFor: replace, forwarded: true, requestId: generate, response: {set: {server: edge}, remove: [x-envoy-upstream-service-time]}}\n";
     let built = conf::build_str("p.yaml", yaml, &conf::Selection::default());
     assert!(!built.diagnostics.to_string().contains("unknown field"), "{}", built.diagnostics);
     let misspelled = yaml.replace("maxKeys", "maxKey");

@@ -8,8 +8,8 @@
 use super::Selection;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
-use crate::raw::{GatewayPolicy, RateLimit};
-use crate::table::{RateLimitKey, RateLimitRule, Route, RouteTable, Server};
+use crate::raw::{GatewayPolicy, HeaderPolicy, RateLimit};
+use crate::table::{HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server};
 
 /// Attachment levels, most specific first.
 const LEVELS: [&str; 4] = ["route", "server", "gateway", "workload"];
@@ -41,20 +41,49 @@ fn level(p: &Resource<GatewayPolicy>, route: &Route, servers: &[&Server], sel: &
         .min()
 }
 
-/// Sets each route's rate limit from the policies that apply.
+/// A module of `GatewayPolicy`.
+#[derive(Clone, Copy)]
+enum Module {
+    RateLimit,
+    Headers,
+}
+
+impl Module {
+    fn set_in(self, p: &GatewayPolicy) -> bool {
+        match self {
+            Module::RateLimit => p.rate_limit.is_some(),
+            Module::Headers => p.headers.is_some(),
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Module::RateLimit => "spec.rateLimit",
+            Module::Headers => "spec.headers",
+        }
+    }
+}
+
+/// Sets each route's modules from the policies that apply.
 pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
-    let with_limits: Vec<&Resource<GatewayPolicy>> =
-        config.gateway_policies.iter().filter(|p| p.spec.rate_limit.is_some()).collect();
-    if with_limits.is_empty() {
+    for module in [Module::RateLimit, Module::Headers] {
+        bind_module(module, config, sel, table, out);
+    }
+}
+
+fn bind_module(module: Module, config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
+    let with: Vec<&Resource<GatewayPolicy>> =
+        config.gateway_policies.iter().filter(|p| module.set_in(&p.spec)).collect();
+    if with.is_empty() {
         return;
     }
-    let mut rules = Vec::new();
     let mut conflicts = Vec::new();
+    let (mut rate_limits, mut header_policies) = (Vec::new(), Vec::new());
     for rc in &mut table.route_configs {
         let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
         for route in rc.virtual_hosts.iter_mut().flat_map(|vh| vh.routes.iter_mut()) {
             let mut best: Option<(usize, &Resource<GatewayPolicy>)> = None;
-            for p in &with_limits {
+            for p in &with {
                 let Some(l) = level(p, route, &servers, sel) else { continue };
                 match best {
                     Some((b, winner)) if l == b => {
@@ -65,21 +94,49 @@ pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out
                 }
             }
             let Some((l, p)) = best else { continue };
-            let Some(rl) = &p.spec.rate_limit else { continue };
-            route.rate_limit = Some(rules.len());
-            rules.push(rule(rl, p.meta.key(), LEVELS[l]));
+            match (module, &p.spec.rate_limit, &p.spec.headers) {
+                (Module::RateLimit, Some(rl), _) => {
+                    route.rate_limit = Some(rate_limits.len());
+                    rate_limits.push(rule(rl, p.meta.key(), LEVELS[l]));
+                }
+                (Module::Headers, _, Some(h)) => {
+                    let index =
+                        header_policies.iter().position(|(name, _): &(String, HeaderPolicyRule)| *name == p.meta.key());
+                    route.header_policy = Some(index.unwrap_or_else(|| {
+                        header_policies.push((p.meta.key(), header_rule(h, p.meta.key(), LEVELS[l])));
+                        header_policies.len() - 1
+                    }));
+                }
+                _ => {}
+            }
         }
     }
     for (id, winner, origin) in conflicts {
         Reporter::new(&id, out).warn(
             Code::Policy,
-            "spec.rateLimit",
+            module.field(),
             format!(
-                "{winner} sets the rate limit of {origin} at the same level and is older; this one is not used there"
+                "{winner} sets this module for {origin} at the same level and is older; this one is not used there"
             ),
         );
     }
-    table.rate_limits = rules;
+    match module {
+        Module::RateLimit => table.rate_limits = rate_limits,
+        Module::Headers => table.header_policies = header_policies.into_iter().map(|(_, h)| h).collect(),
+    }
+}
+
+fn header_rule(h: &HeaderPolicy, policy: String, level: &'static str) -> HeaderPolicyRule {
+    let response = h.response.clone().unwrap_or_default();
+    HeaderPolicyRule {
+        policy,
+        level,
+        replace_forwarded_for: h.x_forwarded_for == "replace",
+        forwarded: h.forwarded,
+        generate_request_id: h.request_id == "generate",
+        response_set: response.set.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        response_remove: response.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
 }
 
 fn rule(rl: &RateLimit, policy: String, level: &'static str) -> RateLimitRule {

@@ -19,6 +19,41 @@ pub struct GatewayPolicy {
     /// Local rate limiting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// What the forwarded headers and the response headers are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeaderPolicy>,
+}
+
+/// The `headers` module: forwarded request headers and response headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HeaderPolicy {
+    /// `append` (default: the peer address is appended, as Envoy) or `replace` (the header is
+    /// the client address alone, hiding the hops before the gateway).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub x_forwarded_for: String,
+    /// Also send an RFC 7239 `Forwarded` element (`for`, `proto`, `host`), appended to the
+    /// client's.
+    pub forwarded: bool,
+    /// `keep` (default: a client's `x-request-id` is kept, one is made when absent) or `generate`
+    /// (always a new one).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+    /// Response headers set or removed before the response leaves the gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseHeaders>,
+}
+
+/// Response headers a `GatewayPolicy` sets or removes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResponseHeaders {
+    /// Headers set (replacing any value), such as `server`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Headers removed, such as `server` or `x-envoy-upstream-service-time`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }
 
 /// What a `GatewayPolicy` attaches to.

@@ -21,10 +21,14 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
             r.warn(Code::Policy, "spec.selector", "workload selector specified without labels");
         }
     }
+    if let Some(h) = &p.headers {
+        headers(h, r);
+    }
     match &p.rate_limit {
-        None => {
-            r.warn(Code::NoEffect, "spec", "no module is set (rateLimit); the policy has no effect");
+        None if p.headers.is_none() => {
+            r.warn(Code::NoEffect, "spec", "no module is set (rateLimit, headers); the policy has no effect");
         }
+        None => {}
         Some(rl) => {
             if rl.requests == 0 {
                 r.error(Code::Policy, "spec.rateLimit.requests", "requests must be at least 1");
@@ -45,6 +49,39 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
             if rl.max_keys == Some(0) {
                 r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be at least 1");
             }
+        }
+    }
+}
+
+fn headers(h: &crate::raw::HeaderPolicy, r: &mut Reporter<'_>) {
+    if !matches!(h.x_forwarded_for.as_str(), "" | "append" | "replace") {
+        r.error(
+            Code::Policy,
+            "spec.headers.xForwardedFor",
+            format!("{:?} is not append or replace", h.x_forwarded_for),
+        );
+    }
+    if !matches!(h.request_id.as_str(), "" | "keep" | "generate") {
+        r.error(Code::Policy, "spec.headers.requestId", format!("{:?} is not keep or generate", h.request_id));
+    }
+    let Some(resp) = &h.response else { return };
+    let names = resp.set.keys().map(|k| ("set", k)).chain(resp.remove.iter().map(|k| ("remove", k)));
+    for (field, name) in names {
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let framing =
+            matches!(name.to_ascii_lowercase().as_str(), "content-length" | "transfer-encoding" | "connection");
+        if !token || framing {
+            r.error(
+                Code::Header,
+                format!("spec.headers.response.{field}"),
+                format!("{name:?} is not a response header a policy may change"),
+            );
+        }
+    }
+    for (k, v) in &resp.set {
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            r.error(Code::Header, format!("spec.headers.response.set[{k:?}]"), "the value has a line break or NUL");
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod ctx;
 pub mod header_ops;
+pub mod header_policy;
 pub mod policies;
 pub mod ratelimit;
 pub mod reply;
@@ -138,14 +139,18 @@ impl ProxyHttp for Gateway {
             let client = policies::remote_address(session, p, ctx.snap.table.num_trusted_proxies);
             (p.to_string(), client.to_string())
         });
+        let client = addresses.as_ref().map(|(_, c)| c.clone());
+        header_policy::request_id(ctx);
         let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
         ctx.request_id =
             Some(forwarded::forwarding_headers(req, addresses, ctx.scheme, cert, ctx.request_id.as_deref())?);
+        header_policy::request(req, ctx, client.as_deref())?;
         upstream::rewrite(req, ctx)
     }
 
     async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        upstream::response_headers(resp, ctx)
+        upstream::response_headers(resp, ctx)?;
+        header_policy::response(resp, ctx)
     }
 
     fn fail_to_connect(
