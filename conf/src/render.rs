@@ -196,6 +196,17 @@ fn destinations(list: &[WeightedCluster]) -> String {
 fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
     let servers: Vec<String> = rc.servers.iter().map(|id| server_name(t, *id)).collect();
     let _ = writeln!(out, "\nROUTES {} (servers: {})", rc.name, servers.join("; "));
+    if let Some(c) = &rc.client_address {
+        let how = if c.trusted_cidrs.is_empty() {
+            format!("{} trusted proxies", c.num_trusted_proxies)
+        } else {
+            format!(
+                "trusted proxies {}",
+                c.trusted_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let _ = writeln!(out, "  client address: {how} (GatewayPolicy {})", c.policy);
+    }
     if rc.virtual_hosts.is_empty() {
         out.push_str("  (no virtual hosts: every request gets 404 NR)\n");
     }

@@ -301,6 +301,21 @@ pub struct RouteConfig {
     /// Host lookup (exact > longest wildcard > `*`).
     #[serde(skip)]
     pub index: VirtualHostIndex,
+    /// How the client address is found for requests on these servers (`GatewayPolicy`
+    /// `clientAddress`); `None`: MeshConfig's `numTrustedProxies`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<ClientAddressRule>,
+}
+
+/// A `GatewayPolicy` `clientAddress` module, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientAddressRule {
+    /// The `GatewayPolicy`, `namespace/name`.
+    pub policy: String,
+    /// Trusted hops (`numTrustedProxies`).
+    pub num_trusted_proxies: u32,
+    /// Trusted proxy addresses (`trustedCidrs`); when set, they decide instead of the count.
+    pub trusted_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl RouteConfig {
@@ -397,6 +412,29 @@ pub struct HeaderPolicyRule {
     pub response_set: Vec<(String, String)>,
     /// Response headers removed (lower-case names).
     pub response_remove: Vec<String>,
+}
+
+impl Route {
+    /// A route that no `GatewayPolicy` targets by VirtualService (for server-level binding).
+    pub(crate) fn placeholder() -> Route {
+        Route {
+            name: String::new(),
+            origin: String::new(),
+            matcher: RouteMatch::any(),
+            action: RouteAction::DirectResponse { status: 404, body: None },
+            headers: HeaderOps::default(),
+            rewrite: None,
+            timeout: None,
+            retries: None,
+            fault: None,
+            mirrors: Vec::new(),
+            cors: None,
+            virtual_service: String::new(),
+            rule_name: String::new(),
+            rate_limit: None,
+            header_policy: None,
+        }
+    }
 }
 
 /// One route's local rate limit (a `GatewayPolicy` `rateLimit`), with its own buckets.

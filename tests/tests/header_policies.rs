@@ -44,3 +44,27 @@ async fn a_new_request_id_replaces_the_clients_when_the_policy_says_generate() {
     assert_ne!(id, "client-chosen");
     assert_eq!(id.len(), 36);
 }
+
+/// Gateways `public` (port 80) and `private` (port 81) routing to `up`, plus `policies`.
+fn two_gateways(up: &Upstream, policies: &str) -> String {
+    let gw = |name: &str, port: u16| {
+        format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http-{port}, protocol: HTTP}}\n    hosts: ['*']\n---\n")
+    };
+    gw("public", 80)
+        + &gw("private", 81)
+        + &service("app", "app.internal", &[up])
+        + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: ['*']\n  gateways: [public, private]\n  http:\n  - route: [{destination: {host: app.internal}}]\n---\n"
+        + policies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_gateway_finds_the_client_address_its_own_way() {
+    let up = Upstream::start("app").await;
+    let policies = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: behind-lb}\nspec:\n  targetRefs: [{kind: Gateway, name: public}]\n  clientAddress: {trustedCidrs: [127.0.0.0/8, 10.0.0.0/8]}\n";
+    let gw = TestGateway::start(&two_gateways(&up, policies));
+    let xff = [("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.1.1.1")];
+    get(&http1(), &gw.url(80), "x", "/", &xff).await;
+    assert_eq!(up.last().header("x-envoy-external-address"), Some("203.0.113.9"), "the rightmost untrusted entry");
+    get(&http1(), &gw.url(81), "x", "/", &xff).await;
+    assert_eq!(up.last().header("x-envoy-external-address"), Some("127.0.0.1"), "the private Gateway trusts no proxy");
+}

@@ -9,7 +9,7 @@ use super::Selection;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::raw::{GatewayPolicy, HeaderPolicy, RateLimit};
-use crate::table::{HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server};
+use crate::table::{ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server};
 
 /// Attachment levels, most specific first.
 const LEVELS: [&str; 4] = ["route", "server", "gateway", "workload"];
@@ -68,6 +68,55 @@ impl Module {
 pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
     for module in [Module::RateLimit, Module::Headers] {
         bind_module(module, config, sel, table, out);
+    }
+    bind_client_address(config, sel, table, out);
+}
+
+/// `clientAddress` per route table (the servers sharing a port, or one TLS server): the most
+/// specific of server > Gateway > workload among the policies that apply to any of its servers.
+fn bind_client_address(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
+    let with: Vec<&Resource<GatewayPolicy>> =
+        config.gateway_policies.iter().filter(|p| p.spec.client_address.is_some()).collect();
+    if with.is_empty() {
+        return;
+    }
+    let any_route = Route::placeholder();
+    for rc in &mut table.route_configs {
+        let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
+        let mut best: Option<(usize, &Resource<GatewayPolicy>)> = None;
+        for p in &with {
+            let Some(l) = level(p, &any_route, &servers, sel).filter(|l| *l > 0) else { continue };
+            match best {
+                Some((b, winner)) if l == b => {
+                    Reporter::new(&p.meta.id, out).warn(
+                        Code::Policy,
+                        "spec.clientAddress",
+                        format!(
+                            "{} sets the client address of {} at the same level and is older; this one is not used there",
+                            winner.meta.key(),
+                            rc.name
+                        ),
+                    );
+                }
+                Some((b, _)) if l > b => {}
+                _ => best = Some((l, p)),
+            }
+        }
+        let Some((_, p)) = best else { continue };
+        let Some(c) = &p.spec.client_address else { continue };
+        rc.client_address = Some(ClientAddressRule {
+            policy: p.meta.key(),
+            num_trusted_proxies: c.num_trusted_proxies.unwrap_or(sel.num_trusted_proxies),
+            trusted_cidrs: c
+                .trusted_cidrs
+                .iter()
+                .filter_map(|v| {
+                    v.parse::<ipnet::IpNet>()
+                        .ok()
+                        .or_else(|| v.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+                })
+                .collect(),
+        });
     }
 }
 

@@ -22,6 +22,24 @@ pub struct GatewayPolicy {
     /// What the forwarded headers and the response headers are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderPolicy>,
+    /// How the client address is found behind proxies (workload, Gateway or server level only:
+    /// it is needed before a route is chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<ClientAddress>,
+}
+
+/// The `clientAddress` module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClientAddress {
+    /// Proxies in front of the gateway that append to `x-forwarded-for` (as MeshConfig
+    /// `gatewayTopology.numTrustedProxies`, which this overrides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_trusted_proxies: Option<u32>,
+    /// Addresses of trusted proxies: the client is the rightmost `x-forwarded-for` entry outside
+    /// them (Envoy's `xff_trusted_cidrs`), when the peer is one of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_cidrs: Vec<String>,
 }
 
 /// The `headers` module: forwarded request headers and response headers.

@@ -24,9 +24,16 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
     if let Some(h) = &p.headers {
         headers(h, r);
     }
+    if let Some(c) = &p.client_address {
+        client_address(p, c, r);
+    }
     match &p.rate_limit {
-        None if p.headers.is_none() => {
-            r.warn(Code::NoEffect, "spec", "no module is set (rateLimit, headers); the policy has no effect");
+        None if p.headers.is_none() && p.client_address.is_none() => {
+            r.warn(
+                Code::NoEffect,
+                "spec",
+                "no module is set (rateLimit, headers, clientAddress); the policy has no effect",
+            );
         }
         None => {}
         Some(rl) => {
@@ -83,5 +90,28 @@ fn headers(h: &crate::raw::HeaderPolicy, r: &mut Reporter<'_>) {
         if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             r.error(Code::Header, format!("spec.headers.response.set[{k:?}]"), "the value has a line break or NUL");
         }
+    }
+}
+
+fn client_address(p: &GatewayPolicy, c: &crate::raw::ClientAddress, r: &mut Reporter<'_>) {
+    for (i, cidr) in c.trusted_cidrs.iter().enumerate() {
+        if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+            r.error(
+                Code::Policy,
+                format!("spec.clientAddress.trustedCidrs[{i}]"),
+                format!("{cidr:?} is not an IP address or CIDR range"),
+            );
+        }
+    }
+    if c.num_trusted_proxies.is_none() && c.trusted_cidrs.is_empty() {
+        r.error(Code::Policy, "spec.clientAddress", "set numTrustedProxies or trustedCidrs");
+    }
+    if p.target_refs.iter().any(|t| t.kind == "VirtualService") {
+        r.error(
+            Code::Policy,
+            "spec.clientAddress",
+            "clientAddress binds to the workload, a Gateway or a server: the client address is needed before a route is chosen",
+        )
+        .hint = Some("put clientAddress in a policy that targets the Gateway (or one of its servers)".into());
     }
 }

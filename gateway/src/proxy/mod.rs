@@ -136,7 +136,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let addresses = peer.map(|p| {
-            let client = policies::remote_address(session, p, ctx.snap.table.num_trusted_proxies);
+            let client = policies::client_address(session, p, ctx);
             (p.to_string(), client.to_string())
         });
         let client = addresses.as_ref().map(|(_, c)| c.clone());

@@ -33,13 +33,38 @@ pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<(LocalReply, Stri
 fn context(session: &Session, ctx: &Ctx) -> Option<policy::Context> {
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
     let mut cx = policy::Context::new(peer, ctx.port);
-    cx.client = remote_address(session, peer, ctx.snap.table.num_trusted_proxies);
+    cx.client = client_address(session, peer, ctx);
     cx.local = session.server_addr().and_then(|a| a.as_inet()).copied();
     if let Some(tls) = &ctx.tls {
         cx.sni.clone_from(&tls.sni);
         cx.peer_principal = tls.client_cert.as_ref().and_then(principal);
     }
     Some(cx)
+}
+
+/// The client address of a request from `peer`: the route table's `GatewayPolicy`
+/// `clientAddress`, else MeshConfig's `numTrustedProxies`.
+pub fn client_address(session: &Session, peer: IpAddr, ctx: &Ctx) -> IpAddr {
+    let rule =
+        ctx.route_config.and_then(|rc| ctx.snap.table.route_configs.get(rc)).and_then(|rc| rc.client_address.as_ref());
+    match rule {
+        Some(r) if !r.trusted_cidrs.is_empty() => behind_trusted_cidrs(session, peer, &r.trusted_cidrs),
+        Some(r) => remote_address(session, peer, r.num_trusted_proxies),
+        None => remote_address(session, peer, ctx.snap.table.num_trusted_proxies),
+    }
+}
+
+/// The `x-forwarded-for` entries, left to right.
+fn forwarded_for(session: &Session) -> Vec<&str> {
+    session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect()
 }
 
 /// Envoy's trusted client address with `use_remote_address: true` and `xff_num_trusted_hops: n`:
@@ -50,16 +75,28 @@ pub fn remote_address(session: &Session, peer: IpAddr, n: u32) -> IpAddr {
     if n == 0 {
         return peer;
     }
-    let headers = &session.req_header().headers;
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let entries = forwarded_for(session);
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     entries.len().checked_sub(n).and_then(|i| entries.get(i)).and_then(|a| a.parse::<IpAddr>().ok()).unwrap_or(peer)
+}
+
+/// Envoy's `xff_trusted_cidrs`: when the peer is a trusted proxy, the client is the rightmost
+/// `x-forwarded-for` entry outside the trusted ranges (the leftmost one when all are inside, the
+/// last trusted one when an entry is not an address); a peer outside them is the client.
+pub fn behind_trusted_cidrs(session: &Session, peer: IpAddr, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut last = peer;
+    for entry in forwarded_for(session).iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if !is_trusted(&ip) => return ip,
+            Ok(ip) => last = ip,
+            Err(_) => return last,
+        }
+    }
+    last
 }
 
 /// The facts of a TCP connection the authorization policies decide on (no request on it).

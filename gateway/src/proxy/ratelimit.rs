@@ -14,9 +14,7 @@ pub const LIMITED: &str = "local_rate_limited";
 pub fn check(session: &Session, ctx: &mut Ctx, route_limit: Option<usize>) -> Option<LocalReply> {
     let limiter = ctx.snap.limiters.get(route_limit?)?.clone();
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    let client = peer
-        .map(|p| super::policies::remote_address(session, p, ctx.snap.table.num_trusted_proxies).to_string())
-        .unwrap_or_default();
+    let client = peer.map(|p| super::policies::client_address(session, p, ctx).to_string()).unwrap_or_default();
     let host = super::request::authority(session.req_header());
     let host =
         host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
