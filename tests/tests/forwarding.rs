@@ -266,3 +266,21 @@ async fn the_external_address_is_the_client_behind_trusted_proxies() {
     assert_eq!(seen.header("x-envoy-external-address"), Some("198.51.100.7"));
     assert_eq!(seen.header("x-forwarded-for"), Some("198.51.100.7, 203.0.113.9,127.0.0.1"));
 }
+
+/// Istio's "Configuring Gateway Network Topology" example: a request with
+/// `X-Forwarded-For: 56.5.6.7, 72.9.5.6, 98.1.2.3` through 0, 1 and 2 trusted proxies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_network_topology_example_for_zero_one_and_two_trusted_proxies() {
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let xff = [("x-forwarded-for", "56.5.6.7, 72.9.5.6, 98.1.2.3")];
+    for (trusted, external) in [(0, "127.0.0.1"), (1, "98.1.2.3"), (2, "72.9.5.6")] {
+        let gw = TestGateway::start_with(&yaml, Setup { num_trusted_proxies: trusted, ..Setup::default() });
+        get(&http1(), &gw.url(80), "x", "/", &xff).await;
+        let seen = up.last();
+        assert_eq!(seen.header("x-envoy-external-address"), Some(external), "numTrustedProxies {trusted}");
+        assert_eq!(seen.header("x-forwarded-for"), Some("56.5.6.7, 72.9.5.6, 98.1.2.3,127.0.0.1"));
+    }
+}
