@@ -196,17 +196,7 @@ fn destinations(list: &[WeightedCluster]) -> String {
 fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
     let servers: Vec<String> = rc.servers.iter().map(|id| server_name(t, *id)).collect();
     let _ = writeln!(out, "\nROUTES {} (servers: {})", rc.name, servers.join("; "));
-    if let Some(c) = &rc.client_address {
-        let how = if c.trusted_cidrs.is_empty() {
-            format!("{} trusted proxies", c.num_trusted_proxies)
-        } else {
-            format!(
-                "trusted proxies {}",
-                c.trusted_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            )
-        };
-        let _ = writeln!(out, "  client address: {how} (GatewayPolicy {})", c.policy);
-    }
+    route_config_policies(out, rc);
     if rc.virtual_hosts.is_empty() {
         out.push_str("  (no virtual hosts: every request gets 404 NR)\n");
     }
@@ -218,30 +208,56 @@ fn route_config(out: &mut String, t: &RouteTable, rc: &RouteConfig) {
         }
         for (i, r) in vh.routes.iter().enumerate() {
             route(out, i + 1, r);
-            if let Some(rl) = r.rate_limit.and_then(|i| t.rate_limits.get(i)) {
-                let key = format!("{:?}", rl.key).to_lowercase();
-                let _ = writeln!(
-                    out,
-                    "       rate limit {}/s, burst {}, per {key} (GatewayPolicy {}, {} level)",
-                    rl.per_second, rl.burst, rl.policy, rl.level
-                );
-            }
-            if let Some(h) = r.header_policy.and_then(|i| t.header_policies.get(i)) {
-                let mut parts = Vec::new();
-                parts.extend(h.replace_forwarded_for.then(|| "x-forwarded-for replaced".to_string()));
-                parts.extend(h.forwarded.then(|| "Forwarded added".to_string()));
-                parts.extend(h.generate_request_id.then(|| "new x-request-id".to_string()));
-                parts.extend(h.response_set.iter().map(|(k, v)| format!("response set {k}: {v}")));
-                parts.extend(h.response_remove.iter().map(|k| format!("response remove {k}")));
-                let _ = writeln!(
-                    out,
-                    "       headers: {} (GatewayPolicy {}, {} level)",
-                    parts.join(", "),
-                    h.policy,
-                    h.level
-                );
-            }
+            route_policies(out, t, r);
         }
+    }
+}
+
+/// The `GatewayPolicy` modules of a route table: client address, added security checks.
+fn route_config_policies(out: &mut String, rc: &RouteConfig) {
+    if let Some(c) = &rc.client_address {
+        let how = if c.trusted_cidrs.is_empty() {
+            format!("{} trusted proxies", c.num_trusted_proxies)
+        } else {
+            format!(
+                "trusted proxies {}",
+                c.trusted_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let _ = writeln!(out, "  client address: {how} (GatewayPolicy {})", c.policy);
+    }
+    for p in &rc.security.request_authentications {
+        let _ = writeln!(out, "  also RequestAuthentication of GatewayPolicy {}", p.name);
+    }
+    for p in &rc.security.authorization_policies {
+        let action = format!("{:?}", p.spec.action).to_uppercase();
+        let _ = writeln!(
+            out,
+            "  also AuthorizationPolicy of GatewayPolicy {}: {action}, {} rule(s)",
+            p.name,
+            p.spec.rules.len()
+        );
+    }
+}
+
+/// The `GatewayPolicy` modules of one route: rate limit, headers.
+fn route_policies(out: &mut String, t: &RouteTable, r: &Route) {
+    if let Some(rl) = r.rate_limit.and_then(|i| t.rate_limits.get(i)) {
+        let key = format!("{:?}", rl.key).to_lowercase();
+        let _ = writeln!(
+            out,
+            "       rate limit {}/s, burst {}, per {key} (GatewayPolicy {}, {} level)",
+            rl.per_second, rl.burst, rl.policy, rl.level
+        );
+    }
+    if let Some(h) = r.header_policy.and_then(|i| t.header_policies.get(i)) {
+        let mut parts = Vec::new();
+        parts.extend(h.replace_forwarded_for.then(|| "x-forwarded-for replaced".to_string()));
+        parts.extend(h.forwarded.then(|| "Forwarded added".to_string()));
+        parts.extend(h.generate_request_id.then(|| "new x-request-id".to_string()));
+        parts.extend(h.response_set.iter().map(|(k, v)| format!("response set {k}: {v}")));
+        parts.extend(h.response_remove.iter().map(|k| format!("response remove {k}")));
+        let _ = writeln!(out, "       headers: {} (GatewayPolicy {}, {} level)", parts.join(", "), h.policy, h.level);
     }
 }
 

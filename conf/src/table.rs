@@ -305,6 +305,9 @@ pub struct RouteConfig {
     /// `clientAddress`); `None`: MeshConfig's `numTrustedProxies`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_address: Option<ClientAddressRule>,
+    /// Security checks `GatewayPolicy`s add for these servers, besides [`RouteTable::security`].
+    #[serde(skip_serializing_if = "Security::is_empty")]
+    pub security: Security,
 }
 
 /// A `GatewayPolicy` `clientAddress` module, resolved.

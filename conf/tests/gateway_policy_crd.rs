@@ -24,7 +24,10 @@ fn names(v: &Value) -> Vec<String> {
 #[test]
 fn the_crd_and_pylon_accept_the_same_fields() {
     let spec = crd_spec();
-    assert_eq!(names(&spec), ["selector", "targetRefs", "rateLimit", "headers", "clientAddress"]);
+    assert_eq!(
+        names(&spec),
+        ["selector", "targetRefs", "rateLimit", "headers", "clientAddress", "authorization", "requestAuthentication"]
+    );
     assert_eq!(names(&spec["properties"]["clientAddress"]), ["numTrustedProxies", "trustedCidrs"]);
     assert_eq!(names(&spec["properties"]["headers"]), ["xForwardedFor", "forwarded", "requestId", "response"]);
     assert_eq!(names(&spec["properties"]["headers"]["properties"]["response"]), ["set", "remove"]);

@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub server_fingerprints: Vec<u64>,
     /// The security policies, built from `table.security`.
     pub policies: Arc<policy::Chain>,
+    /// Chains of route tables to which GatewayPolicies add checks (the workload's checks and
+    /// theirs), indexed like `table.route_configs`.
+    pub route_chains: Vec<Option<Arc<policy::Chain>>>,
     /// The routes' rate limiters, indexed like `table.rate_limits` (buckets start full with
     /// every configuration).
     pub limiters: Vec<Arc<policy::ratelimit::Limiter>>,
@@ -48,20 +51,32 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Self, policy::BuildError> {
         let policies = Arc::new(policy::Chain::build(&table.security)?);
-        if let (Some(new), Some(old)) = (policies.authenticator(), previous.and_then(|p| p.policies.authenticator())) {
-            let old_sets = old.remote_key_sets();
-            for set in new.remote_key_sets() {
-                old_sets.iter().filter(|o| o.uri == set.uri).for_each(|o| set.adopt(o));
-            }
+        let route_chains = route_chains(&table)?;
+        let old_sets: Vec<_> = previous.map(|p| p.all_chains().flat_map(key_sets).collect()).unwrap_or_default();
+        for set in std::iter::once(&policies).chain(route_chains.iter().flatten()).flat_map(key_sets) {
+            old_sets.iter().filter(|o| o.uri == set.uri).for_each(|o| set.adopt(o));
         }
         let clusters = registry.clusters(&table.clusters).await;
         let mut snap = Self::assemble(table, generation, credentials_dir, clusters);
         snap.policies = policies;
+        snap.route_chains = route_chains;
         if !snap.tls.is_empty() {
             snap.tasks.push(crate::tls::watch::spawn(snap.tls.clone()));
         }
-        snap.tasks.extend(crate::jwks::spawn_fetchers(&snap.policies));
+        let fetchers: Vec<JoinHandle<()>> = snap.all_chains().flat_map(|c| crate::jwks::spawn_fetchers(c)).collect();
+        snap.tasks.extend(fetchers);
         Ok(snap)
+    }
+
+    /// Every policy chain: the workload's, then the route tables' own.
+    fn all_chains(&self) -> impl Iterator<Item = &Arc<policy::Chain>> {
+        std::iter::once(&self.policies).chain(self.route_chains.iter().flatten())
+    }
+
+    /// The chain for requests on route table `rc`: its own when GatewayPolicies add checks to it,
+    /// else the workload's.
+    pub fn chain_for(&self, rc: Option<usize>) -> &Arc<policy::Chain> {
+        rc.and_then(|i| self.route_chains.get(i)).and_then(Option::as_ref).unwrap_or(&self.policies)
     }
 
     /// A snapshot from clusters already made, without background tasks and without policies
@@ -84,6 +99,7 @@ impl Snapshot {
             server_fingerprints,
             policies: Arc::new(policy::Chain::default()),
             limiters,
+            route_chains: Vec::new(),
             _clusters: clusters,
             tasks: Vec::new(),
         }
@@ -96,4 +112,27 @@ impl Drop for Snapshot {
             t.abort();
         }
     }
+}
+
+/// The remote key sets of a chain.
+fn key_sets(chain: &Arc<policy::Chain>) -> Vec<Arc<policy::jwt::RemoteJwks>> {
+    chain.authenticator().map(|a| a.remote_key_sets()).unwrap_or_default()
+}
+
+/// A chain per route table that GatewayPolicies add checks to: the workload's policies and
+/// theirs together.
+fn route_chains(table: &RouteTable) -> Result<Vec<Option<Arc<policy::Chain>>>, policy::BuildError> {
+    table
+        .route_configs
+        .iter()
+        .map(|rc| {
+            if rc.security.is_empty() {
+                return Ok(None);
+            }
+            let mut merged = table.security.clone();
+            merged.request_authentications.extend(rc.security.request_authentications.iter().cloned());
+            merged.authorization_policies.extend(rc.security.authorization_policies.iter().cloned());
+            policy::Chain::build(&merged).map(|c| Some(Arc::new(c)))
+        })
+        .collect()
 }

@@ -280,3 +280,32 @@ async fn an_ip_blocks_deny_refuses_a_tls_connection_before_the_handshake() {
     assert!(refused.is_err(), "no handshake: the connection is closed before the ServerHello");
     assert!(up.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_policy_gives_one_gateway_of_the_workload_its_own_firewall() {
+    let up = Upstream::start("app").await;
+    let gw = |name: &str, port: u16| {
+        format!("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: {name}}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http-{port}, protocol: HTTP}}\n    hosts: ['*']\n---\n")
+    };
+    let yaml = gw("public", 80)
+        + &gw("private", 81)
+        + &service("app", "app.internal", &[&up])
+        + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\nspec:\n  hosts: ['*']\n  gateways: [public, private]\n  http:\n  - route: [{destination: {host: app.internal}}]\n---\n"
+        + "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: public-firewall}\nspec:\n  targetRefs: [{kind: Gateway, name: public}]\n  authorization:\n    action: ALLOW\n    rules:\n    - to: [{operation: {paths: [\"/public/*\"]}}]\n";
+    let gw = TestGateway::start(&yaml);
+    let on = |port: u16, path: &'static str| {
+        let url = gw.url(port);
+        async move { get(&http1(), &url, "x", path, &[]).await.status }
+    };
+    assert_eq!(on(80, "/public/a").await, 200);
+    assert_eq!(on(80, "/admin").await, 403, "the public Gateway's own ALLOW rule");
+    assert_eq!(on(81, "/admin").await, 200, "the private Gateway has no such rule");
+}
+
+#[test]
+fn a_gateway_policy_firewall_that_reaches_a_tcp_server_refuses_the_configuration() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 9000, name: tcp, protocol: TCP}\n    hosts: ['*']\n---\napiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: fw}\nspec:\n  targetRefs: [{kind: Gateway, name: gw}]\n  authorization: {action: DENY, rules: [{to: [{operation: {paths: [/admin]}}]}]}\n";
+    let built = conf::build_str("c.yaml", yaml, &conf::Selection::default());
+    assert!(!built.is_valid());
+    assert!(built.diagnostics.to_string().contains("carries no HTTP requests"), "{}", built.diagnostics);
+}

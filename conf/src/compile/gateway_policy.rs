@@ -9,7 +9,9 @@ use super::Selection;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::raw::{GatewayPolicy, HeaderPolicy, RateLimit};
-use crate::table::{ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server};
+use crate::table::{
+    BoundPolicy, ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server,
+};
 
 /// Attachment levels, most specific first.
 const LEVELS: [&str; 4] = ["route", "server", "gateway", "workload"];
@@ -70,6 +72,67 @@ pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out
         bind_module(module, config, sel, table, out);
     }
     bind_client_address(config, sel, table, out);
+    bind_security(config, sel, table, out);
+}
+
+/// The `authorization` and `requestAuthentication` of GatewayPolicies: added (not replacing) to
+/// the checks of every HTTP route table whose servers a policy reaches at the workload, Gateway
+/// or server level. A policy that also reaches a server without HTTP requests (TCP, TLS, HTTPS
+/// passthrough) cannot be enforced there, so the configuration is refused.
+fn bind_security(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
+    let any_route = Route::placeholder();
+    for p in config
+        .gateway_policies
+        .iter()
+        .filter(|p| p.spec.authorization.is_some() || p.spec.request_authentication.is_some())
+    {
+        let opaque: Vec<&Server> = table
+            .servers
+            .iter()
+            .filter(|s| !serves_http(s))
+            .filter(|s| level(p, &any_route, &[*s], sel).is_some_and(|l| l > 0))
+            .collect();
+        for s in opaque {
+            Reporter::new(&p.meta.id, out).error(
+                Code::Unsupported,
+                "spec.targetRefs",
+                format!(
+                    "reaches {} servers[{}] ({:?}), which carries no HTTP requests: its authorization and requestAuthentication cannot be checked there",
+                    s.gateway, s.index, s.protocol
+                ),
+            )
+            .hint = Some("target the HTTP servers by sectionName, or use an AuthorizationPolicy (it applies to TCP as Istio's network RBAC)".into());
+        }
+        for rc in &mut table.route_configs {
+            let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
+            if level(p, &any_route, &servers, sel).is_none_or(|l| l == 0) {
+                continue;
+            }
+            if let Some(a) = &p.spec.authorization {
+                rc.security.authorization_policies.push(BoundPolicy {
+                    name: p.meta.key(),
+                    bound_by: "GatewayPolicy",
+                    dry_run: false,
+                    spec: a.clone(),
+                });
+            }
+            if let Some(ra) = &p.spec.request_authentication {
+                rc.security.request_authentications.push(BoundPolicy {
+                    name: p.meta.key(),
+                    bound_by: "GatewayPolicy",
+                    dry_run: false,
+                    spec: ra.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// True for servers whose connections carry HTTP requests the gateway sees.
+fn serves_http(s: &Server) -> bool {
+    let terminated_https = s.protocol == crate::model::Protocol::Https
+        && !s.tls.as_ref().is_some_and(|t| t.mode == crate::table::TlsMode::Passthrough);
+    s.protocol.is_http() || terminated_https
 }
 
 /// `clientAddress` per route table (the servers sharing a port, or one TLS server): the most

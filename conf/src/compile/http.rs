@@ -149,7 +149,14 @@ fn add_route_config(
     }
     let virtual_hosts: Vec<VirtualHost> = vhosts.into_iter().map(|(name, b)| finish(name, b)).collect();
     let index = VirtualHostIndex::new(virtual_hosts.iter().enumerate().map(|(i, v)| (v.name.as_str(), i)));
-    configs.push(RouteConfig { name, servers: ids.to_vec(), virtual_hosts, index, client_address: None });
+    configs.push(RouteConfig {
+        name,
+        servers: ids.to_vec(),
+        virtual_hosts,
+        index,
+        client_address: None,
+        security: Default::default(),
+    });
     configs.len() - 1
 }
 

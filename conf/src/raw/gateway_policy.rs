@@ -26,6 +26,13 @@ pub struct GatewayPolicy {
     /// it is needed before a route is chosen).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_address: Option<ClientAddress>,
+    /// An AuthorizationPolicy spec (without `selector` or `targetRefs`) checked on the requests
+    /// of the servers this policy targets, besides the AuthorizationPolicies that apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<super::AuthorizationPolicy>,
+    /// A RequestAuthentication spec (without `selector` or `targetRefs`), likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_authentication: Option<super::RequestAuthentication>,
 }
 
 /// The `clientAddress` module.

@@ -27,36 +27,28 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
     if let Some(c) = &p.client_address {
         client_address(p, c, r);
     }
+    let security = p.authorization.is_some() || p.request_authentication.is_some();
+    if security && p.target_refs.iter().any(|t| t.kind == "VirtualService") {
+        r.error(
+            Code::Policy,
+            "spec.targetRefs",
+            "authorization and requestAuthentication bind to the workload, a Gateway or a server: they run before a route is chosen",
+        );
+    }
     match &p.rate_limit {
-        None if p.headers.is_none() && p.client_address.is_none() => {
+        None if p.headers.is_none()
+            && p.client_address.is_none()
+            && p.authorization.is_none()
+            && p.request_authentication.is_none() =>
+        {
             r.warn(
                 Code::NoEffect,
                 "spec",
-                "no module is set (rateLimit, headers, clientAddress); the policy has no effect",
+                "no module is set (rateLimit, headers, clientAddress, authorization, requestAuthentication); the policy has no effect",
             );
         }
         None => {}
-        Some(rl) => {
-            if rl.requests == 0 {
-                r.error(Code::Policy, "spec.rateLimit.requests", "requests must be at least 1");
-            }
-            if !matches!(rl.unit.as_str(), "second" | "minute" | "hour") {
-                r.error(
-                    Code::Policy,
-                    "spec.rateLimit.unit",
-                    format!("unit {:?} is not second, minute or hour", rl.unit),
-                );
-            }
-            if rl.burst == Some(0) {
-                r.error(Code::Policy, "spec.rateLimit.burst", "burst must be at least 1");
-            }
-            if !matches!(rl.key.as_str(), "" | "route" | "host" | "client") {
-                r.error(Code::Policy, "spec.rateLimit.key", format!("key {:?} is not route, host or client", rl.key));
-            }
-            if rl.max_keys == Some(0) {
-                r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be at least 1");
-            }
-        }
+        Some(rl) => rate_limit(rl, r),
     }
 }
 
@@ -113,5 +105,23 @@ fn client_address(p: &GatewayPolicy, c: &crate::raw::ClientAddress, r: &mut Repo
             "clientAddress binds to the workload, a Gateway or a server: the client address is needed before a route is chosen",
         )
         .hint = Some("put clientAddress in a policy that targets the Gateway (or one of its servers)".into());
+    }
+}
+
+fn rate_limit(rl: &crate::raw::RateLimit, r: &mut Reporter<'_>) {
+    if rl.requests == 0 {
+        r.error(Code::Policy, "spec.rateLimit.requests", "requests must be at least 1");
+    }
+    if !matches!(rl.unit.as_str(), "second" | "minute" | "hour") {
+        r.error(Code::Policy, "spec.rateLimit.unit", format!("unit {:?} is not second, minute or hour", rl.unit));
+    }
+    if rl.burst == Some(0) {
+        r.error(Code::Policy, "spec.rateLimit.burst", "burst must be at least 1");
+    }
+    if !matches!(rl.key.as_str(), "" | "route" | "host" | "client") {
+        r.error(Code::Policy, "spec.rateLimit.key", format!("key {:?} is not route, host or client", rl.key));
+    }
+    if rl.max_keys == Some(0) {
+        r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be at least 1");
     }
 }

@@ -66,6 +66,7 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
     }
     for p in &config.gateway_policies {
         gateway_policy::validate(&p.spec, &mut Reporter::new(&p.meta.id, out));
+        embedded_security(p, out);
     }
     for p in &config.request_authentications {
         security::validate_request_authentication(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));
@@ -141,5 +142,55 @@ fn check_export_to(r: &mut Reporter<'_>, path: &str, namespace: &str, export_to:
 fn check_labels(r: &mut Reporter<'_>, path: &str, labels: &std::collections::BTreeMap<String, String>) {
     if let Err(e) = names::validate_labels(labels) {
         r.error(Code::Name, path, e);
+    }
+}
+
+/// A `GatewayPolicy`'s `authorization` and `requestAuthentication` are validated as the Istio
+/// kinds they embed, with paths under their field; they may not carry their own scope.
+fn embedded_security(p: &crate::config::Resource<crate::raw::GatewayPolicy>, out: &mut Diagnostics) {
+    let mut found = Diagnostics::default();
+    if let Some(a) = &p.spec.authorization {
+        let mut r = Reporter::new(&p.meta.id, &mut found);
+        security::validate_authorization_policy(&p.meta, a, &mut r);
+        if a.selector.is_some() || a.target_ref.is_some() || !a.target_refs.is_empty() {
+            r.error(
+                Code::Policy,
+                "spec",
+                "the GatewayPolicy's selector and targetRefs decide where it applies; remove them here",
+            );
+        }
+        if a.action == crate::raw::Action::Custom {
+            r.error(
+                Code::Unsupported,
+                "spec.action",
+                "CUSTOM is not available in a GatewayPolicy; use an AuthorizationPolicy",
+            );
+        }
+        prefix(&mut found, "spec.authorization");
+        out.0.append(&mut found.0);
+    }
+    if let Some(ra) = &p.spec.request_authentication {
+        let mut r = Reporter::new(&p.meta.id, &mut found);
+        security::validate_request_authentication(&p.meta, ra, &mut r);
+        if ra.selector.is_some() || ra.target_ref.is_some() || !ra.target_refs.is_empty() {
+            r.error(
+                Code::Policy,
+                "spec",
+                "the GatewayPolicy's selector and targetRefs decide where it applies; remove them here",
+            );
+        }
+        prefix(&mut found, "spec.requestAuthentication");
+        out.0.append(&mut found.0);
+    }
+}
+
+/// Moves the paths of `found` (`spec...`) under `field`.
+fn prefix(found: &mut Diagnostics, field: &str) {
+    for d in &mut found.0 {
+        if let crate::diagnostic::Location::Resource { path, .. } = &mut d.location {
+            if let Some(rest) = path.strip_prefix("spec") {
+                *path = format!("{field}{rest}");
+            }
+        }
     }
 }

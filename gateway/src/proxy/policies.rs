@@ -12,7 +12,7 @@ use super::reply::LocalReply;
 
 /// `Some((reply, details))` when a policy denies the request.
 pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<(LocalReply, String)> {
-    let chain = ctx.snap.policies.clone();
+    let chain = ctx.snap.chain_for(ctx.route_config).clone();
     if chain.is_empty() {
         return None;
     }
