@@ -36,8 +36,12 @@ impl Context {
 /// What a verified JSON Web Token says about the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
-    /// `iss/sub` (Istio `request.auth.principal`).
+    /// `iss/sub` (Istio `request.auth.principal`, as logged).
     pub principal: String,
+    /// `iss`.
+    pub issuer: String,
+    /// `sub` (empty when the token has none).
+    pub subject: String,
     /// `aud` (Istio `request.auth.audiences`).
     pub audiences: Vec<String>,
     /// `azp` (Istio `request.auth.presenter`).

@@ -78,10 +78,7 @@ impl Limiter {
             return Verdict { allowed: false, limit: self.rule.burst, remaining: 0, reset_secs: 1 };
         };
         if !buckets.contains_key(key) && buckets.len() >= self.rule.max_keys {
-            let oldest = buckets.iter().min_by_key(|(_, b)| b.updated).map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                buckets.remove(&oldest);
-            }
+            evict(&mut buckets);
         }
         let bucket = buckets.entry(key.to_string()).or_insert_with(|| Bucket::full(burst, now));
         let allowed = bucket.take(&self.rule, now);
@@ -98,6 +95,17 @@ impl Limiter {
     /// How many buckets are kept.
     pub fn keys(&self) -> usize {
         self.buckets.lock().map_or(0, |b| b.len())
+    }
+}
+
+/// Drops the least recently used eighth of the buckets (at least one): one scan pays for many
+/// new keys, so a client inventing addresses cannot make every request scan the whole map.
+fn evict(buckets: &mut HashMap<String, Bucket>) {
+    let mut by_age: Vec<(Instant, String)> = buckets.iter().map(|(k, b)| (b.updated, k.clone())).collect();
+    let n = (by_age.len() / 8).max(1);
+    by_age.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+    for (_, k) in by_age.into_iter().take(n) {
+        buckets.remove(&k);
     }
 }
 

@@ -309,3 +309,78 @@ fn a_gateway_policy_firewall_that_reaches_a_tcp_server_refuses_the_configuration
     assert!(!built.is_valid());
     assert!(built.diagnostics.to_string().contains("carries no HTTP requests"), "{}", built.diagnostics);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_and_backslash_paths_cannot_slip_past_a_deny_rule() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&serving(
+        &up,
+        &policy("deny-admin", "action: DENY\nrules:\n- to: [{operation: {paths: [\"/admin*\"]}}]"),
+    ));
+    // As Envoy's canonicalizer: unreserved escapes decoded, `\\` a slash, dot segments removed.
+    // (`%41dmin` is `/Admin`, which `/admin*` does not match in Istio either: paths are
+    // case-sensitive; escaped slashes are kept, as with Istio's default BASE normalization.)
+    for raw_path in ["/%61dmin/users", "/x/%2e%2e/admin", "/x\\..\\admin", "/%61dmin\\x"] {
+        let reply = e2e::client::raw(
+            gw.addr(80),
+            format!("GET {raw_path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(!reply.starts_with("HTTP/1.1 200"), "{raw_path}: {reply}");
+    }
+    assert!(up.seen().iter().all(|s| !s.path.to_ascii_lowercase().starts_with("/admin")), "{:?}", up.seen());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_conditions_see_empty_and_non_utf8_values_and_pseudo_headers() {
+    let up = Upstream::start("app").await;
+    let rules = "action: DENY\nrules:\n- when: [{key: \"request.headers[x-debug]\", values: [\"*\"]}]\n- when: [{key: \"request.headers[x-role]\", values: [\"admin*\"]}]\n- when: [{key: \"request.headers[:authority]\", values: [\"blocked.example.com\"]}]";
+    let gw = TestGateway::start(&serving(&up, &policy("deny-headers", rules)));
+    let send = |extra: &'static [u8]| {
+        let addr = gw.addr(80);
+        async move {
+            let mut req = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_vec();
+            req.extend_from_slice(extra);
+            req.extend_from_slice(b"\r\n");
+            e2e::client::raw(addr, &req)
+        }
+    };
+    assert!(send(b"").await.starts_with("HTTP/1.1 200"));
+    assert!(send(b"x-debug:\r\n").await.starts_with("HTTP/1.1 403"), "an empty value is present");
+    assert!(
+        send(b"x-role: admin\x80\r\n").await.starts_with("HTTP/1.1 403"),
+        "a non-UTF-8 byte does not hide the value"
+    );
+    let blocked =
+        e2e::client::raw(gw.addr(80), b"GET / HTTP/1.1\r\nhost: blocked.example.com\r\nconnection: close\r\n\r\n");
+    assert!(blocked.starts_with("HTTP/1.1 403"), "{blocked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_a_client_puts_in_x_forwarded_for_does_not_make_the_proxy_the_client() {
+    let up = Upstream::start("app").await;
+    let yaml = serving(
+        &up,
+        &policy("allow-office", "action: ALLOW\nrules:\n- from: [{source: {remoteIpBlocks: [\"203.0.113.0/24\"]}}]"),
+    );
+    let gw = TestGateway::start_with(&yaml, Setup { num_trusted_proxies: 1, ..Setup::default() });
+    // The trusted proxy appended the real client after the client's own garbage.
+    let reply = e2e::client::raw(
+        gw.addr(80),
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-forwarded-for: \x80, 203.0.113.7\r\nconnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let reply = e2e::client::raw(
+        gw.addr(80),
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.7, \x80\r\nconnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 403"), "the trusted entry is garbage: the peer is the client: {reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_annotation_is_read_as_go_reads_booleans() {
+    let up = Upstream::start("app").await;
+    let dry = policy("deny-all", "action: DENY\nrules: [{}]")
+        .replace("metadata: {name: deny-all}", "metadata: {name: deny-all, annotations: {istio.io/dry-run: \"True\"}}");
+    let gw = TestGateway::start(&serving(&up, &dry));
+    assert_eq!(status(&gw, "GET", "/", &[]).await, 200);
+}

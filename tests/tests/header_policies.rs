@@ -68,3 +68,19 @@ async fn each_gateway_finds_the_client_address_its_own_way() {
     get(&http1(), &gw.url(81), "x", "/", &xff).await;
     assert_eq!(up.last().header("x-envoy-external-address"), Some("127.0.0.1"), "the private Gateway trusts no proxy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_cannot_add_elements_to_the_forwarded_header() {
+    let up = Upstream::start("app").await;
+    let gw = TestGateway::start(&config(&up, "{forwarded: true}"));
+    let reply = e2e::client::raw(
+        gw.addr(80),
+        b"GET / HTTP/1.1\r\nhost: a\", for=10.0.0.1;host=\"b\r\nconnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let forwarded = up.last().header("forwarded").unwrap().to_string();
+    assert_eq!(
+        forwarded, "for=127.0.0.1;proto=http;host=\"a\\\", for=10.0.0.1;host=\\\"b\"",
+        "one element, the host quoted"
+    );
+}

@@ -125,7 +125,11 @@ fn bound<T: Clone>(
             Some(bound_by) => result.push(BoundPolicy {
                 name: r.meta.key(),
                 bound_by,
-                dry_run: r.meta.annotations.get("istio.io/dry-run").is_some_and(|v| v == "true"),
+                dry_run: r
+                    .meta
+                    .annotations
+                    .get("istio.io/dry-run")
+                    .is_some_and(|v| crate::validate::parse_bool(v) == Some(true)),
                 spec: r.spec.clone(),
             }),
             None => {

@@ -1,8 +1,10 @@
 //! Path normalization before routing (Istio `pathNormalization: BASE`, Envoy `normalize_path`).
 //!
-//! RFC 3986 §5.2.4 dot-segment removal on the path (not the query). `%2E` counts as a dot, as in
-//! Envoy's URL canonicalizer, so `/a/%2e%2e/b` cannot sneak past a route for `/b`. Slashes are not
-//! merged and escaped slashes are kept, as with Istio's default.
+//! As Envoy's URL canonicalizer (Chromium's `CanonicalizePath`, which `normalize_path` uses):
+//! percent-encoded unreserved characters are decoded (`/%61dmin` is `/admin`, so it cannot sneak
+//! past a rule for `/admin`), `\` is a `/`, then RFC 3986 §5.2.4 dot segments are removed from the
+//! path (not the query). Slashes are not merged and escaped slashes (`%2F`, `%5C`) are kept, as
+//! with Istio's default.
 
 use std::borrow::Cow;
 
@@ -25,9 +27,14 @@ pub fn normalize(path_and_query: &str) -> Option<Cow<'_, str>> {
     }
     let split = path_and_query.find('?').unwrap_or(path_and_query.len());
     let (path, query) = path_and_query.split_at(split);
+    let canonical = decode_unreserved(path);
+    let path: &str = &canonical;
     let needs_work = path.split('/').any(|s| is_dot(s) || is_dot_dot(s));
     if !needs_work {
-        return Some(Cow::Borrowed(path_and_query));
+        return Some(match canonical {
+            Cow::Borrowed(_) => Cow::Borrowed(path_and_query),
+            Cow::Owned(p) => Cow::Owned(format!("{p}{query}")),
+        });
     }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path[1..].split('/').collect();
@@ -49,6 +56,43 @@ pub fn normalize(path_and_query: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(format!("/{}{query}", out.join("/"))))
 }
 
+/// `%XX` of an unreserved character (RFC 3986 §2.3: ALPHA, DIGIT, `-`, `.`, `_`, `~`) decoded,
+/// and `\` made `/`; every other escape kept as written.
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    let bytes = path.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let decoded_at = |i: usize| -> Option<u8> {
+        let (h, l) = (hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?);
+        let b = u8::try_from(h * 16 + l).ok()?;
+        (b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')).then_some(b)
+    };
+    let changes = (0..bytes.len()).any(|i| bytes[i] == b'\\' || (bytes[i] == b'%' && decoded_at(i).is_some()));
+    if !changes {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], decoded_at(i)) {
+            (b'%', Some(b)) => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            (b'\\', _) => {
+                out.push('/');
+                i += 1;
+            }
+            _ => {
+                // A whole UTF-8 character (or byte run) up to the next interesting byte.
+                let next = (i + 1..bytes.len()).find(|&j| bytes[j] == b'%' || bytes[j] == b'\\').unwrap_or(bytes.len());
+                out.push_str(&path[i..next]);
+                i = next;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +110,16 @@ mod tests {
         assert_eq!(n("/a/."), "/a/");
         assert_eq!(n("/a/%2e%2E/b"), "/b");
         assert_eq!(n("/a/.%2e/b?x=/../y"), "/b?x=/../y");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_backslashes_are_slashes() {
+        assert_eq!(n("/%61dmin/users"), "/admin/users");
+        assert_eq!(n("/%41%2d%5f%7E"), "/A-_~");
+        assert_eq!(n("/admin\\x"), "/admin/x");
+        assert_eq!(n("/a/%2e%2e/admin"), "/admin");
+        assert_eq!(n("/a%2Fb%5Cc%20d?q=%61"), "/a%2Fb%5Cc%20d?q=%61", "other escapes and the query are kept");
+        assert_eq!(n("/caf%C3%A9/é"), "/caf%C3%A9/é");
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn rate_limit(rl: &crate::raw::RateLimit, r: &mut Reporter<'_>) {
     if !matches!(rl.key.as_str(), "" | "route" | "host" | "client") {
         r.error(Code::Policy, "spec.rateLimit.key", format!("key {:?} is not route, host or client", rl.key));
     }
-    if rl.max_keys == Some(0) {
-        r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be at least 1");
+    if rl.max_keys.is_some_and(|m| m == 0 || m > 1_000_000) {
+        r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be between 1 and 1000000");
     }
 }

@@ -10,6 +10,8 @@ mod http_route;
 pub mod names;
 mod secret;
 mod security;
+
+pub(crate) use security::parse_bool;
 mod service_entry;
 mod unreachable;
 mod virtual_service;

@@ -31,7 +31,9 @@ pub fn request(req: &mut RequestHeader, ctx: &Ctx, client: Option<&str>) -> Resu
     if h.forwarded {
         // RFC 7239 §6: an IPv6 address is quoted and bracketed.
         let node = if client.contains(':') { format!("\"[{client}]\"") } else { client.to_string() };
-        let host = super::request::authority(req);
+        // The Host is the client's: quoted-pair escapes keep it from closing the string and
+        // adding elements of its own (RFC 7230 §3.2.6).
+        let host = super::request::authority(req).replace('\\', "\\\\").replace('"', "\\\"");
         let element = format!("for={node};proto={};host=\"{host}\"", ctx.scheme);
         let prev = req.headers.get("forwarded").and_then(|v| v.to_str().ok()).map(str::to_string);
         let value = match prev.filter(|p| !p.trim().is_empty()) {

@@ -16,7 +16,11 @@ pub async fn check(session: &mut Session, ctx: &Ctx) -> Option<(LocalReply, Stri
     if chain.is_empty() {
         return None;
     }
-    let mut cx = context(session, ctx)?;
+    let Some(mut cx) = context(session, ctx) else {
+        // No peer address to decide on: refuse rather than skip the policies.
+        let reply = policy::LocalReply::rbac_denied("rbac_access_denied_matched_policy[no_peer_address]");
+        return Some((LocalReply { status: 403, headers: Vec::new(), body: Bytes::from(reply.body) }, reply.details));
+    };
     let external = crate::ext_authz::Authorizers(&ctx.snap);
     match chain.request(session.req_header_mut(), &mut cx, SystemTime::now(), &external).await {
         policy::Decision::Allow => None,
@@ -54,16 +58,17 @@ pub fn client_address(session: &Session, peer: IpAddr, ctx: &Ctx) -> IpAddr {
     }
 }
 
-/// The `x-forwarded-for` entries, left to right.
-fn forwarded_for(session: &Session) -> Vec<&str> {
+/// The `x-forwarded-for` entries, left to right, each parsed on its own (an entry that is not an
+/// address is `None` but keeps its position: a client's garbage must not shift which entry a
+/// trusted proxy appended).
+fn forwarded_for(session: &Session) -> Vec<Option<IpAddr>> {
     session
         .req_header()
         .headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|e| std::str::from_utf8(e).ok().and_then(|s| s.trim().parse::<IpAddr>().ok()))
         .collect()
 }
 
@@ -77,7 +82,7 @@ pub fn remote_address(session: &Session, peer: IpAddr, n: u32) -> IpAddr {
     }
     let entries = forwarded_for(session);
     let n = usize::try_from(n).unwrap_or(usize::MAX);
-    entries.len().checked_sub(n).and_then(|i| entries.get(i)).and_then(|a| a.parse::<IpAddr>().ok()).unwrap_or(peer)
+    entries.len().checked_sub(n).and_then(|i| entries.get(i).copied().flatten()).unwrap_or(peer)
 }
 
 /// Envoy's `xff_trusted_cidrs`: when the peer is a trusted proxy, the client is the rightmost
@@ -89,11 +94,11 @@ pub fn behind_trusted_cidrs(session: &Session, peer: IpAddr, trusted: &[ipnet::I
         return peer;
     }
     let mut last = peer;
-    for entry in forwarded_for(session).iter().rev() {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) if !is_trusted(&ip) => return ip,
-            Ok(ip) => last = ip,
-            Err(_) => return last,
+    for entry in forwarded_for(session).into_iter().rev() {
+        match entry {
+            Some(ip) if !is_trusted(&ip) => return ip,
+            Some(ip) => last = ip,
+            None => return last,
         }
     }
     last

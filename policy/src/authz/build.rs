@@ -5,8 +5,8 @@
 use conf::raw::{self, bracketed, Action};
 use conf::table::BoundPolicy;
 
-use super::matchers::{IpBlock, PathPattern, Pattern};
-use super::rule::{Condition, Field, Operation, Rule, Source};
+use super::matchers::{IpBlock, PathPattern, Pattern, PrincipalPattern};
+use super::rule::{Condition, Field, HeaderKey, Operation, Rule, Source};
 use super::{Authorizer, Compiled};
 use crate::BuildError;
 
@@ -72,6 +72,11 @@ fn strings(values: Option<Vec<String>>, not: Option<Vec<String>>, fold: bool) ->
     Field::new(patterns(values, fold), patterns(not, fold))
 }
 
+fn principals(values: Option<Vec<String>>, not: Option<Vec<String>>) -> Field<PrincipalPattern> {
+    let parse = |l: Option<Vec<String>>| l.map(|l| l.iter().map(|v| PrincipalPattern::new(v)).collect());
+    Field::new(parse(values), parse(not))
+}
+
 fn blocks(list: Option<Vec<String>>) -> Result<Option<Vec<IpBlock>>> {
     list.map(|l| {
         l.iter().map(|v| IpBlock::parse(v).ok_or_else(|| format!("{v:?} is not an IP address or CIDR range"))).collect()
@@ -104,7 +109,7 @@ fn accounts(list: Option<Vec<String>>, ns: &str) -> Option<Vec<String>> {
 fn source(s: raw::Source, ns: &str) -> Result<Source> {
     Ok(Source {
         principals: strings(s.principals, s.not_principals, false),
-        request_principals: strings(s.request_principals, s.not_request_principals, false),
+        request_principals: principals(s.request_principals, s.not_request_principals),
         namespaces: strings(s.namespaces, s.not_namespaces, false),
         service_accounts: strings(accounts(s.service_accounts, ns), accounts(s.not_service_accounts, ns), false),
         trust_domains: strings(s.trust_domains, s.not_trust_domains, false),
@@ -141,16 +146,23 @@ fn condition(c: &raw::Condition, ns: &str) -> Result<Condition> {
             Condition::SourceServiceAccount(strings(accounts(values, ns), accounts(not, ns), false))
         }
         "source.trustDomain" => Condition::SourceTrustDomain(s()),
-        "request.auth.principal" => Condition::AuthPrincipal(s()),
+        "request.auth.principal" => Condition::AuthPrincipal(principals(values, not)),
         "request.auth.audiences" => Condition::AuthAudiences(s()),
         "request.auth.presenter" => Condition::AuthPresenter(s()),
         "connection.sni" => Condition::Sni(s()),
         key => {
             if let Some(name) = bracketed(key, "request.headers") {
                 let [name] = name.as_slice() else { return Err(format!("condition key {key:?}: one header name")) };
-                let name = http::HeaderName::try_from(name.as_str())
-                    .map_err(|_| format!("condition key {key:?}: {name:?} is not a header name"))?;
-                Condition::Header(name, s())
+                let header = match name.to_ascii_lowercase().as_str() {
+                    ":authority" | "host" => HeaderKey::Authority,
+                    ":method" => HeaderKey::Method,
+                    ":path" => HeaderKey::Path,
+                    _ => HeaderKey::Named(
+                        http::HeaderName::try_from(name.as_str())
+                            .map_err(|_| format!("condition key {key:?}: {name:?} is not a header name"))?,
+                    ),
+                };
+                Condition::Header(header, s())
             } else if let Some(path) = bracketed(key, "request.auth.claims") {
                 Condition::AuthClaim(path, s())
             } else {

@@ -45,6 +45,47 @@ impl Pattern {
     }
 }
 
+/// A `requestPrincipals` / `request.auth.principal` value as Istio translates it: split at the
+/// last `/` into an issuer and a subject matched on their own (so `*` needs both, and `iss` with
+/// a `/` in it cannot pose as another issuer's subject); only a leading or a trailing `*` of the
+/// whole value is a wildcard (istio/istio `pilot/pkg/security/authz/model/generator.go`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalPattern {
+    iss: Pattern,
+    sub: Pattern,
+}
+
+impl PrincipalPattern {
+    /// Parses one value.
+    pub fn new(v: &str) -> Self {
+        let exact = |s: &str| Pattern::Exact(s.to_string());
+        if v == "*" {
+            return PrincipalPattern { iss: Pattern::Present, sub: Pattern::Present };
+        }
+        match v.rfind('/') {
+            Some(i) => {
+                let (iss, sub) = (&v[..i], &v[i + 1..]);
+                if v.starts_with('*') {
+                    PrincipalPattern { iss: Pattern::new(iss, false), sub: exact(sub) }
+                } else if v.ends_with('*') {
+                    PrincipalPattern { iss: exact(iss), sub: Pattern::new(sub, false) }
+                } else {
+                    PrincipalPattern { iss: exact(iss), sub: exact(sub) }
+                }
+            }
+            // No `/`: `*x` is any issuer with a subject ending in x; `x*` an issuer starting with x.
+            None if v.starts_with('*') => PrincipalPattern { iss: Pattern::Present, sub: Pattern::new(v, false) },
+            None if v.ends_with('*') => PrincipalPattern { iss: Pattern::new(v, false), sub: Pattern::Present },
+            None => PrincipalPattern { iss: exact(v), sub: exact("") },
+        }
+    }
+
+    /// True when the token's issuer and subject both match.
+    pub fn matches(&self, iss: &str, sub: &str) -> bool {
+        self.iss.matches(iss) && self.sub.matches(sub)
+    }
+}
+
 /// A path pattern: Istio's string forms, or a template (`/books/{*}/pages/{**}`).
 #[derive(Debug, Clone)]
 pub enum PathPattern {
@@ -119,6 +160,20 @@ impl IpBlock {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_principals_match_issuer_and_subject_apart() {
+        let star = PrincipalPattern::new("*");
+        assert!(star.matches("https://idp", "alice"));
+        assert!(!star.matches("https://idp", ""), "a token without sub is not a principal");
+        let exact = PrincipalPattern::new("https://idp/t/admin");
+        assert!(exact.matches("https://idp/t", "admin"));
+        assert!(!exact.matches("https://idp", "t/admin"), "the split is at the last slash");
+        assert!(PrincipalPattern::new("https://idp/*").matches("https://idp", "bob"));
+        assert!(!PrincipalPattern::new("https://idp/*").matches("https://idp", ""));
+        assert!(PrincipalPattern::new("*idp/alice").matches("https://idp", "alice"));
+        assert!(!PrincipalPattern::new("*a/b*").matches("xa", "bc"), "only one end is a wildcard");
+    }
 
     #[test]
     fn a_star_alone_needs_a_value() {

@@ -4,7 +4,7 @@
 
 use pingora_http::RequestHeader;
 
-use super::matchers::{IpBlock, PathPattern, Pattern};
+use super::matchers::{IpBlock, PathPattern, Pattern, PrincipalPattern};
 use crate::Context;
 
 /// A field of a source, operation or condition: values (any matches) and not-values (none
@@ -36,7 +36,7 @@ impl<T> Field<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     pub principals: Field<Pattern>,
-    pub request_principals: Field<Pattern>,
+    pub request_principals: Field<PrincipalPattern>,
     pub namespaces: Field<Pattern>,
     pub service_accounts: Field<Pattern>,
     pub trust_domains: Field<Pattern>,
@@ -49,11 +49,11 @@ impl Source {
         let principal = cx.peer_principal.as_deref();
         let namespace = principal.and_then(namespace_of);
         let service_account = principal.and_then(service_account_of);
-        let request_principal = cx.identity.as_ref().map(|i| i.principal.as_str());
+        let token = cx.identity.as_ref();
         self.ip_blocks.check(|b| b.contains(cx.peer))
             && self.remote_ip_blocks.check(|b| b.contains(cx.client))
             && self.principals.check(|p| principal.is_some_and(|v| p.matches(v)))
-            && self.request_principals.check(|p| request_principal.is_some_and(|v| p.matches(v)))
+            && self.request_principals.check(|p| token.is_some_and(|t| p.matches(&t.issuer, &t.subject)))
             && self.namespaces.check(|p| namespace.is_some_and(|v| p.matches(v)))
             && self.service_accounts.check(|p| service_account.as_deref().is_some_and(|v| p.matches(v)))
             && self.trust_domains.check(|p| principal.and_then(trust_domain_of).is_some_and(|v| p.matches(v)))
@@ -122,7 +122,11 @@ fn authority(req: &RequestHeader) -> &str {
 /// `host` without a trailing `:port` (IPv6 literals keep their brackets).
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        Some((h, p))
+            if !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
+        {
+            h
+        }
         _ => host,
     }
 }
@@ -133,11 +137,45 @@ pub(crate) fn port_matches(port: u16, cx: &Context) -> bool {
     port == cx.port || cx.local.is_some_and(|l| l.port() == port)
 }
 
+/// What a `request.headers[...]` condition reads.
+#[derive(Debug, Clone)]
+pub(crate) enum HeaderKey {
+    /// A header.
+    Named(http::HeaderName),
+    /// `:authority` (the URI's, else `Host`).
+    Authority,
+    /// `:method`.
+    Method,
+    /// `:path` (with the query).
+    Path,
+}
+
+impl HeaderKey {
+    /// The value, as Envoy matches it: the values of a repeated header joined with `,`; bytes
+    /// that are not UTF-8 replaced rather than the value dropped.
+    fn value(&self, req: &RequestHeader) -> Option<String> {
+        match self {
+            HeaderKey::Authority => Some(authority(req).to_string()).filter(|a| !a.is_empty()),
+            HeaderKey::Method => Some(req.method.as_str().to_string()),
+            HeaderKey::Path => Some(req.uri.path_and_query().map_or("/", |p| p.as_str()).to_string()),
+            HeaderKey::Named(name) => {
+                let values: Vec<String> = req
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                (!values.is_empty()).then(|| values.join(","))
+            }
+        }
+    }
+}
+
 /// A `when` condition.
 #[derive(Debug, Clone)]
 pub(crate) enum Condition {
-    /// `request.headers[name]`.
-    Header(http::HeaderName, Field<Pattern>),
+    /// `request.headers[name]` (a pseudo-header name reads the request line).
+    Header(HeaderKey, Field<Pattern>),
     /// `source.ip`.
     SourceIp(Field<IpBlock>),
     /// `remote.ip`.
@@ -155,7 +193,7 @@ pub(crate) enum Condition {
     /// `source.trustDomain`.
     SourceTrustDomain(Field<Pattern>),
     /// `request.auth.principal`.
-    AuthPrincipal(Field<Pattern>),
+    AuthPrincipal(Field<PrincipalPattern>),
     /// `request.auth.audiences`.
     AuthAudiences(Field<Pattern>),
     /// `request.auth.presenter`.
@@ -171,11 +209,10 @@ impl Condition {
         let one = |f: &Field<Pattern>, v: Option<&str>| f.check(|p| v.is_some_and(|v| p.matches(v)));
         let identity = cx.identity.as_ref();
         match self {
-            Condition::Header(name, f) => {
-                // Envoy joins the values of a repeated header with "," before matching.
-                let values: Vec<&str> = req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-                let joined = (!values.is_empty()).then(|| values.join(","));
-                one(f, joined.as_deref())
+            Condition::Header(key, f) => {
+                // Envoy's `*` on a header is `present_match`: an empty value is present too.
+                let value = key.value(req);
+                f.check(|p| value.as_deref().is_some_and(|v| matches!(p, Pattern::Present) || p.matches(v)))
             }
             Condition::SourceIp(f) => f.check(|b| b.contains(cx.peer)),
             Condition::RemoteIp(f) => f.check(|b| b.contains(cx.client)),
@@ -187,7 +224,7 @@ impl Condition {
                 one(f, cx.peer_principal.as_deref().and_then(service_account_of).as_deref())
             }
             Condition::SourceTrustDomain(f) => one(f, cx.peer_principal.as_deref().and_then(trust_domain_of)),
-            Condition::AuthPrincipal(f) => one(f, identity.map(|i| i.principal.as_str())),
+            Condition::AuthPrincipal(f) => f.check(|p| identity.is_some_and(|t| p.matches(&t.issuer, &t.subject))),
             Condition::AuthPresenter(f) => one(f, identity.and_then(|i| i.presenter.as_deref())),
             Condition::AuthAudiences(f) => {
                 f.check(|p| identity.is_some_and(|i| i.audiences.iter().any(|a| p.matches(a))))
@@ -304,5 +341,18 @@ impl Rule {
             _ => false,
         });
         Some(from && when)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_must_have_digits_to_be_stripped() {
+        assert_eq!(strip_port("a.com:8080"), "a.com");
+        assert_eq!(strip_port("a.com:"), "a.com:", "an empty port is not a port");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("a.com"), "a.com");
     }
 }

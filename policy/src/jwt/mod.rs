@@ -316,6 +316,8 @@ impl Rule {
 fn identity(rule: &Rule, jwt: &Jwt) -> Identity {
     Identity {
         principal: format!("{}/{}", jwt.iss, jwt.sub),
+        issuer: jwt.iss.clone(),
+        subject: jwt.sub.clone(),
         audiences: jwt.audiences.clone(),
         presenter: jwt.payload.get("azp").and_then(|v| v.as_str()).map(str::to_string),
         claims: jwt.payload.clone(),

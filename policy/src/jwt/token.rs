@@ -48,26 +48,38 @@ pub(crate) fn rule_locations(rule: &conf::raw::JwtRule) -> Result<Vec<Location>,
     Ok(out)
 }
 
-/// Every token at `locations`, in their order. A header may carry several values (each is
-/// looked at, as Envoy does); empty tokens are not tokens.
+/// Every token at `locations`, in their order; empty tokens are not tokens.
 pub(crate) fn extract(req: &RequestHeader, locations: &[Location]) -> Vec<Found> {
     let mut found = Vec::new();
     for (index, location) in locations.iter().enumerate() {
         let tokens: Vec<String> = match location {
-            Location::Header { name, prefix } => req
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|v| v.strip_prefix(prefix.as_str()))
-                .map(|t| t.trim().to_string())
-                .collect(),
+            Location::Header { name, prefix } => header_token(req, name, prefix).into_iter().collect(),
             Location::Param(param) => query_values(req.uri.query().unwrap_or(""), param),
             Location::Cookie(cookie) => cookie_values(req, cookie),
         };
         found.extend(tokens.into_iter().filter(|t| !t.is_empty()).map(|token| Found { location: index, token }));
     }
     found
+}
+
+/// Envoy's header extraction (`jwt_authn/extractor.cc`): the values of the header joined with
+/// `,` (bytes that are not UTF-8 replaced, never a reason to skip the header), the prefix found
+/// anywhere in them, then the first run of token characters after it. So `x, Bearer <t>` and
+/// `Bearer <t>\x80` carry the token `<t>`, which must then verify.
+fn header_token(req: &RequestHeader, name: &HeaderName, prefix: &str) -> Option<String> {
+    let values: Vec<String> =
+        req.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    let joined = values.join(",");
+    let after = if prefix.is_empty() { 0 } else { joined.find(prefix)? + prefix.len() };
+    let token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let rest = &joined[after..];
+    let start = rest.find(token_char)?;
+    let run = &rest[start..];
+    let end = run.find(|c: char| !token_char(c)).unwrap_or(run.len());
+    Some(run[..end].to_string())
 }
 
 /// Takes a verified token out of the request. Envoy's `forward: false` removes the header; it
@@ -95,7 +107,9 @@ fn cookie_values(req: &RequestHeader, name: &str) -> Vec<String> {
     req.headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect::<Vec<_>>()
+        .iter()
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(k, _)| k.trim() == name)
@@ -150,6 +164,19 @@ mod tests {
     fn default_locations_are_the_bearer_header_and_access_token_param() {
         let req = request("/p?x=1&access_token=q.q.q", &[("authorization", "Bearer h.h.h")]);
         assert_eq!(tokens(&req, &default_locations()), vec![(0, "h.h.h".into()), (1, "q.q.q".into())]);
+    }
+
+    #[test]
+    fn the_prefix_is_found_anywhere_and_the_token_ends_at_the_first_other_byte() {
+        let req = request("/", &[("authorization", "x, Bearer a.b.c")]);
+        assert_eq!(tokens(&req, &default_locations()), vec![(0, "a.b.c".into())]);
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("authorization", http::HeaderValue::from_bytes(b"Bearer a.b.c\x80").unwrap()).unwrap();
+        assert_eq!(
+            tokens(&req, &default_locations()),
+            vec![(0, "a.b.c".into())],
+            "a non-UTF-8 byte does not hide the token"
+        );
     }
 
     #[test]
