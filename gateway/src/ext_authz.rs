@@ -5,7 +5,7 @@
 //! `includeRequestHeadersInCheck`, `includeAdditionalHeadersInCheck`, and no body. A 200 allows
 //! the request (with `headersToUpstreamOnAllow` copied onto it); any other status denies it with
 //! the authorizer's status, body and `headersToDownstreamOnDeny`. An authorizer that cannot be
-//! reached in time denies with `statusOnError` (403), unless `failOpen`.
+//! reached in time, or answers 5xx, denies with `statusOnError` (403), unless `failOpen`.
 
 use std::sync::OnceLock;
 
@@ -40,6 +40,11 @@ impl policy::External for Authorizers<'_> {
                     let _ = req.insert_header(k, v);
                 });
                 Decision::Allow
+            }
+            // Envoy's HTTP client counts a 5xx from the authorizer as its error, not its verdict.
+            Ok(Ok((resp, _))) if resp.status.is_server_error() => {
+                tracing::warn!(provider = %p.name, status = resp.status.as_u16(), "external authorizer answered with an error");
+                failed(p)
             }
             Ok(Ok((resp, body_denied))) => {
                 let mut headers = Vec::new();

@@ -36,7 +36,10 @@ async fn decide(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     asked.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
     let allow = req.headers().get("x-ext-authz").is_some_and(|v| v == "allow");
-    let resp = if allow {
+    let broken = req.headers().get("x-ext-authz").is_some_and(|v| v == "break");
+    let resp = if broken {
+        Response::builder().status(500).body(Full::new(Bytes::from("authorizer failure")))
+    } else if allow {
         Response::builder().status(200).header("x-ext-authz-check-result", "allowed").body(Full::new(Bytes::new()))
     } else {
         Response::builder()
@@ -100,7 +103,10 @@ async fn a_custom_policy_asks_the_external_authorizer_and_follows_its_answer() {
     assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
     assert_eq!(denied.header("x-internal"), None, "only headersToDownstreamOnDeny reach the client");
     assert_eq!(get(&http1(), &gw.url(80), "", "/other", &[]).await.status, 200, "no rule matches: not asked");
-    assert_eq!(*authz.asked.lock().unwrap(), vec!["GET /headers?a=1".to_string(), "GET /headers".to_string()]);
+    let broken = get(&http1(), &gw.url(80), "", "/headers/x", &[("x-ext-authz", "break")]).await;
+    assert_eq!((broken.status, broken.body.as_str()), (403, ""), "a 5xx is the authorizer's error: statusOnError");
+    let asked = authz.asked.lock().unwrap().clone();
+    assert_eq!(asked[..2], ["GET /headers?a=1".to_string(), "GET /headers".to_string()]);
     assert_eq!(up.seen().len(), 2);
 }
 
