@@ -417,29 +417,6 @@ pub struct HeaderPolicyRule {
     pub response_remove: Vec<String>,
 }
 
-impl Route {
-    /// A route that no `GatewayPolicy` targets by VirtualService (for server-level binding).
-    pub(crate) fn placeholder() -> Route {
-        Route {
-            name: String::new(),
-            origin: String::new(),
-            matcher: RouteMatch::any(),
-            action: RouteAction::DirectResponse { status: 404, body: None },
-            headers: HeaderOps::default(),
-            rewrite: None,
-            timeout: None,
-            retries: None,
-            fault: None,
-            mirrors: Vec::new(),
-            cors: None,
-            virtual_service: String::new(),
-            rule_name: String::new(),
-            rate_limit: None,
-            header_policy: None,
-        }
-    }
-}
-
 /// One route's local rate limit (a `GatewayPolicy` `rateLimit`), with its own buckets.
 #[derive(Debug, Clone, Serialize)]
 pub struct RateLimitRule {

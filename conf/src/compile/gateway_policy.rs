@@ -16,8 +16,9 @@ use crate::table::{
 /// Attachment levels, most specific first.
 const LEVELS: [&str; 4] = ["route", "server", "gateway", "workload"];
 
-/// The most specific level at which `p` attaches to `route` served by `servers`, if any.
-fn level(p: &Resource<GatewayPolicy>, route: &Route, servers: &[&Server], sel: &Selection) -> Option<usize> {
+/// The most specific level at which `p` attaches to `route` served by `servers`, if any. Without
+/// a route (modules decided before routing), VirtualService targets never match.
+fn level(p: &Resource<GatewayPolicy>, route: Option<&Route>, servers: &[&Server], sel: &Selection) -> Option<usize> {
     let ns = p.meta.namespace();
     let selected =
         p.spec.selector.as_ref().is_none_or(|s| s.match_labels.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
@@ -34,13 +35,32 @@ fn level(p: &Resource<GatewayPolicy>, route: &Route, servers: &[&Server], sel: &
         .iter()
         .filter_map(|t| match (t.kind.as_str(), t.section_name.as_str()) {
             ("VirtualService", s) => {
-                (route.virtual_service == key(&t.name) && (s.is_empty() || s == route.rule_name)).then_some(0)
+                route.filter(|r| r.virtual_service == key(&t.name) && (s.is_empty() || s == r.rule_name)).map(|_| 0)
             }
             ("Gateway", "") => servers.iter().any(|sv| sv.gateway == key(&t.name)).then_some(2),
             ("Gateway", s) => servers.iter().any(|sv| sv.gateway == key(&t.name) && sv.port_name == s).then_some(1),
             _ => None,
         })
         .min()
+}
+
+type Policy = Resource<GatewayPolicy>;
+
+/// The winner of [`most_specific`]: its level, the policy, and the later policies that tie with
+/// it (not used).
+type MostSpecific<'p> = (usize, &'p Policy, Vec<&'p Policy>);
+
+/// The most specific of `candidates` (level, policy), in Istio's order.
+fn most_specific<'p>(candidates: impl Iterator<Item = (usize, &'p Policy)>) -> Option<MostSpecific<'p>> {
+    let mut best: Option<MostSpecific<'p>> = None;
+    for (l, p) in candidates {
+        match &mut best {
+            Some((b, _, ties)) if l == *b => ties.push(p),
+            Some((b, _, _)) if l > *b => {}
+            _ => best = Some((l, p, Vec::new())),
+        }
+    }
+    best
 }
 
 /// A module of `GatewayPolicy`.
@@ -80,18 +100,13 @@ pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out
 /// or server level. A policy that also reaches a server without HTTP requests (TCP, TLS, HTTPS
 /// passthrough) cannot be enforced there, so the configuration is refused.
 fn bind_security(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
-    let any_route = Route::placeholder();
     for p in config
         .gateway_policies
         .iter()
         .filter(|p| p.spec.authorization.is_some() || p.spec.request_authentication.is_some())
     {
-        let opaque: Vec<&Server> = table
-            .servers
-            .iter()
-            .filter(|s| !serves_http(s))
-            .filter(|s| level(p, &any_route, &[*s], sel).is_some_and(|l| l > 0))
-            .collect();
+        let opaque: Vec<&Server> =
+            table.servers.iter().filter(|s| !serves_http(s)).filter(|s| level(p, None, &[*s], sel).is_some()).collect();
         for s in opaque {
             Reporter::new(&p.meta.id, out).error(
                 Code::Unsupported,
@@ -105,7 +120,7 @@ fn bind_security(config: &Config, sel: &Selection, table: &mut RouteTable, out: 
         }
         for rc in &mut table.route_configs {
             let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
-            if level(p, &any_route, &servers, sel).is_none_or(|l| l == 0) {
+            if level(p, None, &servers, sel).is_none() {
                 continue;
             }
             if let Some(a) = &p.spec.authorization {
@@ -143,29 +158,21 @@ fn bind_client_address(config: &Config, sel: &Selection, table: &mut RouteTable,
     if with.is_empty() {
         return;
     }
-    let any_route = Route::placeholder();
     for rc in &mut table.route_configs {
         let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
-        let mut best: Option<(usize, &Resource<GatewayPolicy>)> = None;
-        for p in &with {
-            let Some(l) = level(p, &any_route, &servers, sel).filter(|l| *l > 0) else { continue };
-            match best {
-                Some((b, winner)) if l == b => {
-                    Reporter::new(&p.meta.id, out).warn(
-                        Code::Policy,
-                        "spec.clientAddress",
-                        format!(
-                            "{} sets the client address of {} at the same level and is older; this one is not used there",
-                            winner.meta.key(),
-                            rc.name
-                        ),
-                    );
-                }
-                Some((b, _)) if l > b => {}
-                _ => best = Some((l, p)),
-            }
+        let candidates = with.iter().filter_map(|p| Some((level(p, None, &servers, sel)?, *p)));
+        let Some((_, p, ties)) = most_specific(candidates) else { continue };
+        for tie in ties {
+            Reporter::new(&tie.meta.id, out).warn(
+                Code::Policy,
+                "spec.clientAddress",
+                format!(
+                    "{} sets the client address of {} at the same level and is older; this one is not used there",
+                    p.meta.key(),
+                    rc.name
+                ),
+            );
         }
-        let Some((_, p)) = best else { continue };
         let Some(c) = &p.spec.client_address else { continue };
         rc.client_address = Some(ClientAddressRule {
             policy: p.meta.key(),
@@ -194,18 +201,9 @@ fn bind_module(module: Module, config: &Config, sel: &Selection, table: &mut Rou
     for rc in &mut table.route_configs {
         let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
         for route in rc.virtual_hosts.iter_mut().flat_map(|vh| vh.routes.iter_mut()) {
-            let mut best: Option<(usize, &Resource<GatewayPolicy>)> = None;
-            for p in &with {
-                let Some(l) = level(p, route, &servers, sel) else { continue };
-                match best {
-                    Some((b, winner)) if l == b => {
-                        conflicts.push((p.meta.id.clone(), winner.meta.key(), route.origin.clone()))
-                    }
-                    Some((b, _)) if l > b => {}
-                    _ => best = Some((l, p)),
-                }
-            }
-            let Some((l, p)) = best else { continue };
+            let candidates = with.iter().filter_map(|p| Some((level(p, Some(&*route), &servers, sel)?, *p)));
+            let Some((l, p, ties)) = most_specific(candidates) else { continue };
+            conflicts.extend(ties.into_iter().map(|t| (t.meta.id.clone(), p.meta.key(), route.origin.clone())));
             match (module, &p.spec.rate_limit, &p.spec.headers) {
                 (Module::RateLimit, Some(rl), _) => {
                     route.rate_limit = Some(rate_limits.len());

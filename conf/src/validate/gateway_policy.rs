@@ -66,8 +66,7 @@ fn headers(h: &crate::raw::HeaderPolicy, r: &mut Reporter<'_>) {
     let Some(resp) = &h.response else { return };
     let names = resp.set.keys().map(|k| ("set", k)).chain(resp.remove.iter().map(|k| ("remove", k)));
     for (field, name) in names {
-        let token =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token = super::names::is_token(name);
         let framing =
             matches!(name.to_ascii_lowercase().as_str(), "content-length" | "transfer-encoding" | "connection");
         if !token || framing {

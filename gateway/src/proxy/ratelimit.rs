@@ -15,10 +15,8 @@ pub fn check(session: &Session, ctx: &mut Ctx, route_limit: Option<usize>) -> Op
     let limiter = ctx.snap.limiters.get(route_limit?)?.clone();
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     let client = peer.map(|p| super::policies::client_address(session, p, ctx).to_string()).unwrap_or_default();
-    let host = super::request::authority(session.req_header());
-    let host =
-        host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
-    let v = limiter.check(&host.to_ascii_lowercase(), &client, tokio::time::Instant::now());
+    let host = conf::matcher::authority_host(&super::request::authority(session.req_header()));
+    let v = limiter.check(&host, &client, tokio::time::Instant::now());
     let headers = if limiter.rule().response_headers {
         vec![
             ("x-ratelimit-limit".to_string(), v.limit.to_string()),

@@ -119,16 +119,10 @@ fn authority(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
-/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
+/// `host` without a trailing `:port` (IPv6 literals keep their brackets), split as routing
+/// splits it.
 fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((h, p))
-            if !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') =>
-        {
-            h
-        }
-        _ => host,
-    }
+    conf::matcher::split_authority(host).0
 }
 
 /// Istio's `ports` and `destination.port` name the port the gateway listens on; Pylon also

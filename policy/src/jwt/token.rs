@@ -104,17 +104,13 @@ fn query_values(query: &str, name: &str) -> Vec<String> {
 
 /// The values of cookie `name` from every `cookie` header (`a=b; c=d`, RFC 6265 §4.2.1).
 fn cookie_values(req: &RequestHeader, name: &str) -> Vec<String> {
-    req.headers
-        .get_all(COOKIE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect::<Vec<_>>()
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-        .collect()
+    let mut out = Vec::new();
+    for header in &req.headers.get_all(COOKIE) {
+        let text = String::from_utf8_lossy(header.as_bytes());
+        let pairs = text.split(';').filter_map(|pair| pair.trim().split_once('='));
+        out.extend(pairs.filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().trim_matches('"').to_string()));
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {

@@ -329,7 +329,7 @@ fn condition(action: Action, c: &Condition, at: &str, r: &mut Reporter<'_>) {
         r.error(Code::Policy, format!("{at}.key"), format!("bad key ({key}): should have format a[b]"));
     } else if let Some(name) = bracketed(key, "request.headers").and_then(|n| n.into_iter().next()) {
         let pseudo = matches!(name.to_ascii_lowercase().as_str(), ":authority" | ":method" | ":path");
-        let token = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token = crate::validate::names::is_token(&name);
         if !(pseudo || token) {
             r.error(
                 Code::Unsupported,
