@@ -113,10 +113,11 @@ async fn a_custom_policy_asks_the_external_authorizer_and_follows_its_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_authorizer_denies_unless_the_provider_fails_open() {
     let up = Upstream::start("app").await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port bound but not listening: connections to it are refused, and while the socket lives
+    // no other test can take the port (a listener dropped at once would free it for one).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = reserved.local_addr().unwrap().port();
     let gw = TestGateway::start_with(&config(&up, closed), Setup { mesh: Some(mesh("")), ..Setup::default() });
     assert_eq!(get(&http1(), &gw.url(80), "", "/headers", &[]).await.status, 403);
     let setup = Setup { mesh: Some(mesh("    statusOnError: \"503\"\n")), ..Setup::default() };
