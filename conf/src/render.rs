@@ -240,7 +240,7 @@ fn route_config_policies(out: &mut String, rc: &RouteConfig) {
     }
 }
 
-/// The `GatewayPolicy` modules of one route: rate limit, headers.
+/// The `GatewayPolicy` modules of one route: rate limit, headers, cache.
 fn route_policies(out: &mut String, t: &RouteTable, r: &Route) {
     if let Some(rl) = r.rate_limit.and_then(|i| t.rate_limits.get(i)) {
         let key = format!("{:?}", rl.key).to_lowercase();
@@ -258,6 +258,18 @@ fn route_policies(out: &mut String, t: &RouteTable, r: &Route) {
         parts.extend(h.response_set.iter().map(|(k, v)| format!("response set {k}: {v}")));
         parts.extend(h.response_remove.iter().map(|k| format!("response remove {k}")));
         let _ = writeln!(out, "       headers: {} (GatewayPolicy {}, {} level)", parts.join(", "), h.policy, h.level);
+    }
+    if let Some(c) = r.cache.and_then(|i| t.caches.get(i)) {
+        let ttl = c.default_ttl_secs.map_or("none".to_string(), |s| format!("{s}s"));
+        let _ = writeln!(
+            out,
+            "       cache {} bytes, entries up to {} bytes, default ttl {ttl}, vary on [{}] (GatewayPolicy {}, {} level)",
+            c.max_bytes,
+            c.max_entry_bytes,
+            c.vary.join(", "),
+            c.policy,
+            c.level
+        );
     }
 }
 

@@ -39,6 +39,8 @@ pub struct RouteTable {
     pub rate_limits: Vec<RateLimitRule>,
     /// `GatewayPolicy` header settings, referred to by routes.
     pub header_policies: Vec<HeaderPolicyRule>,
+    /// `GatewayPolicy` caches, referred to by routes.
+    pub caches: Vec<CacheRule>,
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
     /// address (`remote.ip`) is the one this many entries from the right.
     pub num_trusted_proxies: u32,
@@ -396,6 +398,46 @@ pub struct Route {
     /// [`RouteTable::header_policies`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_policy: Option<usize>,
+    /// The cache of this route: an index into [`RouteTable::caches`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<usize>,
+}
+
+/// A `GatewayPolicy` `cache` module, resolved: one store per policy, shared by the routes it
+/// reaches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheRule {
+    /// The `GatewayPolicy`, `namespace/name` (also the store's name).
+    pub policy: String,
+    /// How it was bound (`route`, `server`, `gateway`, `workload`), where it was first bound.
+    pub level: &'static str,
+    /// The most bytes stored.
+    pub max_bytes: u64,
+    /// The largest body stored.
+    pub max_entry_bytes: u64,
+    /// Freshness of responses that carry none, in seconds; `None`: they are not stored.
+    pub default_ttl_secs: Option<u32>,
+    /// `stale-while-revalidate` when the response does not say, in seconds.
+    pub stale_while_revalidate_secs: u32,
+    /// `stale-if-error` when the response does not say, in seconds.
+    pub stale_if_error_secs: u32,
+    /// Request headers a stored response may vary on (lower case).
+    pub vary: Vec<String>,
+    /// Request headers in the key (lower case).
+    pub key_headers: Vec<String>,
+    /// Add `x-cache` to responses.
+    pub status_header: bool,
+    /// How long a request waits for another one fetching the same response, in milliseconds.
+    pub lock_timeout_ms: u64,
+}
+
+impl CacheRule {
+    /// `maxSize` when unset: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// `maxEntrySize` when unset: 1 MiB.
+    pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 1 << 20;
+    /// `lockTimeout` when unset: 5 s.
+    pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 5_000;
 }
 
 /// A `GatewayPolicy` `headers` module, resolved.

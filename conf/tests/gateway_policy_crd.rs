@@ -26,7 +26,30 @@ fn the_crd_and_pylon_accept_the_same_fields() {
     let spec = crd_spec();
     assert_eq!(
         names(&spec),
-        ["selector", "targetRefs", "rateLimit", "headers", "clientAddress", "authorization", "requestAuthentication"]
+        [
+            "selector",
+            "targetRefs",
+            "rateLimit",
+            "headers",
+            "cache",
+            "clientAddress",
+            "authorization",
+            "requestAuthentication"
+        ]
+    );
+    assert_eq!(
+        names(&spec["properties"]["cache"]),
+        [
+            "maxSize",
+            "maxEntrySize",
+            "defaultTtl",
+            "staleWhileRevalidate",
+            "staleIfError",
+            "vary",
+            "keyHeaders",
+            "statusHeader",
+            "lockTimeout"
+        ]
     );
     assert_eq!(names(&spec["properties"]["clientAddress"]), ["numTrustedProxies", "trustedCidrs"]);
     assert_eq!(names(&spec["properties"]["headers"]), ["xForwardedFor", "forwarded", "requestId", "response"]);
@@ -36,7 +59,7 @@ fn the_crd_and_pylon_accept_the_same_fields() {
         names(&spec["properties"]["rateLimit"]),
         ["requests", "unit", "burst", "key", "maxKeys", "responseHeaders"]
     );
-    let yaml = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: all}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: gw, sectionName: http}]\n  rateLimit: {requests: 1, unit: second, burst: 2, key: client, maxKeys: 3, responseHeaders: true}\n  headers: {xForwardedFor: replace, forwarded: true, requestId: generate, response: {set: {server: edge}, remove: [x-envoy-upstream-service-time]}}\n  clientAddress: {numTrustedProxies: 1, trustedCidrs: [10.0.0.0/8]}\n";
+    let yaml = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: all}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: gw, sectionName: http}]\n  rateLimit: {requests: 1, unit: second, burst: 2, key: client, maxKeys: 3, responseHeaders: true}\n  headers: {xForwardedFor: replace, forwarded: true, requestId: generate, response: {set: {server: edge}, remove: [x-envoy-upstream-service-time]}}\n  clientAddress: {numTrustedProxies: 1, trustedCidrs: [10.0.0.0/8]}\n  cache: {maxSize: 64Mi, maxEntrySize: 1Mi, defaultTtl: 60s, staleWhileRevalidate: 10s, staleIfError: 1h, vary: [accept-encoding], keyHeaders: [x-tenant], statusHeader: true, lockTimeout: 2s}\n";
     let built = conf::build_str("p.yaml", yaml, &conf::Selection::default());
     assert!(!built.diagnostics.to_string().contains("unknown field"), "{}", built.diagnostics);
     let misspelled = yaml.replace("maxKeys", "maxKey");

@@ -41,8 +41,8 @@ impl Reply {
     }
 }
 
-/// Answers `(method, path)`.
-pub type Handler = Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+/// Answers `(method, path, query)`.
+pub type Handler = Arc<dyn Fn(String, String, String) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
 
 /// Serves `handler` on `listener` until the runtime stops or `released` turns true (a successor
 /// process serves the same socket after a binary upgrade).
@@ -69,9 +69,10 @@ async fn answer(mut tcp: TcpStream, handler: Handler) {
     let Ok(Some(head)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut tcp)).await else { return };
     let mut parts = head.split_whitespace();
     let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let head_only = method == "HEAD";
-    let Reply(status, content_type, body) = handler(method, path).await;
+    let Reply(status, content_type, body) = handler(method, path, query).await;
     let body = if head_only { String::new() } else { body };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -97,7 +98,7 @@ async fn read_head(tcp: &mut TcpStream) -> Option<String> {
 
 /// Readiness (`--status-addr`).
 pub fn status(state: Arc<crate::state::SharedState>) -> Handler {
-    Arc::new(move |method, path| {
+    Arc::new(move |method, path, _query| {
         let state = state.clone();
         Box::pin(async move {
             readiness(&state, &method, &path).unwrap_or_else(|| Reply::text("404 Not Found", "not found\n"))
@@ -120,7 +121,7 @@ fn readiness(state: &crate::state::SharedState, method: &str, path: &str) -> Opt
 
 /// Prometheus (`--metrics-addr`).
 pub fn metrics(plane: Arc<Plane>, telemetry: Arc<Telemetry>) -> Handler {
-    Arc::new(move |method, path| {
+    Arc::new(move |method, path, _query| {
         let (plane, telemetry) = (plane.clone(), telemetry.clone());
         Box::pin(async move {
             match (method.as_str(), path.as_str()) {
@@ -135,12 +136,13 @@ fn prometheus(plane: &Plane, telemetry: &Telemetry) -> Reply {
     let m = &telemetry.metrics;
     m.connections_active.set(i64::try_from(plane.env().tracker.active()).unwrap_or(i64::MAX));
     m.config_generation.set(i64::try_from(plane.env().state.snapshot().generation).unwrap_or(i64::MAX));
+    m.cache_zones(&plane.caches().stats());
     Reply("200 OK", "text/plain; version=0.0.4; charset=utf-8", m.render())
 }
 
 /// The admin endpoints (`--admin-addr`).
 pub fn admin(plane: Arc<Plane>, telemetry: Arc<Telemetry>) -> Handler {
-    Arc::new(move |method, path| {
+    Arc::new(move |method, path, query| {
         let (plane, telemetry) = (plane.clone(), telemetry.clone());
         Box::pin(async move {
             let state = plane.env().state.clone();
@@ -154,6 +156,9 @@ pub fn admin(plane: Arc<Plane>, telemetry: Arc<Telemetry>) -> Handler {
                 ("GET" | "HEAD", "/config_dump") => config_dump(&plane),
                 ("GET" | "HEAD", "/clusters") => clusters(&plane),
                 ("GET" | "HEAD", "/listeners") => listeners(&plane),
+                ("POST", "/cache/purge") => purge(&plane, &query),
+                ("GET" | "HEAD", "/cache") => caches(&plane),
+                (_, "/cache/purge") => Reply::text("405 Method Not Allowed", "POST /cache/purge?url=URL purges\n"),
                 (_, "/reload") => Reply::text("405 Method Not Allowed", "POST /reload reloads\n"),
                 _ => Reply::text("404 Not Found", "not found\n"),
             }
@@ -238,4 +243,37 @@ fn listeners(plane: &Plane) -> Reply {
         })
         .collect();
     Reply::json(&serde_json::json!({ "listeners": list }))
+}
+
+/// `POST /cache/purge?url=URL` drops the stored responses of one URL (every variant, in every
+/// zone); `?prefix=URL` those of every URL starting with it (a whole host: `prefix=https://host/`).
+fn purge(plane: &Plane, query: &str) -> Reply {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let normalized = |v: &str| {
+        let uri: http::Uri = v.parse().ok()?;
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        Some(crate::proxy::cache::url(uri.scheme_str()?, uri.authority()?.as_str(), pq))
+    };
+    let purged = match params.first().map(|(k, v)| (k.as_str(), normalized(v))) {
+        Some(("url", Some(url))) => plane.caches().purge(|u| u == url),
+        Some(("prefix", Some(prefix))) => plane.caches().purge(|u| u.starts_with(&prefix)),
+        _ => {
+            return Reply::text(
+                "400 Bad Request",
+                "give url=<absolute URL> or prefix=<absolute URL>, such as url=https://shop.example.com/a?b=1\n",
+            )
+        }
+    };
+    Reply::text("200 OK", format!("purged {purged}\n"))
+}
+
+/// `GET /cache`: each zone's size, entries and evictions.
+fn caches(plane: &Plane) -> Reply {
+    let zones: Vec<serde_json::Value> = plane
+        .caches()
+        .stats()
+        .into_iter()
+        .map(|(name, z)| serde_json::json!({ "policy": name, "bytes": z.bytes, "entries": z.entries, "evictions": z.evictions }))
+        .collect();
+    Reply::json(&serde_json::json!({ "caches": zones }))
 }

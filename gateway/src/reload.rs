@@ -86,6 +86,11 @@ impl Plane {
         &self.env
     }
 
+    /// The cache zones (they outlive configurations, like clusters).
+    pub fn caches(&self) -> &crate::cache::Zones {
+        &self.registry.caches
+    }
+
     /// Serves `bound`, stops the listeners `table` no longer has, and publishes the socket map.
     fn open_and_close(&self, table: &conf::RouteTable, bound: Vec<Bound>, open: &mut HashMap<ListenerKey, Open>) {
         for b in bound {

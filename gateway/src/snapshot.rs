@@ -31,6 +31,10 @@ pub struct Snapshot {
     /// The routes' rate limiters, indexed like `table.rate_limits` (buckets start full with
     /// every configuration).
     pub limiters: Vec<Arc<policy::ratelimit::Limiter>>,
+    /// The routes' cache zones, indexed like `table.caches` (kept across reloads by name).
+    pub caches: Vec<&'static crate::cache::Zone>,
+    /// The lock coalescing concurrent misses of one key (`None`: no cache zones).
+    pub cache_lock: Option<&'static pingora::cache::lock::CacheKeyLockImpl>,
     /// Keeps this snapshot's clusters (and their DNS refreshers) alive.
     _clusters: Vec<Arc<ClusterRuntime>>,
     /// The rotation watcher, stopped when the snapshot is dropped.
@@ -60,6 +64,8 @@ impl Snapshot {
         let mut snap = Self::assemble(table, generation, credentials_dir, clusters);
         snap.policies = policies;
         snap.route_chains = route_chains;
+        snap.caches = registry.caches.resolve(&snap.table.caches);
+        snap.cache_lock = Some(registry.caches.lock());
         if !snap.tls.is_empty() {
             snap.tasks.push(crate::tls::watch::spawn(snap.tls.clone()));
         }
@@ -99,6 +105,8 @@ impl Snapshot {
             server_fingerprints,
             policies: Arc::new(policy::Chain::default()),
             limiters,
+            caches: Vec::new(),
+            cache_lock: None,
             route_chains: Vec::new(),
             _clusters: clusters,
             tasks: Vec::new(),

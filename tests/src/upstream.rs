@@ -2,6 +2,9 @@
 //! (method, path, version, headers) and its own name, over HTTP/1 and h2c. A request with
 //! `x-delay-ms: N` is answered after N milliseconds. An HTTP/1.1 `Upgrade: websocket` request is
 //! answered 101, and the connection then echoes every byte back (what a proxy sees of a WebSocket).
+//! A request can shape the answer: each `x-reply-header: name: value` is added to the response,
+//! `x-reply-status: N` sets the status and `x-reply-body-bytes: N` replaces the report with N bytes.
+//! When the reply carries an `etag` that the request's `if-none-match` names, the answer is 304.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,12 +62,16 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (n, s, c) = (name.to_string(), seen.clone(), connections.clone());
+        // Connections are tasks of the accept loop: dropping the upstream closes them too (an
+        // upstream that dies, not one that only stops accepting).
         let task = tokio::spawn(async move {
+            let mut open = tokio::task::JoinSet::new();
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                while open.try_join_next().is_some() {}
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (n, s) = (n.clone(), s.clone());
-                tokio::spawn(async move {
+                open.spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
@@ -141,10 +148,27 @@ async fn answer(
     if let Some(ms) = delay {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
-    let resp = Response::builder()
-        .header("content-type", "application/json")
-        .header("x-upstream", name.as_str())
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    Ok(resp)
+    Ok(shaped(req.headers(), &name, body.to_string()))
+}
+
+/// The response a request asked for with `x-reply-*` headers (see the module documentation).
+fn shaped(req: &hyper::HeaderMap, name: &str, report: String) -> Response<Full<Bytes>> {
+    let value = |h: &str| req.get(h).and_then(|v| v.to_str().ok());
+    let mut builder = Response::builder().header("content-type", "application/json").header("x-upstream", name);
+    let mut etag = None;
+    for v in req.get_all("x-reply-header").iter().filter_map(|v| v.to_str().ok()) {
+        let Some((k, v)) = v.split_once(':') else { continue };
+        if k.trim().eq_ignore_ascii_case("etag") {
+            etag = Some(v.trim().to_string());
+        }
+        builder = builder.header(k.trim(), v.trim());
+    }
+    let not_modified = etag.is_some() && value("if-none-match") == etag.as_deref();
+    let status = value("x-reply-status").and_then(|v| v.parse::<u16>().ok()).unwrap_or(200);
+    let body = match value("x-reply-body-bytes").and_then(|v| v.parse::<usize>().ok()) {
+        _ if not_modified => Bytes::new(),
+        Some(n) => Bytes::from(vec![b'a'; n]),
+        None => Bytes::from(report),
+    };
+    builder.status(if not_modified { 304 } else { status }).body(Full::new(body)).unwrap()
 }

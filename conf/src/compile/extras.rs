@@ -121,6 +121,7 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         rule_name: rule.name.clone().unwrap_or_default(),
         rate_limit: None,
         header_policy: None,
+        cache: None,
     }
 }
 

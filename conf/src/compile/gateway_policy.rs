@@ -8,9 +8,9 @@
 use super::Selection;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
-use crate::raw::{GatewayPolicy, HeaderPolicy, RateLimit};
+use crate::raw::{Cache, GatewayPolicy, HeaderPolicy, RateLimit};
 use crate::table::{
-    BoundPolicy, ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server,
+    BoundPolicy, CacheRule, ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server,
 };
 
 /// Attachment levels, most specific first.
@@ -68,6 +68,7 @@ fn most_specific<'p>(candidates: impl Iterator<Item = (usize, &'p Policy)>) -> O
 enum Module {
     RateLimit,
     Headers,
+    Cache,
 }
 
 impl Module {
@@ -75,6 +76,7 @@ impl Module {
         match self {
             Module::RateLimit => p.rate_limit.is_some(),
             Module::Headers => p.headers.is_some(),
+            Module::Cache => p.cache.is_some(),
         }
     }
 
@@ -82,13 +84,14 @@ impl Module {
         match self {
             Module::RateLimit => "spec.rateLimit",
             Module::Headers => "spec.headers",
+            Module::Cache => "spec.cache",
         }
     }
 }
 
 /// Sets each route's modules from the policies that apply.
 pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out: &mut Diagnostics) {
-    for module in [Module::RateLimit, Module::Headers] {
+    for module in [Module::RateLimit, Module::Headers, Module::Cache] {
         bind_module(module, config, sel, table, out);
     }
     bind_client_address(config, sel, table, out);
@@ -197,25 +200,24 @@ fn bind_module(module: Module, config: &Config, sel: &Selection, table: &mut Rou
         return;
     }
     let mut conflicts = Vec::new();
-    let (mut rate_limits, mut header_policies) = (Vec::new(), Vec::new());
+    let (mut rate_limits, mut header_policies, mut caches) = (Vec::new(), Vec::new(), Vec::new());
     for rc in &mut table.route_configs {
         let servers: Vec<&Server> = rc.servers.iter().filter_map(|id| table.servers.get(*id)).collect();
         for route in rc.virtual_hosts.iter_mut().flat_map(|vh| vh.routes.iter_mut()) {
             let candidates = with.iter().filter_map(|p| Some((level(p, Some(&*route), &servers, sel)?, *p)));
             let Some((l, p, ties)) = most_specific(candidates) else { continue };
             conflicts.extend(ties.into_iter().map(|t| (t.meta.id.clone(), p.meta.key(), route.origin.clone())));
-            match (module, &p.spec.rate_limit, &p.spec.headers) {
-                (Module::RateLimit, Some(rl), _) => {
+            match (module, &p.spec.rate_limit, &p.spec.headers, &p.spec.cache) {
+                (Module::RateLimit, Some(rl), _, _) => {
                     route.rate_limit = Some(rate_limits.len());
                     rate_limits.push(rule(rl, p.meta.key(), LEVELS[l]));
                 }
-                (Module::Headers, _, Some(h)) => {
-                    let index =
-                        header_policies.iter().position(|(name, _): &(String, HeaderPolicyRule)| *name == p.meta.key());
-                    route.header_policy = Some(index.unwrap_or_else(|| {
-                        header_policies.push((p.meta.key(), header_rule(h, p.meta.key(), LEVELS[l])));
-                        header_policies.len() - 1
-                    }));
+                (Module::Headers, _, Some(h), _) => {
+                    route.header_policy =
+                        Some(shared(&mut header_policies, p, || header_rule(h, p.meta.key(), LEVELS[l])));
+                }
+                (Module::Cache, _, _, Some(c)) => {
+                    route.cache = Some(shared(&mut caches, p, || cache_rule(c, p.meta.key(), LEVELS[l])));
                 }
                 _ => {}
             }
@@ -233,6 +235,45 @@ fn bind_module(module: Module, config: &Config, sel: &Selection, table: &mut Rou
     match module {
         Module::RateLimit => table.rate_limits = rate_limits,
         Module::Headers => table.header_policies = header_policies.into_iter().map(|(_, h)| h).collect(),
+        Module::Cache => table.caches = caches.into_iter().map(|(_, c)| c).collect(),
+    }
+}
+
+/// The index of `p`'s rule in `rules` (one per policy, shared by the routes it reaches), made
+/// with `make` the first time.
+fn shared<T>(rules: &mut Vec<(String, T)>, p: &Policy, make: impl FnOnce() -> T) -> usize {
+    let key = p.meta.key();
+    rules.iter().position(|(name, _)| *name == key).unwrap_or_else(|| {
+        rules.push((key, make()));
+        rules.len() - 1
+    })
+}
+
+/// Whole seconds of a valid duration (validation refused the others).
+fn seconds(v: Option<&String>) -> Option<u32> {
+    let d = crate::model::Duration::parse(v?).ok()?;
+    Some(u32::try_from(d.as_millis() / 1000).unwrap_or(u32::MAX))
+}
+
+fn cache_rule(c: &Cache, policy: String, level: &'static str) -> CacheRule {
+    let size = |v: Option<&String>| v.and_then(|v| crate::model::quantity::bytes(v).ok());
+    let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect::<Vec<_>>();
+    CacheRule {
+        policy,
+        level,
+        max_bytes: size(c.max_size.as_ref()).unwrap_or(CacheRule::DEFAULT_MAX_BYTES),
+        max_entry_bytes: size(c.max_entry_size.as_ref()).unwrap_or(CacheRule::DEFAULT_MAX_ENTRY_BYTES),
+        default_ttl_secs: seconds(c.default_ttl.as_ref()),
+        stale_while_revalidate_secs: seconds(c.stale_while_revalidate.as_ref()).unwrap_or(0),
+        stale_if_error_secs: seconds(c.stale_if_error.as_ref()).unwrap_or(0),
+        vary: c.vary.as_deref().map_or_else(|| vec!["accept-encoding".to_string()], lower),
+        key_headers: lower(&c.key_headers),
+        status_header: c.status_header,
+        lock_timeout_ms: c
+            .lock_timeout
+            .as_ref()
+            .and_then(|v| crate::model::Duration::parse(v).ok())
+            .map_or(CacheRule::DEFAULT_LOCK_TIMEOUT_MS, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `gateway.pylon.dev/v1alpha1` `GatewayPolicy`: Pylon's own resource for what Istio has no
 //! resource for, bound to this workload, to a Gateway (or one of its servers), or to a
-//! VirtualService (or one of its HTTP routes). This version implements the `rateLimit` module.
+//! VirtualService (or one of its HTTP routes).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,9 @@ pub struct GatewayPolicy {
     /// What the forwarded headers and the response headers are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderPolicy>,
+    /// Response caching (RFC 9111 shared cache), in a store of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Cache>,
     /// How the client address is found behind proxies (workload, Gateway or server level only:
     /// it is needed before a route is chosen).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,4 +119,42 @@ pub struct RateLimit {
     pub max_keys: Option<u32>,
     /// Add `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` to responses.
     pub response_headers: bool,
+}
+
+/// The `cache` module: a shared HTTP cache (RFC 9111) of its own, bounded in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Cache {
+    /// The most bytes stored (a Kubernetes quantity such as `64Mi`; default `64Mi`). The least
+    /// recently used responses are evicted beyond it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+    /// The largest response body stored (default `1Mi`); larger ones are passed through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_entry_size: Option<String>,
+    /// How long a response without freshness information (no `max-age`, `s-maxage` or `Expires`)
+    /// stays fresh. Unset (the default): such responses are not stored (no heuristic freshness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<String>,
+    /// How long a stale response may be served while it is revalidated in the background, when
+    /// the response does not say (`stale-while-revalidate`; default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_while_revalidate: Option<String>,
+    /// How long a stale response may be served when the upstream fails, when the response does
+    /// not say (`stale-if-error`; default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_if_error: Option<String>,
+    /// Request headers a response may vary on (default `[accept-encoding]`). A response whose
+    /// `Vary` names another header, or `*`, is not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vary: Option<Vec<String>>,
+    /// Request headers added to the key (scheme, host, path and query always are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_headers: Vec<String>,
+    /// Add `x-cache: HIT|MISS|EXPIRED|STALE|UPDATING|REVALIDATED|BYPASS` to responses.
+    pub status_header: bool,
+    /// How long a request waits for another request fetching the same response (default `5s`);
+    /// then it goes to the upstream itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<String>,
 }

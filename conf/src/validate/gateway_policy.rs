@@ -27,6 +27,9 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
     if let Some(c) = &p.client_address {
         client_address(p, c, r);
     }
+    if let Some(c) = &p.cache {
+        cache(c, r);
+    }
     let security = p.authorization.is_some() || p.request_authentication.is_some();
     if security && p.target_refs.iter().any(|t| t.kind == "VirtualService") {
         r.error(
@@ -37,6 +40,7 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
     }
     match &p.rate_limit {
         None if p.headers.is_none()
+            && p.cache.is_none()
             && p.client_address.is_none()
             && p.authorization.is_none()
             && p.request_authentication.is_none() =>
@@ -44,7 +48,7 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
             r.warn(
                 Code::NoEffect,
                 "spec",
-                "no module is set (rateLimit, headers, clientAddress, authorization, requestAuthentication); the policy has no effect",
+                "no module is set (rateLimit, headers, cache, clientAddress, authorization, requestAuthentication); the policy has no effect",
             );
         }
         None => {}
@@ -122,5 +126,57 @@ fn rate_limit(rl: &crate::raw::RateLimit, r: &mut Reporter<'_>) {
     }
     if rl.max_keys.is_some_and(|m| m == 0 || m > 1_000_000) {
         r.error(Code::Policy, "spec.rateLimit.maxKeys", "maxKeys must be between 1 and 1000000");
+    }
+}
+
+fn cache(c: &crate::raw::Cache, r: &mut Reporter<'_>) {
+    let size = |field: &str, v: &Option<String>, r: &mut Reporter<'_>| {
+        let parsed = v.as_deref().map(crate::model::quantity::bytes)?;
+        match parsed {
+            Ok(0) => {
+                r.error(Code::Policy, format!("spec.cache.{field}"), "must be more than 0 bytes");
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                r.error(Code::Policy, format!("spec.cache.{field}"), e);
+                None
+            }
+        }
+    };
+    let max = size("maxSize", &c.max_size, r);
+    let entry = size("maxEntrySize", &c.max_entry_size, r);
+    if entry.unwrap_or(crate::table::CacheRule::DEFAULT_MAX_ENTRY_BYTES)
+        > max.unwrap_or(crate::table::CacheRule::DEFAULT_MAX_BYTES)
+    {
+        r.error(Code::Policy, "spec.cache.maxEntrySize", "is larger than maxSize: no response could be stored");
+    }
+    let durations = [
+        ("defaultTtl", &c.default_ttl),
+        ("staleWhileRevalidate", &c.stale_while_revalidate),
+        ("staleIfError", &c.stale_if_error),
+        ("lockTimeout", &c.lock_timeout),
+    ];
+    for (field, v) in durations {
+        let Some(v) = v else { continue };
+        match crate::model::Duration::parse(v) {
+            Err(e) => {
+                r.error(Code::Policy, format!("spec.cache.{field}"), e);
+            }
+            Ok(d) if d.as_millis() < 1000 && field != "lockTimeout" => {
+                r.error(
+                    Code::Policy,
+                    format!("spec.cache.{field}"),
+                    "must be at least 1s (HTTP caching counts whole seconds)",
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    let names = c.vary.iter().flatten().map(|n| ("vary", n)).chain(c.key_headers.iter().map(|n| ("keyHeaders", n)));
+    for (field, name) in names {
+        if name == "*" || !super::names::is_token(name) {
+            r.error(Code::Header, format!("spec.cache.{field}"), format!("{name:?} is not a request header name"));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! policy). A reload that leaves a cluster unchanged hands the new snapshot the same run-time
 //! cluster: its endpoints, DNS refresher, least-request counters and round-robin position carry on.
 //! A cluster no snapshot uses any more is dropped with the last snapshot that did, and its DNS
-//! refresher stops.
+//! refresher stops. Cache zones outlive snapshots the same way (`crate::cache::Zones`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -44,6 +44,8 @@ impl Drop for ClusterRuntime {
 
 /// The clusters alive in any snapshot, by identity.
 pub struct Registry {
+    /// The cache zones, by `GatewayPolicy`.
+    pub caches: crate::cache::Zones,
     dns: Arc<Dns>,
     live: Mutex<HashMap<u64, Weak<ClusterRuntime>>>,
 }
@@ -58,7 +60,7 @@ fn identity(cluster: &Cluster) -> u64 {
 impl Registry {
     /// An empty registry resolving with `dns`.
     pub fn new(dns: Arc<Dns>) -> Self {
-        Registry { dns, live: Mutex::new(HashMap::new()) }
+        Registry { caches: crate::cache::Zones::default(), dns, live: Mutex::new(HashMap::new()) }
     }
 
     /// The run-time clusters for `clusters` (in order): the live ones reused, new ones created,

@@ -58,6 +58,11 @@ pub struct Ctx {
     pub rate_limit_headers: Vec<(String, String)>,
     /// The request id sent upstream.
     pub request_id: Option<String>,
+    /// The route's cache rule (an index into `table.caches`), when the cache is on for the
+    /// request.
+    pub cache: Option<usize>,
+    /// What the cache did (`HIT`, `MISS`, ...), once the response is known.
+    pub cache_status: Option<&'static str>,
 }
 
 impl Ctx {
@@ -80,6 +85,8 @@ impl Ctx {
             denied: None,
             rate_limit_headers: Vec::new(),
             request_id: None,
+            cache: None,
+            cache_status: None,
         }
     }
 

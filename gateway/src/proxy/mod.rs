@@ -1,5 +1,6 @@
 //! The `ProxyHttp` implementation. Each hook only dispatches; the logic lives in the submodules.
 
+pub mod cache;
 pub mod ctx;
 pub mod header_ops;
 pub mod header_policy;
@@ -14,6 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -89,7 +92,9 @@ impl ProxyHttp for Gateway {
             LocalReply::outcome(bad).write(session).await?;
             return Ok(true);
         }
-        if let Some((reply, details)) = policies::check(session, ctx).await {
+        // A background revalidation (stale-while-revalidate) repeats a request that passed.
+        let revalidation = session.subrequest_ctx.is_some();
+        if let Some((reply, details)) = if revalidation { None } else { policies::check(session, ctx).await } {
             ctx.denied = Some(details);
             reply.write(session).await?;
             return Ok(true);
@@ -101,6 +106,39 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        cache::enable(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        cache::key(session, ctx)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        is_fresh: bool,
+        _ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let revalidate = is_fresh && cache::must_revalidate(session.req_header());
+        Ok(revalidate.then_some(ForcedFreshness::ForceExpired))
+    }
+
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<RespCacheable> {
+        Ok(cache::cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Ctx, req: &RequestHeader) -> Option<HashBinary> {
+        cache::variance(meta, req)
+    }
+
+    fn should_serve_stale(&self, _session: &mut Session, ctx: &mut Ctx, error: Option<&Error>) -> bool {
+        cache::serve_stale(error, ctx)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -148,7 +186,8 @@ impl ProxyHttp for Gateway {
         upstream::rewrite(req, ctx)
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        cache::response(session, resp, ctx)?;
         upstream::response_headers(resp, ctx)?;
         header_policy::response(resp, ctx)
     }
@@ -192,6 +231,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         ctx.endpoint = None;
+        if session.subrequest_ctx.is_some() {
+            return; // a background revalidation, not a client's request
+        }
         crate::telemetry::record::request(&self.telemetry, session, ctx);
         if let Some(e) = e {
             tracing::debug!(error = %e, path = %session.req_header().uri, "request failed");

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Istio's label names, in this order (istio.io "Istio Standard Metrics").
 pub const LABELS: [&str; 25] = [
@@ -185,6 +187,10 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// `pylon_connections_active`.
     pub connections_active: IntGauge,
+    cache_requests: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
+    cache_evictions: IntCounterVec,
     http_cache: RwLock<HashMap<HttpKey, Arc<HttpSeries>>>,
     tcp_cache: RwLock<HashMap<Destination, Arc<TcpSeries>>>,
 }
@@ -193,6 +199,11 @@ pub struct Metrics {
 #[allow(clippy::expect_used)]
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition")
+}
+
+#[allow(clippy::expect_used)]
+fn gauge(name: &str, help: &str) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), &["policy"]).expect("a valid metric definition")
 }
 
 #[allow(clippy::expect_used)]
@@ -239,6 +250,18 @@ impl Metrics {
             .expect("valid"),
             connections_active: IntGauge::new("pylon_connections_active", "Downstream connections open.")
                 .expect("valid"),
+            cache_requests: counter(
+                "pylon_cache_requests_total",
+                "Requests on routes with a cache, by GatewayPolicy and cache status (HIT, MISS, EXPIRED, STALE, UPDATING, REVALIDATED, BYPASS).",
+                &["policy", "status"],
+            ),
+            cache_bytes: gauge("pylon_cache_size_bytes", "Bytes stored in the cache of a GatewayPolicy."),
+            cache_entries: gauge("pylon_cache_entries", "Responses stored in the cache of a GatewayPolicy."),
+            cache_evictions: counter(
+                "pylon_cache_evictions_total",
+                "Responses evicted to keep a GatewayPolicy's cache within maxSize.",
+                &["policy"],
+            ),
             registry,
             source,
             http_cache: RwLock::new(HashMap::new()),
@@ -264,6 +287,10 @@ impl Metrics {
             Box::new(self.restart_required.clone()),
             Box::new(self.access_log_dropped.clone()),
             Box::new(self.connections_active.clone()),
+            Box::new(self.cache_requests.clone()),
+            Box::new(self.cache_bytes.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_evictions.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -367,6 +394,21 @@ impl Metrics {
             c.insert(d.clone(), made.clone());
         }
         made
+    }
+
+    /// Counts a request on a route with a cache.
+    pub fn cache_request(&self, policy: &str, status: &str) {
+        self.cache_requests.with_label_values(&[policy, status]).inc();
+    }
+
+    /// Publishes the cache zones' figures (read when metrics are scraped).
+    pub fn cache_zones(&self, zones: &[(String, crate::cache::ZoneStats)]) {
+        for (name, z) in zones {
+            self.cache_bytes.with_label_values(&[name]).set(i64::try_from(z.bytes).unwrap_or(i64::MAX));
+            self.cache_entries.with_label_values(&[name]).set(i64::try_from(z.entries).unwrap_or(i64::MAX));
+            let evictions = self.cache_evictions.with_label_values(&[name]);
+            evictions.inc_by(z.evictions.saturating_sub(evictions.get()));
+        }
     }
 
     /// The Prometheus text exposition of every metric.

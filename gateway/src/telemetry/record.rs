@@ -70,6 +70,10 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
         server,
         route,
     });
+    let cache_rule = ctx.cache.and_then(|i| ctx.snap.table.caches.get(i));
+    if let (Some(rule), Some(status)) = (cache_rule, ctx.cache_status) {
+        t.metrics.cache_request(&rule.policy, status);
+    }
     if let Some(log) = &t.access_log {
         log.log(&entry(session, ctx, code, flags, elapsed));
     }
