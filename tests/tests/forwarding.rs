@@ -284,3 +284,25 @@ async fn istios_network_topology_example_for_zero_one_and_two_trusted_proxies() 
         assert_eq!(seen.header("x-forwarded-for"), Some("56.5.6.7, 72.9.5.6, 98.1.2.3,127.0.0.1"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_proto_host_and_port_pass_only_from_trusted_proxies() {
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let claimed =
+        [("x-forwarded-proto", "https"), ("x-forwarded-host", "shop.example.com"), ("x-forwarded-port", "443")];
+    for (trusted, expected) in [(0, ["http", "-", "-"]), (1, ["https", "shop.example.com", "443"])] {
+        let gw = TestGateway::start_with(&yaml, Setup { num_trusted_proxies: trusted, ..Setup::default() });
+        get(&http1(), &gw.url(80), "x", "/", &claimed).await;
+        let seen = up.last();
+        let values = claimed.map(|(k, _)| seen.header(k).unwrap_or("-").to_string());
+        assert_eq!(values, expected, "numTrustedProxies {trusted}");
+    }
+    // A clientAddress with trustedCidrs trusts only peers inside them.
+    let policy = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: lb}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  clientAddress: {trustedCidrs: [10.0.0.0/8]}\n";
+    let gw = TestGateway::start(&(yaml + "---\n" + policy));
+    get(&http1(), &gw.url(80), "x", "/", &claimed).await;
+    assert_eq!(up.last().header("x-forwarded-proto"), Some("http"), "127.0.0.1 is not in 10.0.0.0/8");
+}

@@ -45,19 +45,34 @@ pub fn strip_internal(req: &mut RequestHeader) {
     }
 }
 
+/// What a request says about where it came from, and how far the gateway trusts it.
+pub struct Origin<'a> {
+    /// The TCP peer (appended to `x-forwarded-for`, as Envoy with `use_remote_address`) and the
+    /// trusted client address (`x-envoy-external-address`).
+    pub addresses: Option<(String, String)>,
+    /// The downstream scheme.
+    pub scheme: &'a str,
+    /// The peer is a trusted proxy (`numTrustedProxies` > 0, or inside `trustedCidrs`).
+    pub trusted_hop: bool,
+}
+
+/// The `x-forwarded-*` headers only a trusted proxy may set: from anyone else they are removed
+/// (`x-forwarded-proto` is then set to the downstream scheme).
+const FORWARDED_BY_PROXIES: [&str; 2] = ["x-forwarded-host", "x-forwarded-port"];
+
 /// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
-/// `x-forwarded-proto` set to the downstream scheme (a client's value is not trusted),
+/// `x-forwarded-proto` set to the downstream scheme unless a trusted proxy set it (Envoy: "if the
+/// prior hop is not a trusted proxy, overwrite any x-forwarded-proto value it set"),
+/// `x-forwarded-host` and `x-forwarded-port` kept only from a trusted proxy,
 /// `x-forwarded-client-cert` set from the client certificate or removed (SANITIZE_SET), and
 /// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
 pub fn forwarding_headers(
     req: &mut RequestHeader,
-    addresses: Option<(String, String)>,
-    scheme: &str,
+    origin: Origin<'_>,
     client_cert: Option<&PeerCertificate>,
     request_id: Option<&str>,
 ) -> pingora::Result<String> {
-    // `addresses`: the TCP peer (appended to x-forwarded-for, as Envoy with
-    // `use_remote_address`) and the trusted client address (x-envoy-external-address).
+    let Origin { addresses, scheme, trusted_hop } = origin;
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
         let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
@@ -65,7 +80,14 @@ pub fn forwarding_headers(
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-envoy-external-address", client)?;
     }
-    req.insert_header("x-forwarded-proto", scheme)?;
+    if !trusted_hop || !req.headers.contains_key("x-forwarded-proto") {
+        req.insert_header("x-forwarded-proto", scheme)?;
+    }
+    if !trusted_hop {
+        for name in FORWARDED_BY_PROXIES {
+            req.remove_header(name);
+        }
+    }
     // Istio's gateway: SANITIZE_SET. A client's own XFCC never passes; a client certificate sets it.
     match client_cert {
         Some(cert) => req.insert_header(XFCC, xfcc(cert))?,
@@ -130,14 +152,41 @@ mod tests {
         assert!(xfcc(&cert(&[], &[])).ends_with(";Subject=\"CN=client,O=Example\";URI="));
     }
 
+    fn origin(trusted_hop: bool) -> Origin<'static> {
+        Origin { addresses: None, scheme: "https", trusted_hop }
+    }
+
+    #[test]
+    fn forwarded_proto_host_and_port_are_kept_only_from_a_trusted_proxy() {
+        for (trusted, proto, host) in [(false, "https", None), (true, "http", Some("shop.example.com"))] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for (k, v) in
+                [("x-forwarded-proto", "http"), ("x-forwarded-host", "shop.example.com"), ("x-forwarded-port", "80")]
+            {
+                req.insert_header(k, v).unwrap();
+            }
+            forwarding_headers(&mut req, origin(trusted), None, None).unwrap();
+            let value = |k: &str| req.headers.get(k).and_then(|v| v.to_str().ok());
+            assert_eq!(
+                (value("x-forwarded-proto"), value("x-forwarded-host")),
+                (Some(proto), host),
+                "trusted {trusted}"
+            );
+            assert_eq!(value("x-forwarded-port").is_some(), trusted);
+        }
+        let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
+        forwarding_headers(&mut bare, origin(true), None, None).unwrap();
+        assert_eq!(bare.headers.get("x-forwarded-proto").unwrap(), "https", "set when no proxy set it");
+    }
+
     #[test]
     fn a_client_xfcc_is_removed_without_a_certificate_and_replaced_with_one() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header(XFCC, "Hash=forged").unwrap();
-        forwarding_headers(&mut req, None, "https", None, None).unwrap();
+        forwarding_headers(&mut req, origin(false), None, None).unwrap();
         assert!(req.headers.get(XFCC).is_none());
         req.insert_header(XFCC, "Hash=forged").unwrap();
-        forwarding_headers(&mut req, None, "https", Some(&cert(&[], &[])), None).unwrap();
+        forwarding_headers(&mut req, origin(false), Some(&cert(&[], &[])), None).unwrap();
         let all: Vec<_> = req.headers.get_all(XFCC).iter().collect();
         assert_eq!(all.len(), 1);
         assert!(all[0].to_str().unwrap().starts_with("Hash=ab01;"));

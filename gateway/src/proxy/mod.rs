@@ -180,8 +180,9 @@ impl ProxyHttp for Gateway {
         let client = addresses.as_ref().map(|(_, c)| c.clone());
         header_policy::request_id(ctx);
         let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
-        ctx.request_id =
-            Some(forwarded::forwarding_headers(req, addresses, ctx.scheme, cert, ctx.request_id.as_deref())?);
+        let trusted_hop = peer.is_some_and(|p| policies::trusted_hop(p, ctx));
+        let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop };
+        ctx.request_id = Some(forwarded::forwarding_headers(req, origin, cert, ctx.request_id.as_deref())?);
         header_policy::request(req, ctx, client.as_deref())?;
         upstream::rewrite(req, ctx)
     }

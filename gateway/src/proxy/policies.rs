@@ -46,12 +46,26 @@ fn context(session: &Session, ctx: &Ctx) -> Option<policy::Context> {
     Some(cx)
 }
 
+/// The route table's `GatewayPolicy` `clientAddress`, if any.
+fn client_address_rule(ctx: &Ctx) -> Option<&conf::table::ClientAddressRule> {
+    ctx.route_config.and_then(|rc| ctx.snap.table.route_configs.get(rc)).and_then(|rc| rc.client_address.as_ref())
+}
+
+/// True when `peer` is a proxy the gateway trusts: inside the `clientAddress` `trustedCidrs`, or
+/// any peer when proxies are trusted by count (`numTrustedProxies` > 0, as Envoy's
+/// `xff_num_trusted_hops`).
+pub fn trusted_hop(peer: IpAddr, ctx: &Ctx) -> bool {
+    match client_address_rule(ctx) {
+        Some(r) if !r.trusted_cidrs.is_empty() => r.trusted_cidrs.iter().any(|n| n.contains(&peer)),
+        Some(r) => r.num_trusted_proxies > 0,
+        None => ctx.snap.table.num_trusted_proxies > 0,
+    }
+}
+
 /// The client address of a request from `peer`: the route table's `GatewayPolicy`
 /// `clientAddress`, else MeshConfig's `numTrustedProxies`.
 pub fn client_address(session: &Session, peer: IpAddr, ctx: &Ctx) -> IpAddr {
-    let rule =
-        ctx.route_config.and_then(|rc| ctx.snap.table.route_configs.get(rc)).and_then(|rc| rc.client_address.as_ref());
-    match rule {
+    match client_address_rule(ctx) {
         Some(r) if !r.trusted_cidrs.is_empty() => behind_trusted_cidrs(session, peer, &r.trusted_cidrs),
         Some(r) => remote_address(session, peer, r.num_trusted_proxies),
         None => remote_address(session, peer, ctx.snap.table.num_trusted_proxies),
