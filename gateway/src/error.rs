@@ -23,6 +23,8 @@ pub enum Outcome {
     /// TLS to the upstream failed: its material is unusable, the handshake failed, or its
     /// certificate did not verify.
     UpstreamTls,
+    /// The route's `timeout` passed before the upstream's response was complete.
+    Timeout,
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             | Outcome::UpstreamTls => 503,
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
+            Outcome::Timeout => 504,
         }
     }
 
@@ -45,6 +48,7 @@ impl Outcome {
         match self {
             Outcome::NoRoute | Outcome::NoCluster | Outcome::BadRequest | Outcome::HeadersTooLarge => "",
             Outcome::NoHealthyUpstream => "no healthy upstream",
+            Outcome::Timeout => "upstream request timeout",
             Outcome::ConnectFailure => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
             }
@@ -65,6 +69,7 @@ impl Outcome {
             Outcome::NoHealthyUpstream => "UH",
             Outcome::ConnectFailure | Outcome::UpstreamTls => "UF",
             Outcome::UpstreamReset => "UC",
+            Outcome::Timeout => "UT",
             Outcome::BadRequest | Outcome::HeadersTooLarge => "DPE",
         }
     }

@@ -216,26 +216,6 @@ fn check_percentage(p: Option<&Percent>, path: &str, r: &mut Reporter<'_>) {
     }
 }
 
-const GRPC_STATUSES: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) {
     if fault.abort.is_none() && fault.delay.is_none() {
         r.error(Code::Fault, path, "HTTP fault injection must have an abort and/or a delay");
@@ -244,7 +224,7 @@ fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) 
         let at = format!("{path}.abort");
         check_percentage(abort.percentage.as_ref(), &format!("{at}.percentage"), r);
         if let Some(status) = &abort.grpc_status {
-            if !GRPC_STATUSES.contains(&status.as_str()) {
+            if crate::model::grpc::status_code(status).is_none() {
                 r.error(
                     Code::Fault,
                     format!("{at}.grpcStatus"),

@@ -63,6 +63,12 @@ pub struct Ctx {
     pub cache: Option<usize>,
     /// What the cache did (`HIT`, `MISS`, ...), once the response is known.
     pub cache_status: Option<&'static str>,
+    /// The route's fault delayed the request (Envoy's `DI`).
+    pub fault_delayed: bool,
+    /// The `Origin` of an allowed cross-origin request, echoed in the response.
+    pub cors_origin: Option<String>,
+    /// When the route's `timeout` expires.
+    pub deadline: Option<Instant>,
 }
 
 impl Ctx {
@@ -87,6 +93,9 @@ impl Ctx {
             request_id: None,
             cache: None,
             cache_status: None,
+            fault_delayed: false,
+            cors_origin: None,
+            deadline: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The `ProxyHttp` implementation. Each hook only dispatches; the logic lives in the submodules.
 
 pub mod cache;
+pub mod cors;
 pub mod ctx;
+pub mod fault;
 pub mod header_ops;
 pub mod header_policy;
 pub mod policies;
@@ -66,6 +68,26 @@ impl Gateway {
     }
 }
 
+/// Routing, then what Envoy's filters before the router do on the matched route, in Istio's order:
+/// fault injection, then CORS. A forwarded request's `timeout` starts here.
+async fn route_request(session: &Session, ctx: &mut Ctx) -> Decision {
+    let decision = route::decide(session, ctx);
+    if ctx.route.is_none() || ctx.denied.is_some() {
+        return decision; // no route, or rate-limited
+    }
+    let local = match fault::inject(ctx).await {
+        Some(aborted) => Some(aborted),
+        None => cors::request(session.req_header(), ctx),
+    };
+    if let Some(reply) = local {
+        return Decision::Reply(reply);
+    }
+    if matches!(decision, Decision::Forward) {
+        ctx.deadline = ctx.route().and_then(|r| r.timeout).map(|t| std::time::Instant::now() + t.to_std());
+    }
+    decision
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -99,7 +121,7 @@ impl ProxyHttp for Gateway {
             reply.write(session).await?;
             return Ok(true);
         }
-        match route::decide(session, ctx) {
+        match route_request(session, ctx).await {
             Decision::Forward => Ok(false),
             Decision::Reply(reply) => {
                 reply.write(session).await?;
@@ -189,8 +211,25 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         cache::response(session, resp, ctx)?;
+        cors::response(resp, ctx)?;
         upstream::response_headers(resp, ctx)?;
         header_policy::response(resp, ctx)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        // The route's timeout covers the whole response, as Envoy's: a body still arriving when
+        // it passes is cut (the client sees the stream end early).
+        if upstream::timed_out(ctx) {
+            ctx.outcome = Some(Outcome::Timeout);
+            return Err(Outcome::Timeout.error());
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(
@@ -200,8 +239,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Istio's default retry policy retries connect failures on other endpoints.
-        if ctx.retries_left > 0 {
+        // Istio's default retry policy retries connect failures on other endpoints (within the
+        // route's timeout).
+        if ctx.retries_left > 0 && !upstream::timed_out(ctx) {
             ctx.retries_left -= 1;
             e.set_retry(true);
         }
@@ -209,7 +249,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let outcome = ctx.outcome.or_else(|| Outcome::of_error(e));
+        let timed_out = upstream::timed_out(ctx).then_some(Outcome::Timeout);
+        let outcome = timed_out.or(ctx.outcome).or_else(|| Outcome::of_error(e));
         ctx.outcome = outcome;
         let code = match (outcome, e.etype()) {
             (Some(o), _) => o.status(),

@@ -47,12 +47,27 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         }
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
+    if let Some(deadline) = ctx.deadline {
+        // The route's timeout: what is left of it bounds every wait of this attempt.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Outcome::Timeout);
+        }
+        peer.options.connection_timeout = Some(upstream.connect_timeout.min(left));
+        peer.options.read_timeout = Some(left);
+        peer.options.write_timeout = Some(left);
+    }
     if upstream.http2 {
         // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
         peer.options.alpn = ALPN::H2;
         peer.options.max_h2_streams = 100;
     }
     Ok(Box::new(peer))
+}
+
+/// True once the route's `timeout` has passed.
+pub fn timed_out(ctx: &Ctx) -> bool {
+    ctx.deadline.is_some_and(|d| std::time::Instant::now() >= d)
 }
 
 fn connect_retries(ctx: &Ctx) -> u32 {

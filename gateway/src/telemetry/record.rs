@@ -25,9 +25,45 @@ fn details(ctx: &Ctx, code: u16) -> &str {
         Some(Outcome::UpstreamTls) => "upstream_reset_before_response_started{connection_failure,TLS_error}",
         Some(Outcome::BadRequest) => "http1.codec_error",
         Some(Outcome::HeadersTooLarge) => "request_headers_too_large",
+        Some(Outcome::Timeout) => "upstream_response_timeout",
         None if ctx.cluster.is_some() && code != 0 => "via_upstream",
         None if code != 0 => "direct_response",
         None => "downstream_remote_disconnect",
+    }
+}
+
+/// Envoy's `%RESPONSE_FLAGS%`: comma-separated, `-` for none. An external authorizer's denial is
+/// UAEX; an RBAC or JWT denial has no flag.
+fn flags(ctx: &Ctx) -> &'static str {
+    let ended = match &ctx.denied {
+        Some(d) if d.starts_with("ext_authz") => Some("UAEX"),
+        Some(d) if d == crate::proxy::ratelimit::LIMITED => Some("RL"),
+        Some(d) if d == crate::proxy::fault::ABORT_DETAILS => Some("FI"),
+        _ => ctx.outcome.map(Outcome::flag),
+    };
+    match (ctx.fault_delayed, ended) {
+        (true, Some(f)) => with_delay(f),
+        (true, None) => "DI",
+        (false, Some(f)) => f,
+        (false, None) => "-",
+    }
+}
+
+/// `f` after `DI` (a delayed request that then ended with `f`). The metrics keep flags as static
+/// strings, so the pairs are spelled out.
+fn with_delay(f: &str) -> &'static str {
+    match f {
+        "FI" => "DI,FI",
+        "UT" => "DI,UT",
+        "UF" => "DI,UF",
+        "UC" => "DI,UC",
+        "UH" => "DI,UH",
+        "NC" => "DI,NC",
+        "NR" => "DI,NR",
+        "RL" => "DI,RL",
+        "UAEX" => "DI,UAEX",
+        "DPE" => "DI,DPE",
+        _ => "DI",
     }
 }
 
@@ -42,12 +78,7 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let grpc = header(session, "content-type").starts_with("application/grpc");
     let grpc_status =
         resp.and_then(|r| r.headers.get("grpc-status")).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    // Envoy flags an external authorizer's denial UAEX; an RBAC or JWT denial has no flag.
-    let flags = match &ctx.denied {
-        Some(d) if d.starts_with("ext_authz") => "UAEX",
-        Some(d) if d == crate::proxy::ratelimit::LIMITED => "RL",
-        _ => ctx.outcome.map_or("-", Outcome::flag),
-    };
+    let flags = flags(ctx);
     let elapsed = ctx.started.elapsed();
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
     let unknown = Destination::unknown();
