@@ -8,13 +8,7 @@ pub fn not_served(table: &RouteTable) -> Vec<String> {
     let routes: Vec<&Route> =
         table.route_configs.iter().flat_map(|rc| rc.virtual_hosts.iter().flat_map(|v| v.routes.iter())).collect();
     let count = |f: &dyn Fn(&Route) -> bool| routes.iter().filter(|r| f(r)).count();
-    let route_features: [(&str, usize); 2] = [
-        (
-            "retries other than on connect failure",
-            count(&|r| r.retries.as_ref().is_some_and(|p| p.retry_on.iter().any(|c| c != "connect-failure"))),
-        ),
-        ("mirror", count(&|r| !r.mirrors.is_empty())),
-    ];
+    let route_features: [(&str, usize); 1] = [("mirror", count(&|r| !r.mirrors.is_empty()))];
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
     let cluster_features: [(&str, usize); 3] = [
         (

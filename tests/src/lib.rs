@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod client;
 pub mod dns;
+pub mod faulty;
 pub mod gateway;
 pub mod jwks;
 pub mod tls;

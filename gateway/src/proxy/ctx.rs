@@ -47,8 +47,10 @@ pub struct Ctx {
     pub endpoint: Option<InFlight>,
     /// Endpoints already tried (retries prefer others).
     pub tried: Vec<SocketAddr>,
-    /// Connect retries left.
+    /// Retries left (the route's `retries`, else Istio's default policy).
     pub retries_left: u32,
+    /// A retriable failure found no retry left (Envoy's `URX`).
+    pub retries_exhausted: bool,
     /// Why the request ended without an upstream response, when it did.
     pub outcome: Option<Outcome>,
     /// Why a policy denied the request (Envoy's `%RESPONSE_CODE_DETAILS%`, such as
@@ -87,6 +89,7 @@ impl Ctx {
             endpoint: None,
             tried: Vec::new(),
             retries_left: 0,
+            retries_exhausted: false,
             outcome: None,
             denied: None,
             rate_limit_headers: Vec::new(),

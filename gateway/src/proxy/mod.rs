@@ -10,6 +10,7 @@ pub mod policies;
 pub mod ratelimit;
 pub mod reply;
 pub mod request;
+pub mod retry;
 pub mod route;
 mod upstream;
 
@@ -164,6 +165,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if !ctx.tried.is_empty() {
+            // A retry: Envoy's jittered backoff first, within the route's timeout.
+            let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let wait = retry::backoff(ctx, u32::try_from(ctx.tried.len()).unwrap_or(u32::MAX));
+            tokio::time::sleep(left.map_or(wait, |l| wait.min(l))).await;
+        }
         upstream::peer(ctx, session.req_header()).map_err(|o| {
             ctx.outcome = Some(o);
             o.error()
@@ -239,13 +246,40 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Istio's default retry policy retries connect failures on other endpoints (within the
-        // route's timeout).
-        if ctx.retries_left > 0 && !upstream::timed_out(ctx) {
-            ctx.retries_left -= 1;
+        if retry::on_connect_failure(ctx) {
             e.set_retry(true);
         }
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let resendable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
+        if !resendable {
+            e.set_retry(false);
+        } else if retry::on_error(&e, ctx) {
+            e.set_retry(true);
+        } else {
+            // Pingora's own rule: a pooled connection the upstream had closed is retried once.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        retry::on_response(resp, ctx, session.as_ref().retry_buffer_truncated())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -11,12 +11,6 @@ use super::reply::SERVER;
 use super::request::rewrite_authority;
 use crate::error::Outcome;
 
-/// Istio's default retry policy: 2 retries on connect failure (and refused streams).
-const DEFAULT_CONNECT_RETRIES: u32 = 2;
-
-/// Retry conditions that cover a connect failure in Envoy.
-const CONNECT_RETRY_ON: &[&str] = &["connect-failure", "5xx", "gateway-error", "reset"];
-
 /// The peer for the next attempt; `Err` is the outcome to answer with. `req` is the request (the
 /// SNI of TLS origination defaults to the authority sent upstream).
 pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome> {
@@ -26,7 +20,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         return Err(refused);
     }
     if ctx.tried.is_empty() {
-        ctx.retries_left = connect_retries(ctx);
+        ctx.retries_left = super::retry::attempts(ctx);
     }
     let chosen = upstream.pick(&ctx.tried).ok_or(Outcome::NoHealthyUpstream)?;
     let addr = chosen.endpoint().addr;
@@ -47,15 +41,20 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         }
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
-    if let Some(deadline) = ctx.deadline {
-        // The route's timeout: what is left of it bounds every wait of this attempt.
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(Outcome::Timeout);
-        }
-        peer.options.connection_timeout = Some(upstream.connect_timeout.min(left));
-        peer.options.read_timeout = Some(left);
-        peer.options.write_timeout = Some(left);
+    // The route's timeout (what is left of it) and the per-try timeout bound every wait of this
+    // attempt.
+    let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    if left.is_some_and(|l| l.is_zero()) {
+        return Err(Outcome::Timeout);
+    }
+    let bound = match (left, super::retry::per_try_timeout(ctx)) {
+        (Some(l), Some(t)) => Some(l.min(t)),
+        (l, t) => l.or(t),
+    };
+    if let Some(b) = bound {
+        peer.options.connection_timeout = Some(upstream.connect_timeout.min(b));
+        peer.options.read_timeout = Some(b);
+        peer.options.write_timeout = Some(b);
     }
     if upstream.http2 {
         // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
@@ -68,14 +67,6 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
 /// True once the route's `timeout` has passed.
 pub fn timed_out(ctx: &Ctx) -> bool {
     ctx.deadline.is_some_and(|d| std::time::Instant::now() >= d)
-}
-
-fn connect_retries(ctx: &Ctx) -> u32 {
-    match ctx.route().and_then(|r| r.retries.as_ref()) {
-        None => DEFAULT_CONNECT_RETRIES,
-        Some(p) if p.retry_on.iter().any(|c| CONNECT_RETRY_ON.contains(&c.as_str())) => p.attempts,
-        Some(_) => 0,
-    }
 }
 
 /// The route's rewrites and header operations on the request sent upstream. Istio precedence for

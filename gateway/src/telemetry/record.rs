@@ -41,11 +41,14 @@ fn flags(ctx: &Ctx) -> &'static str {
         Some(d) if d == crate::proxy::fault::ABORT_DETAILS => Some("FI"),
         _ => ctx.outcome.map(Outcome::flag),
     };
-    match (ctx.fault_delayed, ended) {
-        (true, Some(f)) => with_delay(f),
-        (true, None) => "DI",
-        (false, Some(f)) => f,
-        (false, None) => "-",
+    match (ctx.fault_delayed, ended, ctx.retries_exhausted) {
+        (true, Some(f), _) => with_delay(f),
+        (true, None, _) => "DI",
+        (false, Some("UF"), true) => "UF,URX",
+        (false, Some("UC"), true) => "UC,URX",
+        (false, Some(f), _) => f,
+        (false, None, true) => "URX",
+        (false, None, false) => "-",
     }
 }
 

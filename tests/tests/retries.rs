@@ -1,0 +1,122 @@
+//! Retries as Envoy applies a VirtualService's `retries` (or Istio's default policy): which
+//! failures are retried, on another endpoint, with the request body resent, within the per-try
+//! timeout, and flagged `URX` when the retries run out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::time::Duration;
+
+use e2e::client::{get, http1, raw};
+use e2e::faulty::{Behaviour, Faulty};
+use e2e::yaml::{gateway, virtual_service};
+use e2e::{TestGateway, Upstream};
+
+/// A gateway on port 80 routing to `app.internal`, whose endpoints are `ports` on 127.0.0.1, with
+/// `retries` (YAML flow, or empty for Istio's default policy).
+fn config(ports: &[u16], retries: &str) -> String {
+    let endpoints: Vec<String> =
+        ports.iter().map(|p| format!("{{address: 127.0.0.1, ports: {{http: {p}}}}}")).collect();
+    let se = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [app.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n",
+        endpoints.join(", ")
+    );
+    let retries = if retries.is_empty() { String::new() } else { format!("\n  retries: {retries}") };
+    gateway(80, &["*"])
+        + &se
+        + &virtual_service("vs", &["*"], &format!("- route: [{{destination: {{host: app.internal}}}}]{retries}"))
+}
+
+async fn statuses(gw: &TestGateway, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(get(&http1(), &gw.url(80), "x", "/", &[]).await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_is_retried_on_the_other_endpoint_when_the_policy_says_5xx() {
+    let bad = Faulty::start(Behaviour::Status(503, "")).await;
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(&config(&[bad.port, good.port()], "{attempts: 2, retryOn: 5xx}"));
+    assert_eq!(statuses(&gw, 20).await, [200; 20]);
+    assert!(bad.requests() > 0, "the failing endpoint was tried and its 503s retried");
+    assert_eq!(good.seen().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istios_default_policy_does_not_retry_a_503_but_retries_grpc_unavailable() {
+    let bad = Faulty::start(Behaviour::Status(503, "")).await;
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(&config(&[bad.port, good.port()], ""));
+    let got = statuses(&gw, 20).await;
+    assert!(got.contains(&503), "503 is not in Istio's default retryOn (since 1.24): {got:?}");
+    let unavailable = Faulty::start(Behaviour::Status(200, "grpc-status: 14\r\n")).await;
+    let gw = TestGateway::start(&config(&[unavailable.port, good.port()], ""));
+    let got = statuses(&gw, 20).await;
+    assert_eq!(got, [200; 20]);
+    let grpc_answers = unavailable.requests();
+    assert!(grpc_answers > 0, "gRPC UNAVAILABLE is retried by default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_codes_in_retry_on_are_retriable_status_codes() {
+    let teapot = Faulty::start(Behaviour::Status(418, "")).await;
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(&config(&[teapot.port, good.port()], "{attempts: 3, retryOn: \"418\"}"));
+    assert_eq!(statuses(&gw, 20).await, [200; 20]);
+    assert!(teapot.requests() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_run_out_with_the_upstreams_answer_and_flag_urx() {
+    let bad = Faulty::start(Behaviour::Status(502, "")).await;
+    let gw = TestGateway::start(&config(&[bad.port], "{attempts: 3, retryOn: gateway-error}"));
+    let r = get(&http1(), &gw.url(80), "x", "/", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (502, "faulty"), "the last attempt's answer");
+    assert_eq!(bad.requests(), 4, "one try and three retries");
+    let admin = gw.running.admin_addr.unwrap();
+    let stats =
+        tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
+    assert!(stats
+        .lines()
+        .any(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains("response_flags=\"URX\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_is_retried_under_reset_and_the_body_is_sent_again() {
+    let closing = Faulty::start(Behaviour::Close).await;
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(&config(&[closing.port, good.port()], "{attempts: 2, retryOn: reset}"));
+    for i in 0..10 {
+        let body = format!("order {i}");
+        let r = http1().post(format!("{}/orders", gw.url(80))).body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let report: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(report["method"], "POST");
+    }
+    assert!(closing.requests() > 0, "the resetting endpoint was tried");
+    assert!(good.seen().iter().all(|s| s.method == "POST"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_beyond_the_retry_buffer_is_never_resent() {
+    let bad = Faulty::start(Behaviour::Status(503, "")).await;
+    let gw = TestGateway::start(&config(&[bad.port], "{attempts: 2, retryOn: 5xx}"));
+    let small = http1().post(gw.url(80)).body(vec![b'a'; 1024]).send().await.unwrap();
+    assert_eq!((small.status().as_u16(), bad.requests()), (503, 3), "a small body is resent twice");
+    let large = http1().post(gw.url(80)).body(vec![b'a'; 200 * 1024]).send().await.unwrap();
+    assert_eq!((large.status().as_u16(), bad.requests()), (503, 4), "200 KiB is past the 64 KiB retry buffer: one try");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_try_timeout_moves_on_to_another_endpoint() {
+    let slow = Faulty::start(Behaviour::Slow(Duration::from_secs(3))).await;
+    let good = Upstream::start("good").await;
+    let gw = TestGateway::start(&config(
+        &[slow.port, good.port()],
+        "{attempts: 2, perTryTimeout: 200ms, retryOn: gateway-error}",
+    ));
+    assert_eq!(statuses(&gw, 10).await, [200; 10]);
+    assert!(slow.requests() > 0, "the slow endpoint was tried, and given up on after 200 ms");
+}
