@@ -1,14 +1,10 @@
 //! Configuration the compiled table carries but this version's data plane does not apply yet. It is
 //! reported at start-up so that nothing is silently ignored.
 
-use conf::table::{Cluster, Route, RouteTable};
+use conf::table::{Cluster, RouteTable};
 
 /// One warning per feature in use that the data plane does not serve yet.
 pub fn not_served(table: &RouteTable) -> Vec<String> {
-    let routes: Vec<&Route> =
-        table.route_configs.iter().flat_map(|rc| rc.virtual_hosts.iter().flat_map(|v| v.routes.iter())).collect();
-    let count = |f: &dyn Fn(&Route) -> bool| routes.iter().filter(|r| f(r)).count();
-    let route_features: [(&str, usize); 1] = [("mirror", count(&|r| !r.mirrors.is_empty()))];
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
     let cluster_features: [(&str, usize); 3] = [
         (
@@ -21,11 +17,10 @@ pub fn not_served(table: &RouteTable) -> Vec<String> {
             clusters(&|c| c.policy.load_balancer.as_ref().is_some_and(|lb| lb.consistent_hash.is_some())),
         ),
     ];
-    let routes = route_features.iter().filter(|(_, n)| *n > 0).map(|(what, n)| (n, "route(s)", what));
-    let clusters = cluster_features.iter().filter(|(_, n)| *n > 0).map(|(what, n)| (n, "cluster(s)", what));
-    routes
-        .chain(clusters)
-        .map(|(n, of, what)| format!("{n} {of} use {what}, which this version does not apply yet; it has no effect"))
+    cluster_features
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} cluster(s) use {what}, which this version does not apply yet; it has no effect"))
         .collect()
 }
 

@@ -71,6 +71,8 @@ pub struct Ctx {
     pub cors_origin: Option<String>,
     /// When the route's `timeout` expires.
     pub deadline: Option<Instant>,
+    /// The copy of the request for the route's mirrors.
+    pub mirror: super::mirror::Copy,
 }
 
 impl Ctx {
@@ -99,6 +101,7 @@ impl Ctx {
             fault_delayed: false,
             cors_origin: None,
             deadline: None,
+            mirror: super::mirror::Copy::default(),
         }
     }
 

@@ -17,7 +17,7 @@ pub const ABORT_BODY: &str = "fault filter abort";
 pub const ABORT_DETAILS: &str = "fault_filter_abort";
 
 /// True for `percent`% of calls (per million, as Envoy's fractional percent).
-fn chance(percent: f64) -> bool {
+pub fn chance(percent: f64) -> bool {
     let per_million = (percent * 10_000.0).clamp(0.0, 1_000_000.0) as u32;
     fastrand::u32(0..1_000_000) < per_million
 }

@@ -6,6 +6,7 @@ pub mod ctx;
 pub mod fault;
 pub mod header_ops;
 pub mod header_policy;
+pub mod mirror;
 pub mod policies;
 pub mod ratelimit;
 pub mod reply;
@@ -38,12 +39,13 @@ use route::Decision;
 pub struct Gateway {
     state: Arc<SharedState>,
     telemetry: Arc<Telemetry>,
+    mirrors: Arc<mirror::Mirrors>,
 }
 
 impl Gateway {
     /// Proxy logic reading `state` and reporting to `telemetry`.
     pub fn new(state: Arc<SharedState>, telemetry: Arc<Telemetry>) -> Self {
-        Gateway { state, telemetry }
+        Gateway { state, telemetry, mirrors: Arc::new(mirror::Mirrors::default()) }
     }
 }
 
@@ -221,6 +223,17 @@ impl ProxyHttp for Gateway {
         cors::response(resp, ctx)?;
         upstream::response_headers(resp, ctx)?;
         header_policy::response(resp, ctx)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.mirrors.on_body(session, body.as_ref(), end_of_stream, ctx);
+        Ok(())
     }
 
     fn upstream_response_body_filter(
