@@ -76,11 +76,20 @@ async fn retries_run_out_with_the_upstreams_answer_and_flag_urx() {
     assert_eq!((r.status, r.body.as_str()), (502, "faulty"), "the last attempt's answer");
     assert_eq!(bad.requests(), 4, "one try and three retries");
     let admin = gw.running.admin_addr.unwrap();
-    let stats =
-        tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
-    assert!(stats
-        .lines()
-        .any(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains("response_flags=\"URX\"")));
+    // The request is counted just after its response is sent: poll (5 s at most).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let flagged = loop {
+        let stats =
+            tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
+        let found = stats
+            .lines()
+            .any(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains("response_flags=\"URX\""));
+        if found || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(flagged, "URX");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,11 +22,20 @@ fn config(up: &Upstream, extra: &str) -> String {
         )
 }
 
-/// The `pylon_gateway_requests_total` sample of route `r` with `flags`.
+/// The `pylon_gateway_requests_total` sample with `flags`, once counted (a request is counted
+/// just after its response is sent, so this polls for up to 5 s).
 async fn count_with_flags(admin: SocketAddr, flags: &str) -> Option<String> {
-    let out = tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
     let want = format!("response_flags=\"{flags}\"");
-    out.lines().find(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains(&want)).map(str::to_string)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out =
+            tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
+        let found = out.lines().find(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains(&want));
+        if found.is_some() || Instant::now() > deadline {
+            return found.map(str::to_string);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,4 +171,26 @@ async fn a_route_timeout_cuts_a_body_still_streaming() {
     let resp = http1().get(gw.url(80)).send().await.unwrap();
     assert_eq!(resp.status(), 200, "the response had started");
     assert!(resp.bytes().await.is_err(), "the body is cut when the timeout passes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_503_and_504_carry_the_routes_response_headers() {
+    let up = Upstream::start("up").await;
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: dead}}\nspec:\n  hosts: [dead.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {dead_port}}}}}]\n---\n");
+    let routes = "- match: [{uri: {prefix: /dead}}]\n  route: [{destination: {host: dead.internal}, headers: {response: {set: {x-destination: dead}}}}]\n  headers: {response: {set: {x-route: dead}}}\n- match: [{uri: {prefix: /slow}}]\n  route: [{destination: {host: up.internal}}]\n  timeout: 100ms\n  headers: {response: {set: {x-route: slow}}}";
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &dead
+        + &virtual_service("vs", &["x.example.com"], routes);
+    let gw = TestGateway::start(&yaml);
+    let refused = get(&http1(), &gw.url(80), "x.example.com", "/dead", &[]).await;
+    assert_eq!(
+        (refused.status, refused.header("x-route"), refused.header("x-destination")),
+        (503, Some("dead"), Some("dead"))
+    );
+    let timed_out = get(&http1(), &gw.url(80), "x.example.com", "/slow", &[("x-delay-ms", "1000")]).await;
+    assert_eq!((timed_out.status, timed_out.header("x-route")), (504, Some("slow")));
+    let unrouted = get(&http1(), &gw.url(80), "other", "/", &[]).await;
+    assert_eq!((unrouted.status, unrouted.header("x-route")), (404, None), "no route, no route headers");
 }

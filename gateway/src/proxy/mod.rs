@@ -307,7 +307,8 @@ impl ProxyHttp for Gateway {
         let reply = match outcome {
             Some(o) => LocalReply::outcome(o),
             None => LocalReply { status: code, headers: Vec::new(), body: bytes::Bytes::new() },
-        };
+        }
+        .with_route_ops(ctx);
         // Pingora does not reuse a connection after a failed proxy attempt: say so to the client.
         session.set_keepalive(None);
         if session.response_written().is_none() {

@@ -48,6 +48,13 @@ impl LocalReply {
         self
     }
 
+    /// Applies the matched route's (and chosen destination's) response header operations: Envoy's
+    /// router adds them to the replies it makes itself (503 UH/UF/UC, 504 UT) as to proxied ones.
+    pub fn with_route_ops(self, ctx: &super::ctx::Ctx) -> Self {
+        let Some(route) = ctx.route() else { return self };
+        super::header_ops::in_order(route, ctx).into_iter().fold(self, |reply, ops| reply.with_response_ops(ops))
+    }
+
     /// Writes the reply. A request body is read and discarded first (bounded), so the client sees
     /// the reply rather than a reset; a body too large or too slow closes the connection after it.
     pub async fn write(self, session: &mut Session) -> Result<()> {

@@ -77,7 +77,7 @@ fn no_route(ctx: &mut Ctx) -> Decision {
 
 fn reply(ctx: &mut Ctx, o: Outcome) -> Decision {
     ctx.outcome = Some(o);
-    Decision::Reply(LocalReply::outcome(o))
+    Decision::Reply(LocalReply::outcome(o).with_route_ops(ctx))
 }
 
 /// Why a cluster cannot take requests (answered here, so the connection stays usable, as Envoy's).
