@@ -25,6 +25,10 @@ pub enum Outcome {
     UpstreamTls,
     /// The route's `timeout` passed before the upstream's response was complete.
     Timeout,
+    /// The request target is longer than the gateway accepts.
+    UriTooLong,
+    /// The upstream's response was not valid HTTP.
+    UpstreamProtocol,
 }
 
 impl Outcome {
@@ -40,13 +44,22 @@ impl Outcome {
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
             Outcome::Timeout => 504,
+            Outcome::UriTooLong => 414,
+            Outcome::UpstreamProtocol => 502,
         }
     }
 
     /// The body Envoy sends (empty for 404 and NC).
     pub fn body(self) -> &'static str {
         match self {
-            Outcome::NoRoute | Outcome::NoCluster | Outcome::BadRequest | Outcome::HeadersTooLarge => "",
+            Outcome::NoRoute
+            | Outcome::NoCluster
+            | Outcome::BadRequest
+            | Outcome::HeadersTooLarge
+            | Outcome::UriTooLong => "",
+            Outcome::UpstreamProtocol => {
+                "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+            }
             Outcome::NoHealthyUpstream => "no healthy upstream",
             Outcome::Timeout => "upstream request timeout",
             Outcome::ConnectFailure => {
@@ -70,7 +83,8 @@ impl Outcome {
             Outcome::ConnectFailure | Outcome::UpstreamTls => "UF",
             Outcome::UpstreamReset => "UC",
             Outcome::Timeout => "UT",
-            Outcome::BadRequest | Outcome::HeadersTooLarge => "DPE",
+            Outcome::BadRequest | Outcome::HeadersTooLarge | Outcome::UriTooLong => "DPE",
+            Outcome::UpstreamProtocol => "UPE",
         }
     }
 
@@ -88,6 +102,18 @@ impl Outcome {
                 if e.esource() == &pingora::ErrorSource::Upstream =>
             {
                 Some(Outcome::UpstreamReset)
+            }
+            ErrorType::InvalidHTTPHeader | ErrorType::H1Error if e.esource() == &pingora::ErrorSource::Upstream => {
+                Some(Outcome::UpstreamProtocol)
+            }
+            // The client's own bytes were not HTTP (bad chunking, a bad body length).
+            ErrorType::InvalidHTTPHeader
+            | ErrorType::H1Error
+            | ErrorType::H2Error
+            | ErrorType::Custom("InvalidChunk")
+                if e.esource() == &pingora::ErrorSource::Downstream =>
+            {
+                Some(Outcome::BadRequest)
             }
             _ => None,
         }

@@ -17,6 +17,8 @@ pub enum Behaviour {
     Close,
     /// Answers 200 after the delay.
     Slow(Duration),
+    /// Writes these bytes as its answer (not necessarily HTTP) and closes.
+    Raw(&'static [u8]),
 }
 
 /// The running upstream.
@@ -45,6 +47,10 @@ impl Faulty {
                         counted.fetch_add(1, Ordering::Relaxed);
                         let reply = match b {
                             Behaviour::Close => return,
+                            Behaviour::Raw(bytes) => {
+                                let _ = tcp.write_all(bytes).await;
+                                return;
+                            }
                             Behaviour::Status(code, extra) => {
                                 format!("HTTP/1.1 {code} Faulty\r\ncontent-length: 6\r\n{extra}\r\nfaulty")
                             }

@@ -131,38 +131,17 @@ pub struct QueryMatcher {
 }
 
 impl QueryMatcher {
-    /// Envoy: only the first value of the parameter counts; `?key` has the empty value.
+    /// Envoy: only the first value of the parameter counts; `?key` has the empty value. Names and
+    /// values are compared as sent, percent-encoding included (Envoy's route matching parses the
+    /// query with `QueryParamsMulti::parseQueryString`, which does not decode: `source/common/router/config_impl.cc`).
     pub fn matches(&self, req: &Request<'_>) -> bool {
         let Some(query) = req.query() else { return false };
         let first = query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == self.name).then(|| percent_decode(v))
+            (k == self.name).then_some(v)
         });
-        first.is_some_and(|v| self.matcher.matches(&v, false))
+        first.is_some_and(|v| self.matcher.matches(v, false))
     }
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// One compiled `HTTPMatchRequest`: every condition must hold.
@@ -300,8 +279,10 @@ mod tests {
         let re = QueryMatcher { name: "id".into(), matcher: StringMatcher::Regex(Re2::full(r"\d+$").unwrap()) };
         assert!(re.matches(&req("/?id=123", &NO)));
         assert!(!re.matches(&req("/?id=a123", &NO)));
-        let decoded = QueryMatcher { name: "q".into(), matcher: StringMatcher::Exact("a b".into()) };
-        assert!(decoded.matches(&req("/?q=a%20b", &NO)));
+        let raw = QueryMatcher { name: "q".into(), matcher: StringMatcher::Exact("a%2Fb".into()) };
+        assert!(raw.matches(&req("/?q=a%2Fb", &NO)), "matched as sent");
+        let decoded = QueryMatcher { name: "q".into(), matcher: StringMatcher::Exact("true".into()) };
+        assert!(!decoded.matches(&req("/?q=%74rue", &NO)), "never decoded");
     }
 
     #[test]

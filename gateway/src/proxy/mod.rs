@@ -71,6 +71,17 @@ impl Gateway {
     }
 }
 
+/// `Expect: 100-continue` on a request going upstream: the gateway answers `100 Continue` itself
+/// and does not pass the expectation on (Envoy's default, `proxy_100_continue: false`). A request
+/// the gateway answers itself gets its final reply at once instead (see `LocalReply::write`).
+async fn continue_if_expected(session: &mut Session) -> Result<()> {
+    if session.as_downstream().is_http2() || !request::expects_continue(session.req_header()) {
+        return Ok(());
+    }
+    session.req_header_mut().remove_header(&http::header::EXPECT);
+    session.as_downstream_mut().write_continue_response().await
+}
+
 /// Routing, then what Envoy's filters before the router do on the matched route, in Istio's order:
 /// fault injection, then CORS. A forwarded request's `timeout` starts here.
 async fn route_request(session: &Session, ctx: &mut Ctx) -> Decision {
@@ -105,6 +116,9 @@ impl ProxyHttp for Gateway {
             // Drain: finish this request, then close the connection (Envoy: Connection: close).
             session.set_keepalive(None);
         }
+        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests sent before the previous answer are served
+        // in order, as Envoy and nginx do (Pingora drops them and closes unless asked).
+        session.as_downstream_mut().set_pipelining_enabled(true);
         forwarded::strip_internal(session.req_header_mut());
         let checked = request::check(session).map_or_else(|| request::normalize_path(session), Err);
         ctx.outcome = checked.err();
@@ -125,7 +139,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         match route_request(session, ctx).await {
-            Decision::Forward => Ok(false),
+            Decision::Forward => {
+                continue_if_expected(session).await?;
+                Ok(false)
+            }
             Decision::Reply(reply) => {
                 reply.write(session).await?;
                 Ok(true)
@@ -215,6 +232,9 @@ impl ProxyHttp for Gateway {
         let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop };
         ctx.request_id = Some(forwarded::forwarding_headers(req, origin, cert, ctx.request_id.as_deref())?);
         header_policy::request(req, ctx, client.as_deref())?;
+        if !session.as_downstream().is_http2() {
+            request::to_origin_form(req);
+        }
         upstream::rewrite(req, ctx)
     }
 
@@ -302,6 +322,10 @@ impl ProxyHttp for Gateway {
         let code = match (outcome, e.etype()) {
             (Some(o), _) => o.status(),
             (None, pingora::ErrorType::HTTPStatus(code)) => *code,
+            // The client went away: nobody to answer.
+            (None, _) if e.esource() == &pingora::ErrorSource::Downstream => {
+                return FailToProxy { error_code: 0, can_reuse_downstream: false };
+            }
             (None, _) => 502,
         };
         let reply = match outcome {

@@ -68,7 +68,11 @@ impl LocalReply {
         if !bodiless {
             resp.insert_header("content-length", self.body.len().to_string())?;
         }
-        if request_has_body(session) {
+        if super::request::expects_continue(session.req_header()) && !session.as_downstream().is_http2() {
+            // The client waits for `100 Continue` before sending its body: answer now, and close
+            // (a body may still come). RFC 9110 §10.1.1.
+            session.set_keepalive(None);
+        } else if request_has_body(session) {
             let drained = tokio::time::timeout(DRAIN_TIMEOUT, session.as_downstream_mut().drain_request_body()).await;
             if !matches!(drained, Ok(Ok(()))) {
                 session.set_keepalive(None);

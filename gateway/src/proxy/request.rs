@@ -11,6 +11,9 @@ use crate::error::Outcome;
 /// Envoy's default request header limits at an Istio gateway: 60 KiB and 100 headers → 431.
 const MAX_HEADER_BYTES: usize = 60 * 1024;
 const MAX_HEADERS: usize = 100;
+/// The longest request target (path and query): beyond it, 414. Targets over 64 KiB never reach
+/// Pylon (Pingora answers 400: the `http` crate's URI limit).
+const MAX_URI_BYTES: usize = 32 * 1024;
 
 /// Reads request headers for route matching (values of a repeated header are comma-joined).
 pub struct HeaderView<'a>(pub &'a http::HeaderMap);
@@ -42,17 +45,50 @@ pub fn authority(req: &RequestHeader) -> String {
 
 /// Framing and size checks Pingora does not do; `Some` is the reply to send.
 pub fn check(session: &Session) -> Option<Outcome> {
-    let h = &session.req_header().headers;
+    let req = session.req_header();
+    let h = &req.headers;
+    let h1 = !session.as_downstream().is_http2();
     // Request smuggling: Content-Length with Transfer-Encoding is rejected outright, as Envoy does.
     // Pingora drops the Content-Length before we see the header map, so look at the raw bytes.
     if h.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session) {
         return Some(Outcome::BadRequest);
+    }
+    // Several Content-Length values, even equal ones (`5, 5`), are refused rather than collapsed
+    // (RFC 9110 §8.6 allows either; nginx refuses too).
+    let lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
+    if lengths.enumerate().any(|(i, v)| i > 0 || v.as_bytes().contains(&b',')) {
+        return Some(Outcome::BadRequest);
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host (and not in absolute form) is a 400.
+    let no_host = !h.contains_key(http::header::HOST) && req.uri.authority().is_none();
+    if h1 && req.version == http::Version::HTTP_11 && no_host {
+        return Some(Outcome::BadRequest);
+    }
+    if req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        return Some(Outcome::UriTooLong);
     }
     let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
         return Some(Outcome::HeadersTooLarge);
     }
     None
+}
+
+/// `true` for a request that waits for `100 Continue` before sending its body.
+pub fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// An absolute-form target (`GET http://host/path`) becomes origin-form (`/path`) upstream:
+/// HTTP/1.1 origin servers expect origin-form (RFC 9112 §3.2.1); the host is in the Host header.
+pub fn to_origin_form(req: &mut RequestHeader) {
+    if req.uri.scheme().is_none() {
+        return;
+    }
+    let origin = req.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+    if let Ok(uri) = origin.parse::<http::Uri>() {
+        req.set_uri(uri);
+    }
 }
 
 fn raw_has_content_length(session: &Session) -> bool {

@@ -26,6 +26,8 @@ fn details(ctx: &Ctx, code: u16) -> &str {
         Some(Outcome::BadRequest) => "http1.codec_error",
         Some(Outcome::HeadersTooLarge) => "request_headers_too_large",
         Some(Outcome::Timeout) => "upstream_response_timeout",
+        Some(Outcome::UriTooLong) => "uri_too_long",
+        Some(Outcome::UpstreamProtocol) => "upstream_reset_before_response_started{protocol_error}",
         None if ctx.cluster.is_some() && code != 0 => "via_upstream",
         None if code != 0 => "direct_response",
         None => "downstream_remote_disconnect",
