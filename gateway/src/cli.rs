@@ -96,6 +96,14 @@ pub struct RunArgs {
     /// Seconds to keep serving after SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 5)]
     pub drain_seconds: u64,
+    /// Seconds an HTTP/1.1 request head may take to arrive, from its first byte (slowloris guard;
+    /// nginx's `client_header_timeout`).
+    #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_headers_timeout: u64,
+    /// Seconds a client connection may stay without a request before it is closed (Istio's idle
+    /// timeout).
+    #[arg(long, value_name = "S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -228,6 +236,10 @@ mod tests {
             "2",
             "--drain-seconds",
             "1",
+            "--request-headers-timeout",
+            "10",
+            "--idle-timeout",
+            "600",
             "--log-format",
             "json",
             "--access-log",

@@ -147,6 +147,8 @@ fn options(args: &RunArgs) -> Result<crate::server::Options, String> {
         access_log: access_log(args),
         upgrade_socket: args.upgrade_socket.clone(),
         upgrade_from: args.upgrade_from.clone(),
+        request_headers_timeout: Duration::from_secs(args.request_headers_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
     })
 }
 

@@ -69,6 +69,8 @@ pub struct Env {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The data-plane runtime (reloads asked for elsewhere run on it).
     pub runtime: tokio::runtime::Handle,
+    /// How long an HTTP/1.1 request head may take to arrive.
+    pub head_timeout: Duration,
 }
 
 /// A socket bound for one listener of the plan.
@@ -138,11 +140,14 @@ pub struct Apps {
 }
 
 impl Apps {
-    /// Builds both apps around the same proxy logic.
-    pub fn new(gateway: Gateway, conf: &Arc<pingora::server::configuration::ServerConf>) -> Self {
-        let h1 = pingora::proxy::http_proxy(conf, gateway.clone());
+    /// Builds both apps around the same proxy logic. An HTTP/2 connection (h2c, or h2 over TLS)
+    /// without a stream for `idle` is closed (Istio's idle timeout, 1 h by default).
+    pub fn new(gateway: Gateway, conf: &Arc<pingora::server::configuration::ServerConf>, idle: Duration) -> Self {
+        let mut h1 = pingora::proxy::http_proxy(conf, gateway.clone());
         let mut h2c = pingora::proxy::http_proxy(conf, gateway);
         let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2_idle_timeout = Some(idle);
+        h1.server_options = Some(options.clone());
         options.h2c = true;
         h2c.server_options = Some(options);
         Apps { h1: Arc::new(h1), h2c: Arc::new(h2c) }
@@ -256,8 +261,12 @@ fn refused(snap: &crate::snapshot::Snapshot, peer: SocketAddr, tcp: &TcpStream, 
 
 async fn connection(tcp: TcpStream, peer: SocketAddr, env: Arc<Env>) {
     let Some(h2c) = classify(&tcp).await else { return };
-    let app = if h2c { &env.apps.h2c } else { &env.apps.h1 };
-    app.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
+    if h2c {
+        env.apps.h2c.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
+    } else {
+        let stream = crate::edge::head_deadline::wrap(buffered(tcp, peer), env.head_timeout);
+        env.apps.h1.process_new(stream, &env.shutdown).await;
+    }
 }
 
 /// A TCP connection: the listener's route in the current snapshot; none → closed at once.

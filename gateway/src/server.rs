@@ -49,6 +49,10 @@ pub struct Options {
     pub upgrade_socket: Option<PathBuf>,
     /// Take the listening sockets over from the process offering them here (binary upgrade).
     pub upgrade_from: Option<PathBuf>,
+    /// How long an HTTP/1.1 request head may take to arrive, from its first byte.
+    pub request_headers_timeout: std::time::Duration,
+    /// How long a downstream connection may stay without a request (Istio's idle timeout).
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Options {
@@ -73,9 +77,17 @@ impl Options {
             access_log: None,
             upgrade_socket: None,
             upgrade_from: None,
+            request_headers_timeout: DEFAULT_REQUEST_HEADERS_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
+
+/// `--idle-timeout` when not given (Istio's gateway: Envoy's 1 h connection idle timeout).
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `--request-headers-timeout` when not given (nginx's `client_header_timeout`).
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +251,27 @@ fn run_on<T: Send + 'static>(
     rx.recv().map_err(|_| StartError::Setup("the data runtime stopped".into()))
 }
 
+/// What every connection handler shares.
+fn env(
+    opts: &Options,
+    state: &Arc<SharedState>,
+    telemetry: &Arc<Telemetry>,
+    shutdown: pingora::server::ShutdownWatch,
+    runtime: tokio::runtime::Handle,
+) -> Arc<Env> {
+    let gateway = Gateway::new(state.clone(), telemetry.clone()).with_idle_timeout(opts.idle_timeout);
+    Arc::new(Env {
+        state: state.clone(),
+        apps: Apps::new(gateway, &Arc::new(server_conf()), opts.idle_timeout),
+        shutdown,
+        connector: pingora::connectors::TransportConnector::new(None),
+        tracker: crate::lifecycle::Tracker::new(),
+        telemetry: telemetry.clone(),
+        runtime,
+        head_timeout: opts.request_headers_timeout,
+    })
+}
+
 /// Loads the configuration, binds every listener and starts serving. Callable from any thread,
 /// including inside another tokio runtime.
 pub fn start(opts: &Options) -> Result<Running, StartError> {
@@ -264,15 +297,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     let listeners = bound.iter().map(|b| (b.port, b.local)).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (stop_accepting, stop_rx) = watch::channel(Stop::Serving);
-    let env = Arc::new(Env {
-        state: state.clone(),
-        apps: Apps::new(Gateway::new(state.clone(), telemetry.clone()), &Arc::new(server_conf())),
-        shutdown: shutdown_rx,
-        connector: pingora::connectors::TransportConnector::new(None),
-        tracker: crate::lifecycle::Tracker::new(),
-        telemetry: telemetry.clone(),
-        runtime: data.handle().clone(),
-    });
+    let env = env(opts, &state, &telemetry, shutdown_rx, data.handle().clone());
     let source =
         Source { config: opts.config.clone(), selection: opts.selection.clone(), port_map: opts.port_map.clone() };
     let plane = Plane::new(source, env, registry, stop_rx);

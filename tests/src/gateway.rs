@@ -66,6 +66,10 @@ pub struct Setup {
     pub num_trusted_proxies: u32,
     /// MeshConfig YAML (`--mesh-config`), applied after the fields above.
     pub mesh: Option<String>,
+    /// `--request-headers-timeout` (default 60 s).
+    pub request_headers_timeout: Option<Duration>,
+    /// `--idle-timeout` (default 1 h).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl TestGateway {
@@ -93,6 +97,12 @@ impl TestGateway {
         let mut opts = Options::local(vec![dir.0.clone()], selection, port_map);
         opts.dns_server = setup.dns_server;
         opts.access_log = setup.access_log;
+        if let Some(t) = setup.request_headers_timeout {
+            opts.request_headers_timeout = t;
+        }
+        if let Some(t) = setup.idle_timeout {
+            opts.idle_timeout = t;
+        }
         let running = gateway::server::start(&opts).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let gw = TestGateway { running, dir };
         gw.wait_ready();

@@ -3,4 +3,5 @@
 //! and the PROXY protocol header that may precede a connection.
 
 pub mod forwarded;
+pub mod head_deadline;
 pub mod proxy_protocol;

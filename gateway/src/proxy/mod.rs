@@ -40,12 +40,20 @@ pub struct Gateway {
     state: Arc<SharedState>,
     telemetry: Arc<Telemetry>,
     mirrors: Arc<mirror::Mirrors>,
+    idle_timeout_secs: u64,
 }
 
 impl Gateway {
     /// Proxy logic reading `state` and reporting to `telemetry`.
     pub fn new(state: Arc<SharedState>, telemetry: Arc<Telemetry>) -> Self {
-        Gateway { state, telemetry, mirrors: Arc::new(mirror::Mirrors::default()) }
+        Gateway { state, telemetry, mirrors: Arc::new(mirror::Mirrors::default()), idle_timeout_secs: 3600 }
+    }
+
+    /// An HTTP/1.1 connection waiting for its next request is closed after `idle` (Pingora would
+    /// keep it for ever).
+    pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle_timeout_secs = idle.as_secs().max(1);
+        self
     }
 }
 
@@ -115,6 +123,8 @@ impl ProxyHttp for Gateway {
         if self.state.is_draining() {
             // Drain: finish this request, then close the connection (Envoy: Connection: close).
             session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.idle_timeout_secs));
         }
         // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests sent before the previous answer are served
         // in order, as Envoy and nginx do (Pingora drops them and closes unless asked).

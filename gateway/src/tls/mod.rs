@@ -70,7 +70,11 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
             // this one alive.
             drop(snap);
             if let Some(tls) = tls {
-                env.apps.h1.process_new(Box::new(tls), &env.shutdown).await;
+                // Over HTTP/1.1 each request head has a deadline; HTTP/2 frames its own.
+                let h2 = pingora::protocols::Ssl::selected_alpn_proto(&tls) == Some(pingora::protocols::ALPN::H2);
+                let stream: pingora::protocols::Stream =
+                    if h2 { Box::new(tls) } else { crate::edge::head_deadline::wrap(tls, env.head_timeout) };
+                env.apps.h1.process_new(stream, &env.shutdown).await;
             }
         }
         ChainAction::Tcp { route } => {

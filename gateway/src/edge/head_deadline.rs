@@ -1,0 +1,247 @@
+//! A deadline on each HTTP/1.1 request head: from its first byte, the whole head (up to the blank
+//! line) must arrive within the timeout, or the connection is closed. Pingora bounds each read
+//! only (and not at all between keep-alive requests), so a client sending one header line every
+//! few seconds could hold a connection for ever (slowloris); nginx closes such a client after
+//! `client_header_timeout` (60 s).
+//!
+//! It sits between Pingora and the connection (plaintext, or TLS with HTTP/1.1) and watches the
+//! bytes: reading, it looks for the end of the head; a response written starts the next head (an
+//! interim `100 Continue` does not, and after `101 Switching Protocols` nothing is watched).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, UniqueID};
+use pingora::protocols::{SocketDigest, TimingDigest, UniqueIDType};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Where the connection is.
+#[derive(Debug)]
+enum Phase {
+    /// Reading a request head: `matched` bytes of the blank line seen; the deadline is set once
+    /// its first byte arrives.
+    Head { matched: u8, deadline: Option<Pin<Box<Sleep>>> },
+    /// The head is complete: body, response, or waiting for the response to start.
+    Rest,
+    /// A response was written: the next bytes are the next request's head, or the rest of this
+    /// request's body (an upstream may answer before the body is complete). A head starts with a
+    /// method, so an upper-case letter.
+    Next,
+    /// Upgraded (WebSocket): no longer HTTP.
+    Off,
+}
+
+/// A stream whose request heads must each arrive within `timeout`.
+#[derive(Debug)]
+pub struct HeadDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    phase: Phase,
+}
+
+impl<S> HeadDeadline<S> {
+    /// `inner`, each of whose request heads must arrive within `timeout`.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        HeadDeadline { inner, timeout, phase: Phase::Head { matched: 0, deadline: None } }
+    }
+
+    /// Follows `bytes` read from the client.
+    fn saw(&mut self, bytes: &[u8]) {
+        if matches!(self.phase, Phase::Next) && bytes.first().is_some_and(u8::is_ascii_uppercase) {
+            self.phase = Phase::Head { matched: 0, deadline: None };
+        }
+        let Phase::Head { matched, deadline } = &mut self.phase else { return };
+        if bytes.is_empty() {
+            return;
+        }
+        if deadline.is_none() {
+            *deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.timeout)));
+        }
+        for b in bytes {
+            // `\r\n\r\n`, or a bare `\n\n` (which Pingora's parser also accepts).
+            *matched = match (*matched, b) {
+                (0 | 2, b'\r') => *matched + 1,
+                (1, b'\n') | (3, b'\n') => *matched + 1,
+                (0, b'\n') => 2,
+                (2, b'\n') => 4,
+                _ => 0,
+            };
+            if *matched == 4 {
+                self.phase = Phase::Rest;
+                return;
+            }
+        }
+    }
+
+    /// Follows `bytes` written to the client: a response starts the next head.
+    fn wrote(&mut self, bytes: &[u8]) {
+        if matches!(self.phase, Phase::Off) || bytes.is_empty() {
+            return;
+        }
+        if bytes.starts_with(b"HTTP/1.1 101") || bytes.starts_with(b"HTTP/1.0 101") {
+            self.phase = Phase::Off;
+        } else if !bytes.starts_with(b"HTTP/1.1 100 ") && matches!(self.phase, Phase::Rest) {
+            self.phase = Phase::Next;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if let Phase::Head { deadline: Some(d), .. } = &mut self.phase {
+            if d.as_mut().poll(cx).is_ready() {
+                tracing::debug!("request head not complete within the deadline; closing");
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if polled.is_ready() {
+            let fresh = buf.filled()[before..].to_vec();
+            self.saw(&fresh);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            let n = *n;
+            self.wrote(&buf[..n]);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// What Pingora asks of a stream, passed through.
+
+#[async_trait]
+impl<S: Shutdown + Send> Shutdown for HeadDeadline<S> {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl<S: UniqueID> UniqueID for HeadDeadline<S> {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl<S: Ssl> Ssl for HeadDeadline<S> {
+    fn get_ssl(&self) -> Option<&pingora::tls::ssl::SslRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl<S: GetTimingDigest> GetTimingDigest for HeadDeadline<S> {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl<S: GetProxyDigest> GetProxyDigest for HeadDeadline<S> {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl<S: GetSocketDigest> GetSocketDigest for HeadDeadline<S> {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl<S: Peek + Send> Peek for HeadDeadline<S> {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// Boxes `stream` for Pingora behind a head deadline.
+pub fn wrap<S>(stream: S, timeout: Duration) -> pingora::protocols::Stream
+where
+    S: pingora::protocols::IO + 'static,
+{
+    Box::new(HeadDeadline::new(stream, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase_after(reads: &[&[u8]]) -> HeadDeadline<()> {
+        let mut h = HeadDeadline::new((), Duration::from_secs(60));
+        for r in reads {
+            h.saw(r);
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn a_head_ends_at_the_blank_line_even_across_reads() {
+        assert!(matches!(phase_after(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]).phase, Phase::Rest));
+        assert!(matches!(phase_after(&[b"GET / HTTP/1.1\r\nHost: x\r", b"\n\r", b"\n"]).phase, Phase::Rest));
+        assert!(matches!(phase_after(&[b"GET / HTTP/1.0\n\n"]).phase, Phase::Rest));
+        assert!(matches!(phase_after(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]).phase, Phase::Head { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_response_starts_the_next_head_but_not_100_continue_and_101_stops_watching() {
+        let mut h = phase_after(&[b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        h.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(matches!(h.phase, Phase::Rest), "the body may still come");
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(matches!(h.phase, Phase::Next));
+        h.saw(b"{\"rest\": \"of a body\"}");
+        assert!(matches!(h.phase, Phase::Next), "body bytes after an early response start no deadline");
+        h.saw(b"GET / HTTP/1.1\r\nHost: x\r\n");
+        assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }), "a method starts the next head");
+        h.saw(b"\r\n");
+        h.wrote(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        assert!(matches!(h.phase, Phase::Off));
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(matches!(h.phase, Phase::Off));
+    }
+}
