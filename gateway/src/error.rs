@@ -29,6 +29,8 @@ pub enum Outcome {
     UriTooLong,
     /// The upstream's response was not valid HTTP.
     UpstreamProtocol,
+    /// The cluster's connection pool is full (Envoy's circuit breakers).
+    Overflow,
 }
 
 impl Outcome {
@@ -40,7 +42,8 @@ impl Outcome {
             | Outcome::NoHealthyUpstream
             | Outcome::ConnectFailure
             | Outcome::UpstreamReset
-            | Outcome::UpstreamTls => 503,
+            | Outcome::UpstreamTls
+            | Outcome::Overflow => 503,
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
             Outcome::Timeout => 504,
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::UpstreamProtocol => {
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
             }
+            Outcome::Overflow => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             Outcome::NoHealthyUpstream => "no healthy upstream",
             Outcome::Timeout => "upstream request timeout",
             Outcome::ConnectFailure => {
@@ -85,6 +89,7 @@ impl Outcome {
             Outcome::Timeout => "UT",
             Outcome::BadRequest | Outcome::HeadersTooLarge | Outcome::UriTooLong => "DPE",
             Outcome::UpstreamProtocol => "UPE",
+            Outcome::Overflow => "UO",
         }
     }
 

@@ -6,12 +6,11 @@ use conf::table::{Cluster, RouteTable};
 /// One warning per feature in use that the data plane does not serve yet.
 pub fn not_served(table: &RouteTable) -> Vec<String> {
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
-    let cluster_features: [(&str, usize); 3] = [
+    let cluster_features: [(&str, usize); 2] = [
         (
-            "connectionPool limits other than tcp.connectTimeout",
-            clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(limits_beyond_connect_timeout)),
+            "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests and http.http2MaxRequests",
+            clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(unapplied_pool_settings)),
         ),
-        ("outlierDetection", clusters(&|c| c.policy.outlier_detection.is_some())),
         (
             "consistentHash load balancing",
             clusters(&|c| c.policy.load_balancer.as_ref().is_some_and(|lb| lb.consistent_hash.is_some())),
@@ -24,12 +23,17 @@ pub fn not_served(table: &RouteTable) -> Vec<String> {
         .collect()
 }
 
-fn limits_beyond_connect_timeout(p: &conf::raw::ConnectionPoolSettings) -> bool {
-    let tcp_other = p.tcp.as_ref().is_some_and(|t| {
-        t.max_connections.is_some()
-            || t.tcp_keepalive.is_some()
-            || t.max_connection_duration.is_some()
-            || t.idle_timeout.is_some()
+/// Connection pool settings the data plane does not apply (the limits it applies are in
+/// `cluster::max_active`, the timeouts in `cluster::Upstream`).
+fn unapplied_pool_settings(p: &conf::raw::ConnectionPoolSettings) -> bool {
+    let tcp = p.tcp.as_ref().is_some_and(|t| t.tcp_keepalive.is_some() || t.max_connection_duration.is_some());
+    let http = p.http.as_ref().is_some_and(|h| {
+        h.max_requests_per_connection.is_some()
+            || h.max_retries.is_some()
+            || h.idle_timeout.is_some()
+            || h.h2_upgrade_policy.is_some()
+            || h.use_client_protocol.is_some()
+            || h.max_concurrent_streams.is_some()
     });
-    tcp_other || p.http.is_some()
+    tcp || http
 }

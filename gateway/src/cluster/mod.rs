@@ -2,12 +2,13 @@
 //! load balancing. Nothing here blocks or resolves names on the request path.
 
 pub mod dns;
+pub mod outlier;
 pub mod registry;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,6 +16,7 @@ use conf::raw::{Resolution, SimpleLb};
 use conf::table::Cluster;
 
 use crate::error::Outcome;
+use outlier::{Attempt, OutlierPolicy};
 
 /// Istio's default connect timeout (meshConfig.connectTimeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,12 +29,19 @@ pub struct Endpoint {
     /// Load-balancing weight.
     pub weight: u32,
     active: AtomicUsize,
+    /// Error streaks and ejection (outlier detection).
+    pub health: outlier::Health,
 }
 
 impl Endpoint {
     /// An endpoint with no requests in flight.
     pub fn new(addr: SocketAddr, weight: u32) -> Arc<Self> {
-        Arc::new(Endpoint { addr, weight: weight.max(1), active: AtomicUsize::new(0) })
+        Arc::new(Endpoint {
+            addr,
+            weight: weight.max(1),
+            active: AtomicUsize::new(0),
+            health: outlier::Health::default(),
+        })
     }
 
     /// Requests in flight.
@@ -98,7 +107,13 @@ pub struct Upstream {
     pub idle_timeout: Option<Duration>,
     /// The `destination_*` metric labels.
     pub destination: crate::telemetry::metrics::Destination,
+    /// Outlier detection, when the DestinationRule asks for it.
+    pub outlier: Option<OutlierPolicy>,
+    /// The most requests in flight to the cluster (`connectionPool` limits); more get 503 UO.
+    pub max_active: Option<usize>,
     next: AtomicUsize,
+    /// Smooth weighted round robin: each endpoint's current weight, by address.
+    rr_weights: Mutex<Vec<(SocketAddr, i64)>>,
 }
 
 impl Upstream {
@@ -127,6 +142,7 @@ impl Upstream {
         };
         let connect_timeout = duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let idle_timeout = duration(tcp.and_then(|t| t.idle_timeout.as_ref()));
+        let max_active = max_active(c.policy.connection_pool.as_ref());
         Upstream {
             name: c.name.clone(),
             host: c.host.clone(),
@@ -138,7 +154,10 @@ impl Upstream {
             http2,
             idle_timeout,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
+            outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
+            max_active,
             next: AtomicUsize::new(0),
+            rr_weights: Mutex::new(Vec::new()),
         }
     }
 
@@ -154,11 +173,13 @@ impl Upstream {
     }
 
     /// Picks an endpoint, avoiding `tried` when another one is available (Istio's retry host
-    /// predicate `previous_hosts`). `None` when there is no endpoint (503 UH).
+    /// predicate `previous_hosts`) and ejected ones (outlier detection). `None` when there is no
+    /// endpoint (503 UH).
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<InFlight> {
         let all = self.endpoints.load();
-        let fresh: Vec<&Arc<Endpoint>> = all.iter().filter(|e| !tried.contains(&e.addr)).collect();
-        let candidates: Vec<&Arc<Endpoint>> = if fresh.is_empty() { all.iter().collect() } else { fresh };
+        let available = self.available(&all);
+        let fresh: Vec<&Arc<Endpoint>> = available.iter().copied().filter(|e| !tried.contains(&e.addr)).collect();
+        let candidates = if fresh.is_empty() { available } else { fresh };
         let chosen = match candidates.len() {
             0 => return None,
             1 => candidates[0],
@@ -167,21 +188,96 @@ impl Upstream {
         Some(InFlight::new(chosen.clone()))
     }
 
+    /// The endpoints not ejected; all of them below `minHealthPercent` available (panic mode).
+    fn available<'a>(&self, all: &'a [Arc<Endpoint>]) -> Vec<&'a Arc<Endpoint>> {
+        let Some(policy) = &self.outlier else { return all.iter().collect() };
+        let live: Vec<&Arc<Endpoint>> = all.iter().filter(|e| !e.health.ejected()).collect();
+        let panic = live.len() * 100 < policy.min_health_percent as usize * all.len();
+        if panic {
+            all.iter().collect()
+        } else {
+            live
+        }
+    }
+
+    /// Counts how an attempt to `ep` ended (outlier detection), ejecting it when a streak trips
+    /// and fewer than `maxEjectionPercent` of the endpoints are out.
+    pub fn report(&self, ep: &Endpoint, attempt: Attempt) {
+        let Some(policy) = &self.outlier else { return };
+        if !ep.health.record(policy, attempt) {
+            return;
+        }
+        let all = self.endpoints.load();
+        let out = all.iter().filter(|e| e.health.ejected()).count();
+        if out < outlier::max_ejected(policy, all.len()) {
+            ep.health.eject(policy.base_ejection);
+            tracing::info!(cluster = %self.name, endpoint = %ep.addr, "endpoint ejected (outlier detection)");
+        }
+    }
+
+    /// True when the cluster has as many requests in flight as its connection pool allows.
+    pub fn overflowing(&self) -> bool {
+        self.max_active.is_some_and(|max| self.endpoints.load().iter().map(|e| e.active()).sum::<usize>() >= max)
+    }
+
+    /// Every policy honours endpoint weights (Envoy: weighted round robin, weighted least request,
+    /// weighted random).
     fn choose<'a>(&self, c: &[&'a Arc<Endpoint>], n: usize) -> &'a Arc<Endpoint> {
         let weighted = c.iter().any(|e| e.weight != c[0].weight);
         match self.balancer {
-            _ if weighted => weighted_random(c),
+            Balancer::RoundRobin if weighted => self.smooth_round_robin(c),
             Balancer::RoundRobin => c[self.next.fetch_add(1, Ordering::Relaxed) % n],
+            Balancer::Random if weighted => weighted_random(c),
             Balancer::Random => c[fastrand::usize(..n)],
             Balancer::LeastRequest => {
-                let (a, b) = (c[fastrand::usize(..n)], c[fastrand::usize(..n)]);
-                if b.active() < a.active() {
+                // Two choices, drawn by weight; the one with fewer requests per unit of weight.
+                let pick = |_| if weighted { weighted_random(c) } else { c[fastrand::usize(..n)] };
+                let (a, b) = (pick(0), pick(1));
+                let load = |e: &Endpoint| (e.active() as u64 + 1) * 1_000 / u64::from(e.weight);
+                if load(b) < load(a) {
                     b
                 } else {
                     a
                 }
             }
         }
+    }
+
+    /// nginx's smooth weighted round robin: each endpoint gains its weight, the highest is chosen
+    /// and loses the total, so weights 5:1:1 give a, a, b, a, c, a, a (interleaved, not in runs).
+    fn smooth_round_robin<'a>(&self, c: &[&'a Arc<Endpoint>]) -> &'a Arc<Endpoint> {
+        let mut current = self.rr_weights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.len() != c.len() || current.iter().zip(c).any(|((a, _), e)| *a != e.addr) {
+            *current = c.iter().map(|e| (e.addr, 0)).collect();
+        }
+        let total: i64 = c.iter().map(|e| i64::from(e.weight)).sum();
+        let mut best = 0;
+        for (slot, e) in current.iter_mut().zip(c) {
+            slot.1 += i64::from(e.weight);
+        }
+        for (i, (_, w)) in current.iter().enumerate() {
+            if *w > current[best].1 {
+                best = i;
+            }
+        }
+        current[best].1 -= total;
+        c[best]
+    }
+}
+
+/// The most requests in flight a `connectionPool` allows (Envoy's circuit breakers with HTTP/1.1
+/// upstreams: a request holds a connection, `tcp.maxConnections` of them, and
+/// `http.http1MaxPendingRequests` more may wait; `http.http2MaxRequests` caps all); `None`:
+/// unlimited (Istio's default).
+fn max_active(pool: Option<&conf::raw::ConnectionPoolSettings>) -> Option<usize> {
+    let pool = pool?;
+    let positive = |v: Option<i32>| v.filter(|v| *v > 0).and_then(|v| usize::try_from(v).ok());
+    let connections = positive(pool.tcp.as_ref().and_then(|t| t.max_connections));
+    let pending = positive(pool.http.as_ref().and_then(|h| h.http1_max_pending_requests)).unwrap_or(usize::MAX / 2);
+    let requests = positive(pool.http.as_ref().and_then(|h| h.http2_max_requests));
+    match (connections.map(|c| c.saturating_add(pending)), requests) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -231,7 +327,10 @@ mod tests {
             http2: false,
             idle_timeout: None,
             destination: crate::telemetry::metrics::Destination::unknown(),
+            outlier: None,
+            max_active: None,
             next: AtomicUsize::new(0),
+            rr_weights: Mutex::new(Vec::new()),
         }
     }
 
@@ -240,6 +339,50 @@ mod tests {
         let u = upstream(Balancer::RoundRobin, &[(1, 1), (2, 1), (3, 1)]);
         let ports: Vec<u16> = (0..6).map(|_| u.pick(&[]).unwrap().endpoint().addr.port()).collect();
         assert_eq!(ports, vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn weighted_round_robin_interleaves_by_weight() {
+        let u = upstream(Balancer::RoundRobin, &[(1, 5), (2, 1), (3, 1)]);
+        let ports: Vec<u16> = (0..7).map(|_| u.pick(&[]).unwrap().endpoint().addr.port()).collect();
+        assert_eq!(ports, vec![1, 1, 2, 1, 3, 1, 1]);
+    }
+
+    #[test]
+    fn weighted_least_request_follows_the_weights_when_idle() {
+        fastrand::seed(3);
+        let u = upstream(Balancer::LeastRequest, &[(1, 9), (2, 1)]);
+        let heavy = (0..1000).filter(|_| u.pick(&[]).unwrap().endpoint().addr.port() == 1).count();
+        assert!(heavy > 800, "weight 9 of 10 chosen {heavy} of 1000 times");
+    }
+
+    #[test]
+    fn the_connection_pool_caps_requests_in_flight() {
+        let pool: conf::raw::ConnectionPoolSettings =
+            serde_json::from_str(r#"{"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}}"#).unwrap();
+        assert_eq!(max_active(Some(&pool)), Some(2));
+        let capped: conf::raw::ConnectionPoolSettings =
+            serde_json::from_str(r#"{"http": {"http2MaxRequests": 3}}"#).unwrap();
+        assert_eq!(max_active(Some(&capped)), Some(3));
+        assert_eq!(max_active(None), None);
+    }
+
+    #[test]
+    fn ejected_endpoints_are_skipped_until_none_may_be() {
+        let mut u = upstream(Balancer::Random, &[(1, 1), (2, 1)]);
+        let od: conf::raw::OutlierDetection = serde_json::from_str(
+            r#"{"consecutive5xxErrors": 2, "baseEjectionTime": "30s", "maxEjectionPercent": 100}"#,
+        )
+        .unwrap();
+        u.outlier = Some(OutlierPolicy::of(&od));
+        let first = u.endpoints.load()[0].clone();
+        u.report(&first, Attempt::Answered(503));
+        u.report(&first, Attempt::Answered(503));
+        assert!((0..50).all(|_| u.pick(&[]).unwrap().endpoint().addr.port() == 2), "port 1 ejected");
+        let second = u.endpoints.load()[1].clone();
+        u.report(&second, Attempt::Answered(500));
+        u.report(&second, Attempt::Answered(500));
+        assert!(u.pick(&[]).is_none(), "both out (100% may be): no healthy upstream");
     }
 
     #[test]

@@ -37,6 +37,11 @@ where
         tracing::debug!(%what, "TCP route without a destination; closing");
         return;
     };
+    if upstream.overflowing() {
+        // `connectionPool.tcp.maxConnections` reached (Envoy's circuit breaker, flag UO).
+        tracing::info!(%what, cluster = %upstream.name, "connection pool full; closing");
+        return;
+    }
     let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), &env.connector).await;
     drop(snap);
     let (up, _in_flight) = match connected {

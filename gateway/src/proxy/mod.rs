@@ -26,6 +26,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
+use crate::cluster::outlier::Attempt;
 use crate::edge::forwarded;
 use crate::error::Outcome;
 use crate::state::SharedState;
@@ -289,6 +290,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        upstream::report(ctx, Attempt::LocalFailure);
         if retry::on_connect_failure(ctx) {
             e.set_retry(true);
         }
@@ -304,6 +306,9 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.esource() == &pingora::ErrorSource::Upstream && e.etype() != &retry::RETRY {
+            upstream::report(ctx, Attempt::LocalFailure);
+        }
         let resendable = session.response_written().is_none() && !session.as_ref().retry_buffer_truncated();
         if !resendable {
             e.set_retry(false);
@@ -322,6 +327,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if !resp.status.is_informational() {
+            upstream::report(ctx, Attempt::Answered(resp.status.as_u16()));
+        }
         retry::on_response(resp, ctx, session.as_ref().retry_buffer_truncated())
     }
 

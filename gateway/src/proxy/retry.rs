@@ -31,7 +31,7 @@ const DEFAULT_RETRY_ON: [&str; 5] =
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
 
 /// The error an attempt ends with when its response is retried (never seen by the client).
-const RETRY: ErrorType = ErrorType::Custom("retriable upstream response");
+pub const RETRY: ErrorType = ErrorType::Custom("retriable upstream response");
 
 /// Whether the route's policy names `condition`.
 fn retries_on(ctx: &Ctx, condition: &str) -> bool {

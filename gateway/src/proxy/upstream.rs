@@ -22,6 +22,9 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
     if ctx.tried.is_empty() {
         ctx.retries_left = super::retry::attempts(ctx);
     }
+    if upstream.overflowing() {
+        return Err(Outcome::Overflow);
+    }
     let chosen = upstream.pick(&ctx.tried).ok_or(Outcome::NoHealthyUpstream)?;
     let addr = chosen.endpoint().addr;
     ctx.tried.push(addr);
@@ -62,6 +65,14 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         peer.options.max_h2_streams = 100;
     }
     Ok(Box::new(peer))
+}
+
+/// Tells the cluster how the current attempt to its endpoint ended (outlier detection).
+pub fn report(ctx: &Ctx, attempt: crate::cluster::outlier::Attempt) {
+    let (Some(ep), Some(upstream)) = (&ctx.endpoint, ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c))) else {
+        return;
+    };
+    upstream.report(ep.endpoint(), attempt);
 }
 
 /// True once the route's `timeout` has passed.

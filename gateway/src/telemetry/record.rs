@@ -27,6 +27,7 @@ fn details(ctx: &Ctx, code: u16) -> &str {
         Some(Outcome::HeadersTooLarge) => "request_headers_too_large",
         Some(Outcome::Timeout) => "upstream_response_timeout",
         Some(Outcome::UriTooLong) => "uri_too_long",
+        Some(Outcome::Overflow) => "upstream_reset_before_response_started{overflow}",
         Some(Outcome::UpstreamProtocol) => "upstream_reset_before_response_started{protocol_error}",
         None if ctx.cluster.is_some() && code != 0 => "via_upstream",
         None if code != 0 => "direct_response",
@@ -68,6 +69,7 @@ fn with_delay(f: &str) -> &'static str {
         "RL" => "DI,RL",
         "UAEX" => "DI,UAEX",
         "DPE" => "DI,DPE",
+        "UO" => "DI,UO",
         _ => "DI",
     }
 }

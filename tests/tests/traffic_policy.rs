@@ -1,0 +1,75 @@
+//! DestinationRule traffic policy at the gateway: connection-pool limits (503 UO beyond them),
+//! outlier detection (an endpoint answering 5xx is ejected) and endpoint weights under every
+//! load-balancing policy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use e2e::client::{get, http1};
+use e2e::faulty::{Behaviour, Faulty};
+use e2e::yaml::{gateway, virtual_service};
+use e2e::{TestGateway, Upstream};
+
+/// A gateway routing to `app.internal` (endpoints: `(port, weight)` on 127.0.0.1, label
+/// `v: <port>`), without retries, with DestinationRule `traffic_policy` (YAML flow).
+fn config(endpoints: &[(u16, u32)], traffic_policy: &str) -> String {
+    let eps: Vec<String> =
+        endpoints.iter().map(|(p, w)| format!("{{address: 127.0.0.1, ports: {{http: {p}}}, weight: {w}}}")).collect();
+    let se = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [app.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n",
+        eps.join(", ")
+    );
+    let dr = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: app.internal\n  trafficPolicy: {traffic_policy}\n---\n");
+    gateway(80, &["*"])
+        + &se
+        + &dr
+        + &virtual_service("vs", &["*"], "- route: [{destination: {host: app.internal}}]\n  retries: {attempts: 0}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_connection_pool_get_503_uo() {
+    let up = Upstream::start("up").await;
+    // Istio's circuit-breaking task: one connection, one pending request.
+    let gw = TestGateway::start(&config(
+        &[(up.port(), 1)],
+        "{connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}",
+    ));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let base = gw.url(80);
+        set.spawn(async move { get(&http1(), &base, "x", "/", &[("x-delay-ms", "700")]).await });
+    }
+    let replies = set.join_all().await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let overflow: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!((ok, overflow.len()), (2, 3), "2 in flight at most");
+    assert!(overflow.iter().all(|r| r.body.ends_with("reset reason: overflow")));
+    assert_eq!(up.seen().len(), 2);
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200, "room again once they finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_answering_5xx_in_a_row_is_ejected() {
+    let bad = Faulty::start(Behaviour::Status(503, "")).await;
+    let good = Upstream::start("good").await;
+    let policy =
+        "{outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}}";
+    let gw = TestGateway::start(&config(&[(bad.port, 1), (good.port(), 1)], policy));
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(get(&http1(), &gw.url(80), "x", "/", &[]).await.status);
+    }
+    assert_eq!(bad.requests(), 2, "ejected after its second 503 in a row");
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2);
+    assert!(statuses[20..].iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_weights_hold_under_round_robin() {
+    let (heavy, light) = (Upstream::start("heavy").await, Upstream::start("light").await);
+    let gw =
+        TestGateway::start(&config(&[(heavy.port(), 3), (light.port(), 1)], "{loadBalancer: {simple: ROUND_ROBIN}}"));
+    for _ in 0..40 {
+        assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    }
+    assert_eq!((heavy.seen().len(), light.seen().len()), (30, 10), "smooth weighted round robin, 3:1");
+}
