@@ -73,3 +73,48 @@ async fn endpoint_weights_hold_under_round_robin() {
     }
     assert_eq!((heavy.seen().len(), light.seen().len()), (30, 10), "smooth weighted round robin, 3:1");
 }
+
+/// The upstream that answered each of `n` requests carrying `headers`.
+async fn answered_by(gw: &TestGateway, path: &str, headers: &[(&str, &str)], n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(get(&http1(), &gw.url(80), "x", path, headers).await.upstream().unwrap_or("-").to_string());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_keeps_a_key_on_one_endpoint() {
+    let ups = [Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await];
+    let eps: Vec<(u16, u32)> = ups.iter().map(|u| (u.port(), 1)).collect();
+    let gw = TestGateway::start(&config(&eps, "{loadBalancer: {consistentHash: {httpHeaderName: x-user}}}"));
+    let mut used = std::collections::BTreeSet::new();
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"] {
+        let by = answered_by(&gw, "/", &[("x-user", user)], 6).await;
+        assert!(by.iter().all(|u| *u == by[0]), "{user}: {by:?}");
+        used.insert(by[0].clone());
+    }
+    assert!(used.len() >= 2, "keys spread over the endpoints: {used:?}");
+    let by_query =
+        TestGateway::start(&config(&eps, "{loadBalancer: {consistentHash: {httpQueryParameterName: session}}}"));
+    let by = answered_by(&by_query, "/?session=42", &[], 6).await;
+    assert!(by.iter().all(|u| *u == by[0]), "{by:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_cookie_is_made_when_missing_and_then_keeps_the_client_on_one_endpoint() {
+    let ups = [Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await];
+    let eps: Vec<(u16, u32)> = ups.iter().map(|u| (u.port(), 1)).collect();
+    let gw = TestGateway::start(&config(
+        &eps,
+        "{loadBalancer: {consistentHash: {httpCookie: {name: affinity, path: /, ttl: 3600s}}}}",
+    ));
+    let first = get(&http1(), &gw.url(80), "x", "/", &[]).await;
+    let set = first.header("set-cookie").expect("a cookie is made").to_string();
+    assert!(set.starts_with("affinity=\"") && set.contains("Max-Age=3600") && set.contains("Path=/"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let by = answered_by(&gw, "/", &[("cookie", cookie.as_str())], 8).await;
+    assert!(by.iter().all(|u| *u == first.upstream().unwrap()), "{by:?}");
+    let again = get(&http1(), &gw.url(80), "x", "/", &[("cookie", cookie.as_str())]).await;
+    assert_eq!(again.header("set-cookie"), None, "no new cookie once the client has one");
+}

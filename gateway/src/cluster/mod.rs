@@ -2,6 +2,7 @@
 //! load balancing. Nothing here blocks or resolves names on the request path.
 
 pub mod dns;
+pub mod hash;
 pub mod outlier;
 pub mod registry;
 pub mod tls;
@@ -111,6 +112,8 @@ pub struct Upstream {
     pub outlier: Option<OutlierPolicy>,
     /// The most requests in flight to the cluster (`connectionPool` limits); more get 503 UO.
     pub max_active: Option<usize>,
+    /// Consistent-hash balancing, when the DestinationRule asks for it.
+    pub hash: Option<hash::ConsistentHash>,
     next: AtomicUsize,
     /// Smooth weighted round robin: each endpoint's current weight, by address.
     rr_weights: Mutex<Vec<(SocketAddr, i64)>>,
@@ -156,6 +159,12 @@ impl Upstream {
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
             max_active,
+            hash: c
+                .policy
+                .load_balancer
+                .as_ref()
+                .and_then(|lb| lb.consistent_hash.as_ref())
+                .and_then(hash::ConsistentHash::of),
             next: AtomicUsize::new(0),
             rr_weights: Mutex::new(Vec::new()),
         }
@@ -176,10 +185,19 @@ impl Upstream {
     /// predicate `previous_hosts`) and ejected ones (outlier detection). `None` when there is no
     /// endpoint (503 UH).
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<InFlight> {
+        self.pick_for(tried, None)
+    }
+
+    /// [`Self::pick`], by the request's hash key when the cluster balances by consistent hash
+    /// (a retry takes the next endpoint on the ring).
+    pub fn pick_for(&self, tried: &[SocketAddr], key: Option<u64>) -> Option<InFlight> {
         let all = self.endpoints.load();
         let available = self.available(&all);
         let fresh: Vec<&Arc<Endpoint>> = available.iter().copied().filter(|e| !tried.contains(&e.addr)).collect();
         let candidates = if fresh.is_empty() { available } else { fresh };
+        if let (Some(ring), Some(key)) = (&self.hash, key) {
+            return ring.pick(key, &all, &candidates).map(|e| InFlight::new(e.clone()));
+        }
         let chosen = match candidates.len() {
             0 => return None,
             1 => candidates[0],
@@ -329,6 +347,7 @@ mod tests {
             destination: crate::telemetry::metrics::Destination::unknown(),
             outlier: None,
             max_active: None,
+            hash: None,
             next: AtomicUsize::new(0),
             rr_weights: Mutex::new(Vec::new()),
         }

@@ -73,6 +73,10 @@ pub struct Ctx {
     pub deadline: Option<Instant>,
     /// The copy of the request for the route's mirrors.
     pub mirror: super::mirror::Copy,
+    /// The consistent-hash key of the request (computed once, at the first attempt).
+    pub hash_key: Option<u64>,
+    /// A `Set-Cookie` for a consistent-hash cookie the gateway made.
+    pub hash_cookie: Option<String>,
 }
 
 impl Ctx {
@@ -102,6 +106,8 @@ impl Ctx {
             cors_origin: None,
             deadline: None,
             mirror: super::mirror::Copy::default(),
+            hash_key: None,
+            hash_cookie: None,
         }
     }
 

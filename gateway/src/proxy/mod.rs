@@ -195,7 +195,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if !ctx.tried.is_empty() {
+        if ctx.tried.is_empty() {
+            upstream::hash_key(session, ctx);
+        } else {
             // A retry: Envoy's jittered backoff first, within the route's timeout.
             let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             let wait = retry::backoff(ctx, u32::try_from(ctx.tried.len()).unwrap_or(u32::MAX));

@@ -25,7 +25,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
     if upstream.overflowing() {
         return Err(Outcome::Overflow);
     }
-    let chosen = upstream.pick(&ctx.tried).ok_or(Outcome::NoHealthyUpstream)?;
+    let chosen = upstream.pick_for(&ctx.tried, ctx.hash_key).ok_or(Outcome::NoHealthyUpstream)?;
     let addr = chosen.endpoint().addr;
     ctx.tried.push(addr);
     ctx.endpoint = Some(chosen);
@@ -65,6 +65,48 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         peer.options.max_h2_streams = 100;
     }
     Ok(Box::new(peer))
+}
+
+/// The request's consistent-hash key for its cluster, and the cookie to set when the gateway made
+/// one (`httpCookie` with a `ttl`, absent from the request).
+pub fn hash_key(session: &pingora::proxy::Session, ctx: &mut Ctx) {
+    use crate::cluster::hash::{hash_of, HashKey};
+    let Some(ring) = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c)).and_then(|u| u.hash.as_ref()) else { return };
+    let req = session.req_header();
+    let value: Option<Vec<u8>> = match &ring.key {
+        HashKey::Header(name) => req.headers.get(name.as_str()).map(|v| v.as_bytes().to_vec()),
+        HashKey::QueryParameter(name) => req.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.split_once('=').filter(|(k, _)| k == name).map(|(_, v)| v.as_bytes().to_vec()))
+        }),
+        HashKey::SourceIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| super::policies::client_address(session, a.ip(), ctx).to_string().into_bytes()),
+        HashKey::Cookie { name, path, ttl } => match cookie(req, name) {
+            Some(v) => Some(v.into_bytes()),
+            None => ttl.map(|ttl| {
+                let made = format!("{:016x}", fastrand::u64(..));
+                let path = path.as_deref().map(|p| format!("; Path={p}")).unwrap_or_default();
+                ctx.hash_cookie = Some(format!("{name}=\"{made}\"; Max-Age={ttl}{path}; HttpOnly"));
+                format!("\"{made}\"").into_bytes()
+            }),
+        },
+    };
+    ctx.hash_key = value.map(|v| hash_of(&v));
+}
+
+/// A request cookie's value (the first one named `name`).
+fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
 }
 
 /// Tells the cluster how the current attempt to its endpoint ended (outlier detection).
@@ -139,6 +181,9 @@ pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         }
     }
     resp.insert_header("server", SERVER)?;
+    if let Some(cookie) = &ctx.hash_cookie {
+        resp.append_header(http::header::SET_COOKIE, cookie.as_str())?;
+    }
     for (k, v) in &ctx.rate_limit_headers {
         resp.insert_header(k.clone(), v.as_str())?;
     }
