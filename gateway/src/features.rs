@@ -7,7 +7,7 @@ use conf::table::{Cluster, RouteTable};
 pub fn not_served(table: &RouteTable) -> Vec<String> {
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
     let cluster_features: [(&str, usize); 1] = [(
-        "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests and http.http2MaxRequests",
+        "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests, http.http2MaxRequests, http.h2UpgradePolicy and http.useClientProtocol",
         clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(unapplied_pool_settings)),
     )];
     cluster_features
@@ -25,8 +25,6 @@ fn unapplied_pool_settings(p: &conf::raw::ConnectionPoolSettings) -> bool {
         h.max_requests_per_connection.is_some()
             || h.max_retries.is_some()
             || h.idle_timeout.is_some()
-            || h.h2_upgrade_policy.is_some()
-            || h.use_client_protocol.is_some()
             || h.max_concurrent_streams.is_some()
     });
     tcp || http

@@ -102,8 +102,11 @@ pub struct Upstream {
     pub balancer: Balancer,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Speak HTTP/2 to the endpoints (h2c with prior knowledge, or ALPN h2 over TLS).
+    /// Speak HTTP/2 to the endpoints (h2c with prior knowledge, or ALPN h2 over TLS): an
+    /// `http2`/`grpc` port, or `h2UpgradePolicy: UPGRADE`.
     pub http2: bool,
+    /// `useClientProtocol`: HTTP/2 to the endpoints when the client spoke HTTP/2.
+    pub use_client_protocol: bool,
     /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
     pub idle_timeout: Option<Duration>,
     /// The `destination_*` metric labels.
@@ -146,6 +149,9 @@ impl Upstream {
         let connect_timeout = duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let idle_timeout = duration(tcp.and_then(|t| t.idle_timeout.as_ref()));
         let max_active = max_active(c.policy.connection_pool.as_ref());
+        let pool_http = c.policy.connection_pool.as_ref().and_then(|p| p.http.as_ref());
+        let upgrade = pool_http.and_then(|h| h.h2_upgrade_policy) == Some(conf::raw::H2UpgradePolicy::Upgrade);
+        let use_client_protocol = pool_http.and_then(|h| h.use_client_protocol) == Some(true);
         Upstream {
             name: c.name.clone(),
             host: c.host.clone(),
@@ -154,7 +160,8 @@ impl Upstream {
             resolution,
             balancer,
             connect_timeout,
-            http2,
+            http2: http2 || (upgrade && !use_client_protocol),
+            use_client_protocol,
             idle_timeout,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
@@ -343,6 +350,7 @@ mod tests {
             balancer,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
+            use_client_protocol: false,
             idle_timeout: None,
             destination: crate::telemetry::metrics::Destination::unknown(),
             outlier: None,

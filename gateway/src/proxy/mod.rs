@@ -203,7 +203,8 @@ impl ProxyHttp for Gateway {
             let wait = retry::backoff(ctx, u32::try_from(ctx.tried.len()).unwrap_or(u32::MAX));
             tokio::time::sleep(left.map_or(wait, |l| wait.min(l))).await;
         }
-        upstream::peer(ctx, session.req_header()).map_err(|o| {
+        let downstream_h2 = session.as_downstream().is_http2();
+        upstream::peer(ctx, session.req_header(), downstream_h2).map_err(|o| {
             ctx.outcome = Some(o);
             o.error()
         })

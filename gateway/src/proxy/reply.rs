@@ -58,6 +58,41 @@ impl LocalReply {
     /// Writes the reply. A request body is read and discarded first (bounded), so the client sees
     /// the reply rather than a reset; a body too large or too slow closes the connection after it.
     pub async fn write(self, session: &mut Session) -> Result<()> {
+        let this = if is_grpc(session.req_header()) { self.as_grpc() } else { self };
+        this.write_as_is(session).await
+    }
+
+    /// The reply a gRPC client understands, as Envoy sends local replies to gRPC requests: HTTP 200
+    /// and `content-type: application/grpc`, the status mapped to `grpc-status` (Envoy's
+    /// `Grpc::Utility::httpToGrpcStatus`) and the body as `grpc-message`; no body (trailers-only).
+    pub fn as_grpc(mut self) -> Self {
+        if self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("grpc-status")) || self.status < 200 {
+            return self;
+        }
+        let code = match self.status {
+            200 => 0,
+            400 => 13,
+            401 => 16,
+            403 => 7,
+            404 => 12,
+            429 | 502 | 503 | 504 => 14,
+            _ => 2,
+        };
+        let message = if self.body.is_empty() {
+            http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").to_string()
+        } else {
+            String::from_utf8_lossy(&self.body).into_owned()
+        };
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        self.headers.push(("content-type".into(), "application/grpc".into()));
+        self.headers.push(("grpc-status".into(), code.to_string()));
+        self.headers.push(("grpc-message".into(), grpc_message(&message)));
+        self.status = 200;
+        self.body = Bytes::new();
+        self
+    }
+
+    async fn write_as_is(self, session: &mut Session) -> Result<()> {
         let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 2))?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
@@ -107,6 +142,26 @@ pub fn request_has_body(session: &Session) -> bool {
     let h = &session.req_header().headers;
     h.contains_key(http::header::TRANSFER_ENCODING)
         || h.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0")
+}
+
+/// True for a gRPC request (`content-type: application/grpc`, `application/grpc+proto`, ...).
+pub fn is_grpc(req: &pingora::http::RequestHeader) -> bool {
+    req.headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/grpc") && !v.as_bytes().starts_with(b"application/grpc-web")
+    })
+}
+
+/// `grpc-message` as the gRPC spec encodes it: percent-encoding outside printable ASCII and `%`.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Builds the `Location` of an Istio `HTTPRedirect` (Envoy `RedirectAction` semantics).

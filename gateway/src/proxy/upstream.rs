@@ -12,8 +12,9 @@ use super::request::rewrite_authority;
 use crate::error::Outcome;
 
 /// The peer for the next attempt; `Err` is the outcome to answer with. `req` is the request (the
-/// SNI of TLS origination defaults to the authority sent upstream).
-pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome> {
+/// SNI of TLS origination defaults to the authority sent upstream); `downstream_h2` whether the
+/// client spoke HTTP/2 (for `useClientProtocol`).
+pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<Box<HttpPeer>, Outcome> {
     let id = ctx.cluster.ok_or(Outcome::NoCluster)?;
     let upstream = ctx.snap.upstreams.get(id).cloned().ok_or(Outcome::NoCluster)?;
     if let Some(refused) = upstream.refusal() {
@@ -59,7 +60,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader) -> Result<Box<HttpPeer>, Outcome
         peer.options.read_timeout = Some(b);
         peer.options.write_timeout = Some(b);
     }
-    if upstream.http2 {
+    if upstream.http2 || (upstream.use_client_protocol && downstream_h2) {
         // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
         peer.options.alpn = ALPN::H2;
         peer.options.max_h2_streams = 100;
