@@ -3,8 +3,11 @@
 //! authorizers of `CUSTOM` AuthorizationPolicies; `envoyExtAuthzHttp` only) and
 //! `defaultConfig.gatewayTopology.numTrustedProxies` (how many proxies in front of the gateway
 //! are trusted to append to `X-Forwarded-For`, istio.io/latest/docs/ops/configuration/traffic-management/network-topologies/).
-//! `defaultConfig.gatewayTopology.proxyProtocol` (connections start with a PROXY protocol header).
-//! Other fields are read and ignored, as a MeshConfig file carries many that concern sidecars.
+//! `defaultConfig.gatewayTopology.proxyProtocol` (connections start with a PROXY protocol header),
+//! `defaultConfig.gatewayTopology.forwardClientCertDetails`, `defaultHttpRetryPolicy`,
+//! `pathNormalization` and `connectTimeout`. `outboundTrafficPolicy` is read and has no effect at
+//! an ingress gateway (its destinations are always explicit). Other fields are read and reported
+//! as having no effect, as a MeshConfig file carries many that concern sidecars.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,25 @@ pub struct MeshConfig {
     pub default_config: ProxyConfig,
     /// `extensionProviders`.
     pub extension_providers: Vec<ExtensionProvider>,
+    /// `defaultHttpRetryPolicy`.
+    pub default_http_retry_policy: Option<crate::raw::HttpRetry>,
+    /// `pathNormalization`.
+    pub path_normalization: Option<PathNormalizationConfig>,
+    /// `connectTimeout`.
+    pub connect_timeout: Option<String>,
+    /// `outboundTrafficPolicy` (no effect at an ingress gateway).
+    pub outbound_traffic_policy: Option<serde_yaml::Value>,
+    /// Fields Pylon does not use, by YAML path (filled by [`MeshConfig::parse`]).
+    #[serde(skip)]
+    pub ignored: Vec<String>,
+}
+
+/// `pathNormalization`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PathNormalizationConfig {
+    /// `NONE`, `BASE` (default), `MERGE_SLASHES` or `DECODE_AND_MERGE_SLASHES`.
+    pub normalization: String,
 }
 
 /// One of MeshConfig `extensionProviders`.
@@ -93,6 +115,8 @@ pub struct Topology {
     pub num_trusted_proxies: u32,
     /// `proxyProtocol` (`{}` turns it on).
     pub proxy_protocol: Option<serde_yaml::Value>,
+    /// `forwardClientCertDetails`.
+    pub forward_client_cert_details: Option<String>,
 }
 
 impl MeshConfig {
@@ -101,7 +125,38 @@ impl MeshConfig {
         if text.trim().is_empty() {
             return Ok(MeshConfig::default());
         }
-        serde_yaml::from_str(text).map_err(|e| format!("MeshConfig: {e}"))
+        let de = serde_yaml::Deserializer::from_str(text);
+        let mut ignored = Vec::new();
+        let mut mesh: MeshConfig = serde_ignored::deserialize(de, |path| ignored.push(path.to_string()))
+            .map_err(|e| format!("MeshConfig: {e}"))?;
+        // Extension providers keep the kinds Pylon does not serve, to name them in errors.
+        ignored.retain(|p| !p.starts_with("extensionProviders."));
+        mesh.ignored = ignored;
+        mesh.check()?;
+        Ok(mesh)
+    }
+
+    /// Values Pylon cannot apply are errors (a typo must not silently change the behaviour).
+    fn check(&self) -> Result<(), String> {
+        if let Some(p) = &self.path_normalization {
+            if !matches!(p.normalization.as_str(), "" | "NONE" | "BASE" | "MERGE_SLASHES" | "DECODE_AND_MERGE_SLASHES")
+            {
+                return Err(format!("MeshConfig: pathNormalization.normalization {:?} is not NONE, BASE, MERGE_SLASHES or DECODE_AND_MERGE_SLASHES", p.normalization));
+            }
+        }
+        let fcc = self.default_config.gateway_topology.as_ref().and_then(|t| t.forward_client_cert_details.as_deref());
+        if let Some(v) = fcc {
+            if !matches!(
+                v,
+                "UNDEFINED" | "SANITIZE" | "FORWARD_ONLY" | "APPEND_FORWARD" | "SANITIZE_SET" | "ALWAYS_FORWARD_ONLY"
+            ) {
+                return Err(format!("MeshConfig: defaultConfig.gatewayTopology.forwardClientCertDetails {v:?} is not one of SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET, ALWAYS_FORWARD_ONLY"));
+            }
+        }
+        if let Some(t) = &self.connect_timeout {
+            crate::model::Duration::parse(t).map_err(|e| format!("MeshConfig: connectTimeout: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Reads `path`.
@@ -119,6 +174,21 @@ impl MeshConfig {
         sel.num_trusted_proxies = topology.map_or(0, |t| t.num_trusted_proxies);
         sel.proxy_protocol = topology.is_some_and(|t| t.proxy_protocol.as_ref().is_some_and(|v| !v.is_null()));
         sel.extension_providers.clone_from(&self.extension_providers);
+        sel.default_http_retry_policy.clone_from(&self.default_http_retry_policy);
+        sel.connect_timeout.clone_from(&self.connect_timeout);
+        use crate::table::{ForwardClientCert, PathNormalization};
+        sel.path_normalization = match self.path_normalization.as_ref().map(|p| p.normalization.as_str()) {
+            Some("NONE") => PathNormalization::None,
+            Some("MERGE_SLASHES") => PathNormalization::MergeSlashes,
+            Some("DECODE_AND_MERGE_SLASHES") => PathNormalization::DecodeAndMergeSlashes,
+            _ => PathNormalization::Base,
+        };
+        sel.forward_client_cert = match topology.and_then(|t| t.forward_client_cert_details.as_deref()) {
+            Some("SANITIZE") => ForwardClientCert::Sanitize,
+            Some("FORWARD_ONLY" | "ALWAYS_FORWARD_ONLY") => ForwardClientCert::ForwardOnly,
+            Some("APPEND_FORWARD") => ForwardClientCert::AppendForward,
+            _ => ForwardClientCert::SanitizeSet,
+        };
     }
 }
 
@@ -137,6 +207,25 @@ mod tests {
         m.apply(&mut sel);
         assert_eq!(sel.root_namespace, "mesh-root");
         assert_eq!(sel.num_trusted_proxies, 2);
+        assert_eq!(m.ignored, ["accessLogFile", "defaultConfig.holdApplicationUntilProxyStarts"]);
         assert!(MeshConfig::parse("rootNamespace: [").is_err());
+    }
+
+    #[test]
+    fn the_gateway_subset_is_applied_and_bad_values_refused() {
+        let m = MeshConfig::parse(
+            "defaultHttpRetryPolicy: {attempts: 4, retryOn: 5xx}\npathNormalization: {normalization: MERGE_SLASHES}\nconnectTimeout: 2s\noutboundTrafficPolicy: {mode: REGISTRY_ONLY}\ndefaultConfig: {gatewayTopology: {forwardClientCertDetails: APPEND_FORWARD}}\n",
+        )
+        .unwrap();
+        assert!(m.ignored.is_empty(), "{:?}", m.ignored);
+        let mut sel = crate::Selection::default();
+        m.apply(&mut sel);
+        assert_eq!(sel.default_http_retry_policy.map(|r| r.attempts), Some(4));
+        assert_eq!(sel.path_normalization, crate::table::PathNormalization::MergeSlashes);
+        assert_eq!(sel.connect_timeout.as_deref(), Some("2s"));
+        assert_eq!(sel.forward_client_cert, crate::table::ForwardClientCert::AppendForward);
+        assert!(MeshConfig::parse("pathNormalization: {normalization: MERGE}").is_err());
+        assert!(MeshConfig::parse("connectTimeout: soon").is_err());
+        assert!(MeshConfig::parse("defaultConfig: {gatewayTopology: {forwardClientCertDetails: KEEP}}").is_err());
     }
 }

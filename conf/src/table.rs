@@ -47,6 +47,40 @@ pub struct RouteTable {
     /// Every connection starts with a PROXY protocol header giving the client's address
     /// (MeshConfig `gatewayTopology.proxyProtocol`); one without is closed.
     pub proxy_protocol: bool,
+    /// How request paths are normalized before routing (MeshConfig `pathNormalization`).
+    pub path_normalization: PathNormalization,
+    /// What happens to `x-forwarded-client-cert` (MeshConfig
+    /// `gatewayTopology.forwardClientCertDetails`).
+    pub forward_client_cert: ForwardClientCert,
+}
+
+/// MeshConfig `pathNormalization.normalization`
+/// (<https://istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-ProxyPathNormalization-NormalizationType>).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum PathNormalization {
+    /// Paths as sent.
+    None,
+    /// RFC 3986 normalization, unreserved escapes decoded (Istio's default).
+    #[default]
+    Base,
+    /// `BASE`, then `//` merged into `/`.
+    MergeSlashes,
+    /// `MERGE_SLASHES`, after decoding `%2F` and `%5C` (as `/` and `\`, then `/`).
+    DecodeAndMergeSlashes,
+}
+
+/// MeshConfig `gatewayTopology.forwardClientCertDetails` (Envoy's `forward_client_cert_details`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ForwardClientCert {
+    /// The client's header is removed and not replaced.
+    Sanitize,
+    /// The client's header is passed on as it is.
+    ForwardOnly,
+    /// The gateway's element is appended to the client's header.
+    AppendForward,
+    /// The client's header is replaced by the gateway's (Istio's default at gateways).
+    #[default]
+    SanitizeSet,
 }
 
 /// `RequestAuthentication` and `AuthorizationPolicy` resources bound to this workload

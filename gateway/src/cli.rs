@@ -181,7 +181,11 @@ impl Selection {
             ..conf::Selection::default()
         };
         if let Some(path) = &self.mesh_config {
-            conf::mesh::MeshConfig::read(path)?.apply(&mut sel);
+            let mesh = conf::mesh::MeshConfig::read(path)?;
+            for field in &mesh.ignored {
+                eprintln!("warning[no-effect] MeshConfig {field}: not used by a Pylon gateway; it has no effect");
+            }
+            mesh.apply(&mut sel);
         }
         Ok(sel)
     }

@@ -107,6 +107,12 @@ impl<'a> Registry<'a> {
             Ok(_) => {}
         }
         let mut policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
+        if let Some(mesh_default) = &self.sel.connect_timeout {
+            // MeshConfig `connectTimeout`, for clusters whose DestinationRule sets none.
+            let pool = policy.connection_pool.get_or_insert_with(Default::default);
+            let tcp = pool.tcp.get_or_insert_with(Default::default);
+            tcp.connect_timeout.get_or_insert_with(|| mesh_default.clone());
+        }
         policy.origination = policy
             .tls
             .as_ref()

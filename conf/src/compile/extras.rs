@@ -113,7 +113,7 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         headers,
         rewrite,
         timeout: duration(rule.timeout.as_ref()),
-        retries: rule.retries.as_ref().map(retry_policy),
+        retries: rule.retries.as_ref().or(ctx.sel.default_http_retry_policy.as_ref()).map(retry_policy),
         fault: rule.fault.as_ref().map(fault),
         mirrors: mirrors(r, port, ctx),
         cors: rule.cors_policy.as_ref().map(|c| cors(c, ctx)),

@@ -48,6 +48,15 @@ pub struct Selection {
     pub proxy_protocol: bool,
     /// MeshConfig `extensionProviders` (the authorizers of `CUSTOM` policies).
     pub extension_providers: Vec<crate::mesh::ExtensionProvider>,
+    /// MeshConfig `defaultHttpRetryPolicy`: the retries of routes without their own (`None`:
+    /// Istio's built-in default).
+    pub default_http_retry_policy: Option<crate::raw::HttpRetry>,
+    /// MeshConfig `pathNormalization.normalization`.
+    pub path_normalization: crate::table::PathNormalization,
+    /// MeshConfig `connectTimeout`: the connect timeout of clusters whose DestinationRule sets none.
+    pub connect_timeout: Option<String>,
+    /// MeshConfig `defaultConfig.gatewayTopology.forwardClientCertDetails`.
+    pub forward_client_cert: crate::table::ForwardClientCert,
 }
 
 impl Default for Selection {
@@ -61,6 +70,10 @@ impl Default for Selection {
             num_trusted_proxies: 0,
             proxy_protocol: false,
             extension_providers: Vec::new(),
+            default_http_retry_policy: None,
+            path_normalization: crate::table::PathNormalization::default(),
+            connect_timeout: None,
+            forward_client_cert: crate::table::ForwardClientCert::default(),
         }
     }
 }
@@ -89,6 +102,8 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.clusters = registry.into_clusters();
     table.num_trusted_proxies = sel.num_trusted_proxies;
     table.proxy_protocol = sel.proxy_protocol;
+    table.path_normalization = sel.path_normalization;
+    table.forward_client_cert = sel.forward_client_cert;
     table
 }
 

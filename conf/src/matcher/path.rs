@@ -8,6 +8,64 @@
 
 use std::borrow::Cow;
 
+use crate::table::PathNormalization;
+
+/// Normalizes `path_and_query` as MeshConfig `pathNormalization` says (Envoy's `normalize_path`,
+/// `merge_slashes` and `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD` as Istio sets
+/// them); `None` when the path does not start with `/`.
+pub fn normalize_as(path_and_query: &str, mode: PathNormalization) -> Option<Cow<'_, str>> {
+    if !path_and_query.starts_with('/') {
+        return None;
+    }
+    match mode {
+        PathNormalization::None => Some(Cow::Borrowed(path_and_query)),
+        PathNormalization::Base => normalize(path_and_query),
+        PathNormalization::MergeSlashes => Some(Cow::Owned(merge_slashes(&normalize(path_and_query)?))),
+        PathNormalization::DecodeAndMergeSlashes => {
+            let split = path_and_query.find('?').unwrap_or(path_and_query.len());
+            let (path, query) = path_and_query.split_at(split);
+            let decoded = decode_slashes(path) + query;
+            Some(Cow::Owned(merge_slashes(&normalize(&decoded)?)))
+        }
+    }
+}
+
+/// `%2F`/`%2f` as `/` and `%5C`/`%5c` as `\` (which normalization reads as `/`).
+fn decode_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).unwrap_or("");
+        match code.to_ascii_lowercase().as_str() {
+            "2f" => out.push('/'),
+            "5c" => out.push('\\'),
+            _ => {
+                out.push('%');
+                rest = &rest[i + 1..];
+                continue;
+            }
+        }
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs of `/` in the path (not the query) as one.
+fn merge_slashes(path_and_query: &str) -> String {
+    let split = path_and_query.find('?').unwrap_or(path_and_query.len());
+    let (path, query) = path_and_query.split_at(split);
+    let mut out = String::with_capacity(path_and_query.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    out + query
+}
+
 fn is_dot(seg: &str) -> bool {
     seg == "." || seg.eq_ignore_ascii_case("%2e")
 }
@@ -129,5 +187,16 @@ mod tests {
         assert_eq!(n("/..a/b."), "/..a/b.");
         assert_eq!(n("/"), "/");
         assert!(normalize("*").is_none());
+    }
+
+    #[test]
+    fn mesh_normalization_modes() {
+        use crate::table::PathNormalization as N;
+        let p = "/a//b/%2Fc/../d?x=//y";
+        assert_eq!(normalize_as(p, N::None).as_deref(), Some(p));
+        assert_eq!(normalize_as(p, N::Base).as_deref(), Some("/a//b/d?x=//y"));
+        assert_eq!(normalize_as(p, N::MergeSlashes).as_deref(), Some("/a/b/d?x=//y"));
+        // Decoded, normalized (`..` drops the empty segment), then merged, as Envoy orders them.
+        assert_eq!(normalize_as("/a%2F%2Fb/%5C../c", N::DecodeAndMergeSlashes).as_deref(), Some("/a/b/c"));
     }
 }

@@ -54,6 +54,8 @@ pub struct Origin<'a> {
     pub scheme: &'a str,
     /// The peer is a trusted proxy (`numTrustedProxies` > 0, or inside `trustedCidrs`).
     pub trusted_hop: bool,
+    /// What happens to `x-forwarded-client-cert` (MeshConfig `forwardClientCertDetails`).
+    pub xfcc: conf::table::ForwardClientCert,
 }
 
 /// The `x-forwarded-*` headers only a trusted proxy may set: from anyone else they are removed
@@ -72,7 +74,7 @@ pub fn forwarding_headers(
     client_cert: Option<&PeerCertificate>,
     request_id: Option<&str>,
 ) -> pingora::Result<String> {
-    let Origin { addresses, scheme, trusted_hop } = origin;
+    let Origin { addresses, scheme, trusted_hop, xfcc: xfcc_mode } = origin;
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
         let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
@@ -88,13 +90,7 @@ pub fn forwarding_headers(
             req.remove_header(name);
         }
     }
-    // Istio's gateway: SANITIZE_SET. A client's own XFCC never passes; a client certificate sets it.
-    match client_cert {
-        Some(cert) => req.insert_header(XFCC, xfcc(cert))?,
-        None => {
-            req.remove_header(XFCC);
-        }
-    }
+    client_cert_header(req, xfcc_mode, client_cert)?;
     // One id per request, whatever the number of upstream attempts.
     let id = match (request_id, req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
     {
@@ -104,6 +100,31 @@ pub fn forwarding_headers(
     };
     req.insert_header("x-request-id", id.as_str())?;
     Ok(id)
+}
+
+/// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` says. Istio's gateway default
+/// is SANITIZE_SET: a client's own XFCC never passes; a verified client certificate sets it.
+fn client_cert_header(
+    req: &mut RequestHeader,
+    mode: conf::table::ForwardClientCert,
+    cert: Option<&PeerCertificate>,
+) -> pingora::Result<()> {
+    use conf::table::ForwardClientCert as Mode;
+    match (mode, cert) {
+        (Mode::ForwardOnly, _) | (Mode::AppendForward, None) => {}
+        (Mode::SanitizeSet, Some(cert)) => {
+            req.insert_header(XFCC, xfcc(cert))?;
+        }
+        (Mode::AppendForward, Some(cert)) => {
+            let prev = HeaderView(&req.headers).value(XFCC).map(|v| v.into_owned()).filter(|v| !v.is_empty());
+            let value = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
+            req.insert_header(XFCC, value)?;
+        }
+        (Mode::Sanitize, _) | (Mode::SanitizeSet, None) => {
+            req.remove_header(XFCC);
+        }
+    }
+    Ok(())
 }
 
 /// The XFCC value Envoy sets with Istio's gateway settings (`set_current_client_cert_details`:
@@ -153,7 +174,7 @@ mod tests {
     }
 
     fn origin(trusted_hop: bool) -> Origin<'static> {
-        Origin { addresses: None, scheme: "https", trusted_hop }
+        Origin { addresses: None, scheme: "https", trusted_hop, xfcc: conf::table::ForwardClientCert::SanitizeSet }
     }
 
     #[test]
@@ -177,6 +198,24 @@ mod tests {
         let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
         forwarding_headers(&mut bare, origin(true), None, None).unwrap();
         assert_eq!(bare.headers.get("x-forwarded-proto").unwrap(), "https", "set when no proxy set it");
+    }
+
+    #[test]
+    fn forward_client_cert_details_modes() {
+        use conf::table::ForwardClientCert as Mode;
+        let run = |mode: Mode, cert: Option<&PeerCertificate>| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.insert_header(XFCC, "Hash=client").unwrap();
+            forwarding_headers(&mut req, Origin { xfcc: mode, ..origin(false) }, cert, None).unwrap();
+            req.headers.get(XFCC).map(|v| v.to_str().unwrap().to_string())
+        };
+        let c = cert(&[], &[]);
+        assert_eq!(run(Mode::Sanitize, Some(&c)), None);
+        assert_eq!(run(Mode::ForwardOnly, Some(&c)).as_deref(), Some("Hash=client"));
+        assert!(run(Mode::AppendForward, Some(&c)).unwrap().starts_with("Hash=client,Hash=ab01;"));
+        assert_eq!(run(Mode::AppendForward, None).as_deref(), Some("Hash=client"));
+        assert!(run(Mode::SanitizeSet, Some(&c)).unwrap().starts_with("Hash=ab01;"));
+        assert_eq!(run(Mode::SanitizeSet, None), None);
     }
 
     #[test]

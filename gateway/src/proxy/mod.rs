@@ -131,7 +131,8 @@ impl ProxyHttp for Gateway {
         // in order, as Envoy and nginx do (Pingora drops them and closes unless asked).
         session.as_downstream_mut().set_pipelining_enabled(true);
         forwarded::strip_internal(session.req_header_mut());
-        let checked = request::check(session).map_or_else(|| request::normalize_path(session), Err);
+        let mode = ctx.snap.table.path_normalization;
+        let checked = request::check(session).map_or_else(|| request::normalize_path(session, mode), Err);
         ctx.outcome = checked.err();
         Ok(())
     }
@@ -243,7 +244,8 @@ impl ProxyHttp for Gateway {
         header_policy::request_id(ctx);
         let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
         let trusted_hop = peer.is_some_and(|p| policies::trusted_hop(p, ctx));
-        let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop };
+        let xfcc = ctx.snap.table.forward_client_cert;
+        let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop, xfcc };
         ctx.request_id = Some(forwarded::forwarding_headers(req, origin, cert, ctx.request_id.as_deref())?);
         header_policy::request(req, ctx, client.as_deref())?;
         if !session.as_downstream().is_http2() {

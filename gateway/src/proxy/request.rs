@@ -99,12 +99,13 @@ fn raw_has_content_length(session: &Session) -> bool {
     raw.split(|b| *b == b'\n').any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
-/// Normalizes the request path in place (Istio `pathNormalization: BASE`): routing and the
-/// upstream both see the normalized path. `Err` for a path that is not origin-form.
-pub fn normalize_path(session: &mut Session) -> Result<(), Outcome> {
+/// Normalizes the request path in place as MeshConfig `pathNormalization` says (Istio's default
+/// `BASE`): routing and the upstream both see the normalized path. `Err` for a path that is not
+/// origin-form.
+pub fn normalize_path(session: &mut Session, mode: conf::table::PathNormalization) -> Result<(), Outcome> {
     let req = session.req_header();
     let Some(pq) = req.uri.path_and_query().map(|pq| pq.as_str().to_string()) else { return Err(Outcome::BadRequest) };
-    let normalized = conf::matcher::path::normalize(&pq).ok_or(Outcome::BadRequest)?;
+    let normalized = conf::matcher::path::normalize_as(&pq, mode).ok_or(Outcome::BadRequest)?;
     if normalized != pq {
         let uri = with_path_and_query(&session.req_header().uri, &normalized).ok_or(Outcome::BadRequest)?;
         session.req_header_mut().set_uri(uri);
