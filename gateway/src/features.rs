@@ -7,7 +7,7 @@ use conf::table::{Cluster, RouteTable};
 pub fn not_served(table: &RouteTable) -> Vec<String> {
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
     let cluster_features: [(&str, usize); 1] = [(
-        "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests, http.http2MaxRequests, http.h2UpgradePolicy and http.useClientProtocol",
+        "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests, http.http2MaxRequests, http.idleTimeout, http.maxRequestsPerConnection: 1, http.h2UpgradePolicy and http.useClientProtocol",
         clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(unapplied_pool_settings)),
     )];
     cluster_features
@@ -22,9 +22,8 @@ pub fn not_served(table: &RouteTable) -> Vec<String> {
 fn unapplied_pool_settings(p: &conf::raw::ConnectionPoolSettings) -> bool {
     let tcp = p.tcp.as_ref().is_some_and(|t| t.tcp_keepalive.is_some() || t.max_connection_duration.is_some());
     let http = p.http.as_ref().is_some_and(|h| {
-        h.max_requests_per_connection.is_some()
+        h.max_requests_per_connection.is_some_and(|n| n > 1)
             || h.max_retries.is_some()
-            || h.idle_timeout.is_some()
             || h.max_concurrent_streams.is_some()
     });
     tcp || http

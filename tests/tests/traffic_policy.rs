@@ -118,3 +118,23 @@ async fn a_hash_cookie_is_made_when_missing_and_then_keeps_the_client_on_one_end
     let again = get(&http1(), &gw.url(80), "x", "/", &[("cookie", cookie.as_str())]).await;
     assert_eq!(again.header("set-cookie"), None, "no new cookie once the client has one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_1_and_the_http_idle_timeout_limit_upstream_reuse() {
+    let (once, pooled, idle) =
+        (Upstream::start("once").await, Upstream::start("pooled").await, Upstream::start("idle").await);
+    let gw_once =
+        TestGateway::start(&config(&[(once.port(), 1)], "{connectionPool: {http: {maxRequestsPerConnection: 1}}}"));
+    let gw_pooled = TestGateway::start(&config(&[(pooled.port(), 1)], "{loadBalancer: {simple: ROUND_ROBIN}}"));
+    for _ in 0..5 {
+        assert_eq!(get(&http1(), &gw_once.url(80), "x", "/", &[]).await.status, 200);
+        assert_eq!(get(&http1(), &gw_pooled.url(80), "x", "/", &[]).await.status, 200);
+    }
+    assert_eq!(once.connections(), 5, "a new upstream connection per request");
+    assert_eq!(pooled.connections(), 1, "by default the connection is reused");
+    let gw_idle = TestGateway::start(&config(&[(idle.port(), 1)], "{connectionPool: {http: {idleTimeout: 200ms}}}"));
+    assert_eq!(get(&http1(), &gw_idle.url(80), "x", "/", &[]).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(get(&http1(), &gw_idle.url(80), "x", "/", &[]).await.status, 200);
+    assert_eq!(idle.connections(), 2, "the pooled connection was closed after 200 ms unused");
+}

@@ -22,6 +22,9 @@ use outlier::{Attempt, OutlierPolicy};
 /// Istio's default connect timeout (meshConfig.connectTimeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Istio's default idle timeout of upstream HTTP connections (`connectionPool.http.idleTimeout`).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// One resolved endpoint and its in-flight request count (for least-request balancing).
 #[derive(Debug)]
 pub struct Endpoint {
@@ -107,6 +110,10 @@ pub struct Upstream {
     pub http2: bool,
     /// `useClientProtocol`: HTTP/2 to the endpoints when the client spoke HTTP/2.
     pub use_client_protocol: bool,
+    /// How long a pooled upstream connection may stay unused (`http.idleTimeout`; Istio's 1 h).
+    pub http_idle_timeout: Duration,
+    /// `http.maxRequestsPerConnection: 1`: every request on a new upstream connection.
+    pub one_request_per_connection: bool,
     /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
     pub idle_timeout: Option<Duration>,
     /// The `destination_*` metric labels.
@@ -152,6 +159,9 @@ impl Upstream {
         let pool_http = c.policy.connection_pool.as_ref().and_then(|p| p.http.as_ref());
         let upgrade = pool_http.and_then(|h| h.h2_upgrade_policy) == Some(conf::raw::H2UpgradePolicy::Upgrade);
         let use_client_protocol = pool_http.and_then(|h| h.use_client_protocol) == Some(true);
+        let http_idle_timeout =
+            duration(pool_http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(DEFAULT_HTTP_IDLE_TIMEOUT);
+        let one_request_per_connection = pool_http.and_then(|h| h.max_requests_per_connection) == Some(1);
         Upstream {
             name: c.name.clone(),
             host: c.host.clone(),
@@ -162,6 +172,8 @@ impl Upstream {
             connect_timeout,
             http2: http2 || (upgrade && !use_client_protocol),
             use_client_protocol,
+            http_idle_timeout,
+            one_request_per_connection,
             idle_timeout,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
@@ -351,6 +363,8 @@ mod tests {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
             use_client_protocol: false,
+            http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            one_request_per_connection: false,
             idle_timeout: None,
             destination: crate::telemetry::metrics::Destination::unknown(),
             outlier: None,

@@ -45,6 +45,8 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
         }
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
+    // A pooled connection unused this long is closed (`http.idleTimeout`).
+    peer.options.idle_timeout = Some(upstream.http_idle_timeout);
     // The route's timeout (what is left of it) and the per-try timeout bound every wait of this
     // attempt.
     let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
@@ -136,6 +138,11 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     }
     if let Some(a) = authority_override(route, ctx) {
         rewrite_authority(req, a)?;
+    }
+    let cluster = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
+    if cluster.is_some_and(|u| u.one_request_per_connection && !u.http2) {
+        // `maxRequestsPerConnection: 1`: the upstream closes after answering; nothing is pooled.
+        req.insert_header(http::header::CONNECTION, "close")?;
     }
     Ok(())
 }
