@@ -138,6 +138,15 @@ impl Refresher {
             let take = if round_robin { 1 } else { ips.len() };
             endpoints.extend(ips.into_iter().take(take).map(|ip| Endpoint::new(SocketAddr::new(ip, *port), *weight)));
         }
+        // An address that stays keeps its endpoint: requests in flight, outlier streaks and
+        // ejections carry over a refresh.
+        let current = self.upstream.endpoints.load();
+        let endpoints: Vec<Arc<Endpoint>> = endpoints
+            .into_iter()
+            .map(|fresh| {
+                current.iter().find(|e| e.addr == fresh.addr && e.weight == fresh.weight).cloned().unwrap_or(fresh)
+            })
+            .collect();
         self.upstream.endpoints.store(Arc::new(endpoints));
     }
 
@@ -159,5 +168,20 @@ mod tests {
     async fn a_resolver_without_servers_fails_lookups_instead_of_failing_start_up() {
         let dns = Dns::without_servers().unwrap();
         assert!(dns.lookup("example.com").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_address_that_stays_keeps_its_endpoint_across_a_refresh() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec:\n  hosts: [a.internal]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: ['*']\n  gateways: [g]\n  http: [{route: [{destination: {host: a.internal}}]}]\n";
+        let built = conf::build_str("c.yaml", yaml, &conf::Selection::default());
+        let cluster =
+            built.table.clusters.first().cloned().unwrap_or_else(|| panic!("a cluster: {}", built.diagnostics));
+        let upstream = Arc::new(Upstream::new(&cluster));
+        let names = vec![("10.0.0.1".to_string(), 80, 1), ("10.0.0.2".to_string(), 80, 1)];
+        let refresher = Refresher::new(Dns::without_servers().unwrap(), upstream.clone(), names);
+        refresher.store();
+        let first = upstream.endpoints.load()[0].clone();
+        refresher.store();
+        assert!(Arc::ptr_eq(&first, &upstream.endpoints.load()[0]), "the same endpoint, with its state");
     }
 }
