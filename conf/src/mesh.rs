@@ -185,7 +185,8 @@ impl MeshConfig {
         };
         sel.forward_client_cert = match topology.and_then(|t| t.forward_client_cert_details.as_deref()) {
             Some("SANITIZE") => ForwardClientCert::Sanitize,
-            Some("FORWARD_ONLY" | "ALWAYS_FORWARD_ONLY") => ForwardClientCert::ForwardOnly,
+            Some("FORWARD_ONLY") => ForwardClientCert::ForwardOnly,
+            Some("ALWAYS_FORWARD_ONLY") => ForwardClientCert::AlwaysForwardOnly,
             Some("APPEND_FORWARD") => ForwardClientCert::AppendForward,
             _ => ForwardClientCert::SanitizeSet,
         };

@@ -74,9 +74,12 @@ pub enum PathNormalization {
 pub enum ForwardClientCert {
     /// The client's header is removed and not replaced.
     Sanitize,
-    /// The client's header is passed on as it is.
+    /// The client's header is passed on as it is, on mutual-TLS connections (removed otherwise).
     ForwardOnly,
-    /// The gateway's element is appended to the client's header.
+    /// The client's header is always passed on as it is.
+    AlwaysForwardOnly,
+    /// The gateway's element is appended to the client's header, on mutual-TLS connections
+    /// (removed otherwise).
     AppendForward,
     /// The client's header is replaced by the gateway's (Istio's default at gateways).
     #[default]

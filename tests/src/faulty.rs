@@ -19,6 +19,9 @@ pub enum Behaviour {
     Slow(Duration),
     /// Writes these bytes as its answer (not necessarily HTTP) and closes.
     Raw(&'static [u8]),
+    /// Answers the first request of a connection with 200 and keeps it open, then closes it
+    /// when the next request arrives (a pooled connection the upstream gave up on).
+    OnceThenClose,
 }
 
 /// The running upstream.
@@ -43,10 +46,14 @@ impl Faulty {
                 let counted = counted.clone();
                 open.spawn(async move {
                     let mut buf = vec![0u8; 256 * 1024];
+                    let mut served = 0;
                     while read_request(&mut tcp, &mut buf).await {
                         counted.fetch_add(1, Ordering::Relaxed);
+                        served += 1;
                         let reply = match b {
                             Behaviour::Close => return,
+                            Behaviour::OnceThenClose if served > 1 => return,
+                            Behaviour::OnceThenClose => "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce".to_string(),
                             Behaviour::Raw(bytes) => {
                                 let _ = tcp.write_all(bytes).await;
                                 return;

@@ -301,3 +301,22 @@ async fn the_cache_outlives_a_reload_and_goes_with_its_policy() {
     assert_eq!(stats["caches"][0]["entries"], 0, "a policy removed empties its store: {stats}");
     assert_eq!(fetch(&gw, "/kept", &[], &[]).await.header("x-cache"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_destinations_of_one_url_never_share_a_stored_response() {
+    let (stable, canary) = (Upstream::start("stable").await, Upstream::start("canary").await);
+    let routes = "- match: [{headers: {x-canary: {exact: \"true\"}}}]\n  route: [{destination: {host: canary.internal}}]\n- route: [{destination: {host: stable.internal}}]";
+    let yaml = gateway(80, &["*"])
+        + &service("stable", "stable.internal", &[&stable])
+        + &service("canary", "canary.internal", &[&canary])
+        + &virtual_service("shop", &[HOST], routes)
+        + "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: c}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  cache: {statusHeader: true}\n";
+    let gw = TestGateway::start(&yaml);
+    let reply = ["cache-control: max-age=60"];
+    let plain = fetch(&gw, "/page", &reply, &[]).await;
+    let canaried = fetch(&gw, "/page", &reply, &[("x-canary", "true")]).await;
+    assert_eq!((plain.upstream(), canaried.upstream()), (Some("stable"), Some("canary")));
+    assert_eq!(statuses(&[canaried]), ["MISS"], "the canary route has its own entry");
+    let again = fetch(&gw, "/page", &[], &[("x-canary", "true")]).await;
+    assert_eq!((again.upstream(), again.header("x-cache")), (Some("canary"), Some("HIT")));
+}

@@ -52,6 +52,13 @@ async fn a_mirror_gets_a_copy_as_forwarded_and_the_client_only_the_primary_answe
     let copy = shadow.last();
     assert_eq!((copy.method.as_str(), copy.header("content-length")), ("POST", Some("5000")));
     assert_eq!(primary.seen().len(), 2);
+    // An HTTP/2 client's request reaches an HTTP/1.1 mirror as HTTP/1.1 with a Host.
+    let h2 = get(&e2e::client::h2c(), &gw.url(80), "", "/h2", &[]).await;
+    assert_eq!(h2.status, 200);
+    assert_eq!(until(3, || shadow.seen().len()).await, 3);
+    let copy = shadow.last();
+    assert_eq!((copy.version.as_str(), copy.path.as_str()), ("HTTP/1.1", "/h2"));
+    assert!(copy.header("host").is_some_and(|h| h.starts_with("127.0.0.1:")), "{:?}", copy.headers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

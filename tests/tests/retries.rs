@@ -129,3 +129,15 @@ async fn a_per_try_timeout_moves_on_to_another_endpoint() {
     assert_eq!(statuses(&gw, 10).await, [200; 10]);
     assert!(slow.requests() > 0, "the slow endpoint was tried, and given up on after 200 ms");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_upstream_closed_is_retried_for_get_but_never_for_post() {
+    let up = Faulty::start(Behaviour::OnceThenClose).await;
+    let gw = TestGateway::start(&config(&[up.port], "{attempts: 0}"));
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200, "the connection is now pooled");
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200, "GET: tried again on a new connection");
+    assert_eq!(up.requests(), 3);
+    let post = http1().post(gw.url(80)).body("order").send().await.unwrap();
+    assert_eq!(post.status(), 503, "POST: not resent, the upstream may have acted on it");
+    assert_eq!(up.requests(), 4);
+}

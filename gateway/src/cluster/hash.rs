@@ -95,6 +95,9 @@ impl ConsistentHash {
         all: &[Arc<Endpoint>],
         usable: &[&'a Arc<Endpoint>],
     ) -> Option<&'a Arc<Endpoint>> {
+        if usable.is_empty() {
+            return None;
+        }
         let mut ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let current: Vec<(SocketAddr, u32)> = all.iter().map(|e| (e.addr, e.weight)).collect();
         if ring.built_for != current {

@@ -283,22 +283,31 @@ impl Upstream {
     /// nginx's smooth weighted round robin: each endpoint gains its weight, the highest is chosen
     /// and loses the total, so weights 5:1:1 give a, a, b, a, c, a, a (interleaved, not in runs).
     fn smooth_round_robin<'a>(&self, c: &[&'a Arc<Endpoint>]) -> &'a Arc<Endpoint> {
+        // The state is kept per address over every endpoint seen, so a retry or an ejection (a
+        // smaller candidate set) does not reset the others' turns.
         let mut current = self.rr_weights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if current.len() != c.len() || current.iter().zip(c).any(|((a, _), e)| *a != e.addr) {
-            *current = c.iter().map(|e| (e.addr, 0)).collect();
-        }
-        let total: i64 = c.iter().map(|e| i64::from(e.weight)).sum();
-        let mut best = 0;
-        for (slot, e) in current.iter_mut().zip(c) {
-            slot.1 += i64::from(e.weight);
-        }
-        for (i, (_, w)) in current.iter().enumerate() {
-            if *w > current[best].1 {
-                best = i;
+        let all = self.endpoints.load();
+        current.retain(|(addr, _)| all.iter().any(|e| e.addr == *addr));
+        for e in c {
+            if !current.iter().any(|(a, _)| *a == e.addr) {
+                current.push((e.addr, 0));
             }
         }
-        current[best].1 -= total;
-        c[best]
+        let total: i64 = c.iter().map(|e| i64::from(e.weight)).sum();
+        let mut best: Option<(usize, i64)> = None;
+        for (i, e) in c.iter().enumerate() {
+            if let Some(slot) = current.iter_mut().find(|(a, _)| *a == e.addr) {
+                slot.1 += i64::from(e.weight);
+                if best.is_none_or(|(_, w)| slot.1 > w) {
+                    best = Some((i, slot.1));
+                }
+            }
+        }
+        let chosen = best.map_or(0, |(i, _)| i);
+        if let Some(slot) = current.iter_mut().find(|(a, _)| *a == c[chosen].addr) {
+            slot.1 -= total;
+        }
+        c[chosen]
     }
 }
 

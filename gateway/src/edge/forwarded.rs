@@ -110,8 +110,10 @@ fn client_cert_header(
     cert: Option<&PeerCertificate>,
 ) -> pingora::Result<()> {
     use conf::table::ForwardClientCert as Mode;
+    // Envoy: FORWARD_ONLY and APPEND_FORWARD keep the client's header only on mutual-TLS
+    // connections; on any other it is removed, so a client cannot claim an identity.
     match (mode, cert) {
-        (Mode::ForwardOnly, _) | (Mode::AppendForward, None) => {}
+        (Mode::AlwaysForwardOnly, _) | (Mode::ForwardOnly, Some(_)) => {}
         (Mode::SanitizeSet, Some(cert)) => {
             req.insert_header(XFCC, xfcc(cert))?;
         }
@@ -120,7 +122,7 @@ fn client_cert_header(
             let value = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
             req.insert_header(XFCC, value)?;
         }
-        (Mode::Sanitize, _) | (Mode::SanitizeSet, None) => {
+        (Mode::Sanitize, _) | (Mode::SanitizeSet | Mode::ForwardOnly | Mode::AppendForward, None) => {
             req.remove_header(XFCC);
         }
     }
@@ -213,7 +215,9 @@ mod tests {
         assert_eq!(run(Mode::Sanitize, Some(&c)), None);
         assert_eq!(run(Mode::ForwardOnly, Some(&c)).as_deref(), Some("Hash=client"));
         assert!(run(Mode::AppendForward, Some(&c)).unwrap().starts_with("Hash=client,Hash=ab01;"));
-        assert_eq!(run(Mode::AppendForward, None).as_deref(), Some("Hash=client"));
+        assert_eq!(run(Mode::AppendForward, None), None, "no mutual TLS: the client's header goes");
+        assert_eq!(run(Mode::ForwardOnly, None), None);
+        assert_eq!(run(Mode::AlwaysForwardOnly, None).as_deref(), Some("Hash=client"));
         assert!(run(Mode::SanitizeSet, Some(&c)).unwrap().starts_with("Hash=ab01;"));
         assert_eq!(run(Mode::SanitizeSet, None), None);
     }

@@ -29,9 +29,8 @@ enum Phase {
     Head { matched: u8, deadline: Option<Pin<Box<Sleep>>> },
     /// The head is complete: body, response, or waiting for the response to start.
     Rest,
-    /// A response was written: the next bytes are the next request's head, or the rest of this
-    /// request's body (an upstream may answer before the body is complete). A head starts with a
-    /// method, so an upper-case letter.
+    /// A response was written: the next bytes start the next request's head (a body still
+    /// arriving after the response is held to the deadline too; the exchange is over anyway).
     Next,
     /// Upgraded (WebSocket): no longer HTTP.
     Off,
@@ -53,7 +52,7 @@ impl<S> HeadDeadline<S> {
 
     /// Follows `bytes` read from the client.
     fn saw(&mut self, bytes: &[u8]) {
-        if matches!(self.phase, Phase::Next) && bytes.first().is_some_and(u8::is_ascii_uppercase) {
+        if matches!(self.phase, Phase::Next) && !bytes.is_empty() {
             self.phase = Phase::Head { matched: 0, deadline: None };
         }
         let Phase::Head { matched, deadline } = &mut self.phase else { return };
@@ -234,10 +233,8 @@ mod tests {
         assert!(matches!(h.phase, Phase::Rest), "the body may still come");
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(h.phase, Phase::Next));
-        h.saw(b"{\"rest\": \"of a body\"}");
-        assert!(matches!(h.phase, Phase::Next), "body bytes after an early response start no deadline");
-        h.saw(b"GET / HTTP/1.1\r\nHost: x\r\n");
-        assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }), "a method starts the next head");
+        h.saw(b"get / HTTP/1.1\r\nHost: x\r\n");
+        assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }), "any byte starts the next head");
         h.saw(b"\r\n");
         h.wrote(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
         assert!(matches!(h.phase, Phase::Off));

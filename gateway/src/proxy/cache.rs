@@ -4,8 +4,8 @@
 //!
 //! - Only `GET` and `HEAD`, after routing and every policy check (a cached response is never
 //!   served to a request the policies refuse).
-//! - Key: the zone, scheme, host (lower case, default port dropped), path and query, then the
-//!   configured key headers.
+//! - Key: scheme, host (lower case, default port dropped), path and query; the zone, the matched
+//!   route and the chosen destination; then the configured key headers.
 //! - Stored: final responses (not 206) whose `Cache-Control`/`Expires` make them fresh for a while
 //!   (`s-maxage` > `max-age` > `Expires`), or, with `defaultTtl`, responses without freshness
 //!   information in the status codes RFC 9111 §4.2.2 lets a cache give heuristic freshness.
@@ -72,9 +72,11 @@ pub fn url(scheme: &str, authority: &str, path_and_query: &str) -> String {
     format!("{scheme}://{}{port}{path_and_query}", host.to_ascii_lowercase())
 }
 
-/// `cache_key_callback`: the URL, then each key header as NUL, name, `=`, values (NUL cannot
-/// occur in a URL or a header value, so the parts cannot run into each other). The zone is the
-/// user tag.
+/// `cache_key_callback`: the URL, then NUL-separated the zone, the matched route and the chosen
+/// destination (two routes, or a canary and its stable version, never share a stored response),
+/// then each key header as name, `=`, values. NUL cannot occur in a URL, a name or a header value,
+/// so the parts cannot run into each other; the zone is also the user tag. The zone in the hashed
+/// part keeps zones apart in the cache lock too.
 pub fn key(session: &Session, ctx: &Ctx) -> pingora::Result<CacheKey> {
     let Some(rule) = rule(ctx) else {
         return Error::e_explain(ErrorType::InternalError, "the cache is on without a cache rule");
@@ -82,6 +84,12 @@ pub fn key(session: &Session, ctx: &Ctx) -> pingora::Result<CacheKey> {
     let req = session.req_header();
     let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut primary = url(ctx.scheme, &super::request::authority(req), path).into_bytes();
+    let route = ctx.route().map_or("", |r| r.origin.as_str());
+    let cluster = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c)).map_or("", |u| u.name.as_str());
+    for part in [rule.policy.as_str(), route, cluster] {
+        primary.push(0);
+        primary.extend_from_slice(part.as_bytes());
+    }
     for name in &rule.key_headers {
         primary.push(0);
         primary.extend_from_slice(name.as_bytes());

@@ -85,11 +85,16 @@ impl Mirrors {
 
     fn send_all(self: &Arc<Self>, session: &Session, body: Bytes, ctx: &Ctx) {
         let Some(route) = ctx.route() else { return };
+        if session.is_upgrade_req() {
+            return; // a WebSocket is not a request that can be copied
+        }
         let mut req = session.req_header().clone();
         if super::upstream::rewrite(&mut req, ctx).is_err() {
             return;
         }
-        req.remove_header("transfer-encoding");
+        for hop in ["connection", "keep-alive", "proxy-connection", "te", "upgrade", "transfer-encoding", "expect"] {
+            req.remove_header(hop);
+        }
         if !body.is_empty() || req.headers.contains_key("content-length") {
             let _ = req.insert_header("content-length", body.len().to_string());
         }
@@ -111,8 +116,11 @@ impl Mirrors {
     }
 
     /// One copy to an endpoint of `cluster`; its response is read and dropped.
-    async fn send(&self, snap: &Snapshot, cluster: usize, req: RequestHeader, body: Bytes) {
+    async fn send(&self, snap: &Snapshot, cluster: usize, mut req: RequestHeader, body: Bytes) {
         let Some(peer) = peer(snap, cluster, &req) else { return };
+        if !for_peer(&mut req, snap.upstreams.get(cluster).is_some_and(|u| u.http2)) {
+            return;
+        }
         let Ok((mut http, _)) = self.connector.get_http_session(&peer).await else {
             tracing::debug!(peer = %peer, "mirror connect failed");
             return;
@@ -137,6 +145,25 @@ impl Mirrors {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
+}
+
+/// Shapes the copy for the mirror's protocol, as Pingora does for forwarded requests: HTTP/1.1
+/// with an origin-form target and a Host header, or HTTP/2 with an absolute target. False when
+/// the request has no authority to send.
+fn for_peer(req: &mut RequestHeader, http2: bool) -> bool {
+    let authority = super::request::authority(req);
+    if authority.is_empty() {
+        return false;
+    }
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let target = if http2 { format!("http://{authority}{pq}") } else { pq };
+    let Ok(uri) = target.parse::<http::Uri>() else { return false };
+    req.set_uri(uri);
+    req.set_version(if http2 { http::Version::HTTP_2 } else { http::Version::HTTP_11 });
+    if !http2 && req.insert_header(http::header::HOST, authority.as_str()).is_err() {
+        return false;
+    }
+    true
 }
 
 /// A peer of the mirror's cluster (TLS origination as the cluster's DestinationRule says).

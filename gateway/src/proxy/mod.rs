@@ -199,7 +199,11 @@ impl ProxyHttp for Gateway {
         if ctx.tried.is_empty() {
             upstream::hash_key(session, ctx);
         } else {
-            // A retry: Envoy's jittered backoff first, within the route's timeout.
+            // A retry: the body is replayed from the start, so the mirror copy starts over too.
+            if matches!(ctx.mirror, mirror::Copy::Body(_)) {
+                ctx.mirror = mirror::Copy::Collecting;
+            }
+            // Envoy's jittered backoff first, within the route's timeout.
             let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             let wait = retry::backoff(ctx, u32::try_from(ctx.tried.len()).unwrap_or(u32::MAX));
             tokio::time::sleep(left.map_or(wait, |l| wait.min(l))).await;
@@ -319,9 +323,12 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
         } else if retry::on_error(&e, ctx) {
             e.set_retry(true);
-        } else {
-            // Pingora's own rule: a pooled connection the upstream had closed is retried once.
+        } else if session.req_header().method.is_idempotent() {
+            // Pingora's own rule: an idempotent request on a pooled connection the upstream had
+            // closed is tried again.
             e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
         }
         e
     }

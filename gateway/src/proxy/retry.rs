@@ -27,6 +27,9 @@ const DEFAULT_ATTEMPTS: u32 = 2;
 const DEFAULT_RETRY_ON: [&str; 5] =
     ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"];
 
+/// The most retries of one request: Pingora tries at most 64 times in all (`ServerConf.max_retries`).
+const MAX_ATTEMPTS: u32 = 63;
+
 /// Envoy's default backoff base.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
 
@@ -43,7 +46,7 @@ fn retries_on(ctx: &Ctx, condition: &str) -> bool {
 
 /// The retries the route allows in all.
 pub fn attempts(ctx: &Ctx) -> u32 {
-    ctx.route().and_then(|r| r.retries.as_ref()).map_or(DEFAULT_ATTEMPTS, |p| p.attempts)
+    ctx.route().and_then(|r| r.retries.as_ref()).map_or(DEFAULT_ATTEMPTS, |p| p.attempts).min(MAX_ATTEMPTS)
 }
 
 /// The route's per-try timeout.

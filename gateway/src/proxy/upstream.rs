@@ -23,6 +23,8 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     if ctx.tried.is_empty() {
         ctx.retries_left = super::retry::attempts(ctx);
     }
+    // The previous attempt (a retry) no longer counts against the pool.
+    ctx.endpoint = None;
     if upstream.overflowing() {
         return Err(Outcome::Overflow);
     }
@@ -114,6 +116,9 @@ fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
 
 /// Tells the cluster how the current attempt to its endpoint ended (outlier detection).
 pub fn report(ctx: &Ctx, attempt: crate::cluster::outlier::Attempt) {
+    if timed_out(ctx) {
+        return; // the route's own deadline cut it: not the endpoint's fault
+    }
     let (Some(ep), Some(upstream)) = (&ctx.endpoint, ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c))) else {
         return;
     };
