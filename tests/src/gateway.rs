@@ -143,6 +143,16 @@ impl TestGateway {
         SocketAddr::from(([127, 0, 0, 1], a.port()))
     }
 
+    /// The status of each of `n` GETs of `path` on port 80 (Host `x`), one after the other.
+    pub async fn statuses(&self, path: &str, n: usize) -> Vec<u16> {
+        let client = crate::client::http1();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(crate::client::get(&client, &self.url(80), "x", path, &[]).await.status);
+        }
+        out
+    }
+
     /// `http://127.0.0.1:<port>` for Gateway port `port`.
     pub fn url(&self, port: u16) -> String {
         format!("http://{}", self.addr(port))

@@ -15,11 +15,7 @@ fn two_endpoints(bad: u16, good: u16) -> String {
 }
 
 async fn statuses(gw: &TestGateway, n: usize) -> Vec<u16> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(get(&http1(), &gw.url(80), "x", "/", &[]).await.status);
-    }
-    out
+    gw.statuses("/", n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,11 +27,7 @@ fn config(ports: &[u16], retries: &str) -> String {
 }
 
 async fn statuses(gw: &TestGateway, n: usize) -> Vec<u16> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(get(&http1(), &gw.url(80), "x", "/", &[]).await.status);
-    }
-    out
+    gw.statuses("/", n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
