@@ -79,6 +79,9 @@ impl<'a> Registry<'a> {
         let name = format!("outbound|{port}|{}|{host}", subset.as_deref().unwrap_or(""));
         let rule = self.destination_rule(host, se.map(|s| s.meta.namespace()));
         let service = match se {
+            None if subset.is_none() && self.is_kubernetes_service(host) => {
+                Ok(kubernetes_dns_service(host, port, path, r))
+            }
             None => Err(format!("no ServiceEntry defines host {host}")),
             Some(se) => self.service(se, host, port, subset.as_deref(), rule.as_ref()),
         };
@@ -279,6 +282,37 @@ fn apply(p: &mut ClusterPolicy, tp: &TrafficPolicy, port: u16) {
         p.connection_pool.clone_from(&pl.connection_pool);
         p.outlier_detection.clone_from(&pl.outlier_detection);
         p.tls.clone_from(&pl.tls);
+    }
+}
+
+impl Registry<'_> {
+    /// A Kubernetes service's name (`<service>.<namespace>.svc.<domain>`, which short names
+    /// expand to): a gateway pod finds it through the cluster's DNS even without a registry.
+    fn is_kubernetes_service(&self, host: &str) -> bool {
+        let suffix = format!(".svc.{}", self.sel.domain);
+        host.strip_suffix(&suffix).is_some_and(|name| name.split('.').count() == 2 && !name.contains('*'))
+    }
+}
+
+/// A Kubernetes service reached through the cluster's DNS: its name resolves to the Service's
+/// ClusterIP, and the destination port is the Service port. The protocol is HTTP/1.1 (Istio would
+/// infer it from the Service's port name, which is not known here).
+fn kubernetes_dns_service(host: &str, port: u16, path: &str, r: &mut Reporter<'_>) -> Service {
+    r.warn(
+        Code::UnknownHost,
+        path,
+        format!("no ServiceEntry defines host {host}: it is routed to the Kubernetes service through the cluster's DNS, port {port}, over HTTP/1.1"),
+    );
+    Service {
+        defined_by: "Kubernetes DNS (no ServiceEntry)".to_string(),
+        protocol: Some(crate::model::Protocol::Http),
+        resolution: Resolution::Dns,
+        endpoints: vec![crate::table::Endpoint {
+            address: host.to_string(),
+            port,
+            labels: Default::default(),
+            weight: 1,
+        }],
     }
 }
 
