@@ -6,16 +6,10 @@ use conf::table::{Cluster, RouteTable};
 /// One warning per feature in use that the data plane does not serve yet.
 pub fn not_served(table: &RouteTable) -> Vec<String> {
     let clusters = |f: &dyn Fn(&Cluster) -> bool| table.clusters.iter().filter(|c| f(c)).count();
-    let warmup = |c: &Cluster| {
-        c.policy.load_balancer.as_ref().is_some_and(|lb| lb.warmup.is_some() || lb.warmup_duration_secs.is_some())
-    };
-    let cluster_features: [(&str, usize); 2] = [
-        ("loadBalancer warmup (slow start)", clusters(&warmup)),
-        (
+    let cluster_features: [(&str, usize); 1] = [(
         "connectionPool settings other than tcp.connectTimeout, tcp.maxConnections, tcp.idleTimeout, http.http1MaxPendingRequests, http.http2MaxRequests, http.idleTimeout, http.maxRequestsPerConnection: 1, http.h2UpgradePolicy and http.useClientProtocol",
         clusters(&|c| c.policy.connection_pool.as_ref().is_some_and(unapplied_pool_settings)),
-        ),
-    ];
+    )];
     cluster_features
         .iter()
         .filter(|(_, n)| *n > 0)

@@ -35,6 +35,8 @@ pub struct Endpoint {
     active: AtomicUsize,
     /// Error streaks and ejection (outlier detection).
     pub health: outlier::Health,
+    /// When it joined (slow start measures from here).
+    pub created: std::time::Instant,
 }
 
 impl Endpoint {
@@ -45,6 +47,7 @@ impl Endpoint {
             weight: weight.max(1),
             active: AtomicUsize::new(0),
             health: outlier::Health::default(),
+            created: std::time::Instant::now(),
         })
     }
 
@@ -124,6 +127,10 @@ pub struct Upstream {
     pub max_active: Option<usize>,
     /// Consistent-hash balancing, when the DestinationRule asks for it.
     pub hash: Option<hash::ConsistentHash>,
+    /// Slow start for endpoints that join after the cluster was made (`loadBalancer.warmup`).
+    pub warmup: Option<Warmup>,
+    /// When the cluster was made: endpoints present then are not warmed up.
+    pub created: std::time::Instant,
     next: AtomicUsize,
     /// Smooth weighted round robin: each endpoint's current weight, by address.
     rr_weights: Mutex<Vec<(SocketAddr, i64)>>,
@@ -184,6 +191,8 @@ impl Upstream {
                 .as_ref()
                 .and_then(|lb| lb.consistent_hash.as_ref())
                 .and_then(hash::ConsistentHash::of),
+            warmup: c.policy.load_balancer.as_ref().and_then(Warmup::of),
+            created: std::time::Instant::now(),
             next: AtomicUsize::new(0),
             rr_weights: Mutex::new(Vec::new()),
         }
@@ -260,6 +269,12 @@ impl Upstream {
     /// Every policy honours endpoint weights (Envoy: weighted round robin, weighted least request,
     /// weighted random).
     fn choose<'a>(&self, c: &[&'a Arc<Endpoint>], n: usize) -> &'a Arc<Endpoint> {
+        if let Some(w) = &self.warmup {
+            let factors: Vec<f64> = c.iter().map(|e| w.factor(e, self.created)).collect();
+            if factors.iter().any(|f| *f < 1.0) {
+                return self.warming(c, &factors);
+            }
+        }
         let weighted = c.iter().any(|e| e.weight != c[0].weight);
         match self.balancer {
             Balancer::RoundRobin if weighted => self.smooth_round_robin(c),
@@ -277,6 +292,34 @@ impl Upstream {
                     a
                 }
             }
+        }
+    }
+
+    /// While endpoints warm up: weighted random by their scaled weights, or for least request
+    /// the better of two such draws (Envoy scales the weights the same way in its schedulers).
+    fn warming<'a>(&self, c: &[&'a Arc<Endpoint>], factors: &[f64]) -> &'a Arc<Endpoint> {
+        let weights: Vec<f64> = c.iter().zip(factors).map(|(e, f)| f64::from(e.weight) * f).collect();
+        let total: f64 = weights.iter().sum();
+        let draw = || {
+            let mut point = fastrand::f64() * total;
+            for (i, w) in weights.iter().enumerate() {
+                if point < *w {
+                    return i;
+                }
+                point -= w;
+            }
+            c.len() - 1
+        };
+        let a = draw();
+        if self.balancer != Balancer::LeastRequest {
+            return c[a];
+        }
+        let b = draw();
+        let load = |i: usize| (c[i].active() as f64 + 1.0) / weights[i].max(f64::MIN_POSITIVE);
+        if load(b) < load(a) {
+            c[b]
+        } else {
+            c[a]
         }
     }
 
@@ -308,6 +351,47 @@ impl Upstream {
             slot.1 -= total;
         }
         c[chosen]
+    }
+}
+
+/// Slow start (DestinationRule `loadBalancer.warmup`, or the older `warmupDurationSecs`), as
+/// Envoy's: an endpoint that joins a running cluster (a DNS answer adds it) gets its weight times
+/// `max(minimumPercent, (age / duration) ^ (1 / aggression))` until `duration` has passed. The
+/// endpoints a cluster starts with (static ones, or its first DNS answer) are not warmed up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warmup {
+    /// How long an endpoint warms up.
+    pub duration: Duration,
+    /// The share of its weight it starts with (default 10%).
+    pub minimum: f64,
+    /// The curve (default 1: linear).
+    pub aggression: f64,
+}
+
+impl Warmup {
+    fn of(lb: &conf::raw::LoadBalancerSettings) -> Option<Self> {
+        let parse = |d: &String| conf::model::Duration::parse(d).ok().map(conf::model::Duration::to_std);
+        let (duration, minimum, aggression) = match (&lb.warmup, &lb.warmup_duration_secs) {
+            (Some(w), _) => (w.duration.as_ref().and_then(parse)?, w.minimum_percent, w.aggression),
+            (None, Some(d)) => (parse(d)?, None, None),
+            (None, None) => return None,
+        };
+        let minimum = minimum.unwrap_or(10.0).clamp(0.0, 100.0) / 100.0;
+        let aggression = aggression.filter(|a| *a > 0.0).unwrap_or(1.0);
+        (!duration.is_zero()).then_some(Warmup { duration, minimum, aggression })
+    }
+
+    /// The share of its weight `e` gets now (1 once warm, or when it was there from the start).
+    fn factor(&self, e: &Endpoint, cluster_created: std::time::Instant) -> f64 {
+        // Endpoints of the cluster's first DNS answer (bounded to 5 s) are there from the start.
+        if e.created <= cluster_created + Duration::from_secs(5) {
+            return 1.0;
+        }
+        let age = e.created.elapsed().as_secs_f64() / self.duration.as_secs_f64();
+        if age >= 1.0 {
+            return 1.0;
+        }
+        age.powf(1.0 / self.aggression).max(self.minimum).min(1.0)
     }
 }
 
@@ -379,6 +463,8 @@ mod tests {
             outlier: None,
             max_active: None,
             hash: None,
+            warmup: None,
+            created: std::time::Instant::now(),
             next: AtomicUsize::new(0),
             rr_weights: Mutex::new(Vec::new()),
         }
@@ -433,6 +519,22 @@ mod tests {
         u.report(&second, Attempt::Answered(500));
         u.report(&second, Attempt::Answered(500));
         assert!(u.pick(&[]).is_none(), "both out (100% may be): no healthy upstream");
+    }
+
+    #[test]
+    fn an_endpoint_that_joins_later_warms_up() {
+        let mut u = upstream(Balancer::RoundRobin, &[]);
+        u.warmup = Some(Warmup { duration: Duration::from_secs(60), minimum: 0.1, aggression: 1.0 });
+        u.created = std::time::Instant::now() - Duration::from_secs(120);
+        let old = Arc::new(Endpoint {
+            created: u.created,
+            ..Arc::into_inner(Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 1)), 1)).unwrap()
+        });
+        let new = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 2)), 1);
+        u.endpoints.store(Arc::new(vec![old, new]));
+        fastrand::seed(11);
+        let fresh = (0..2000).filter(|_| u.pick(&[]).unwrap().endpoint().addr.port() == 2).count();
+        assert!((80..=300).contains(&fresh), "about 10% for the newcomer: {fresh} of 2000");
     }
 
     #[test]
