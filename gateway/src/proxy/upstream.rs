@@ -88,30 +88,17 @@ pub fn hash_key(session: &pingora::proxy::Session, ctx: &mut Ctx) {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| super::policies::client_address(session, a.ip(), ctx).to_string().into_bytes()),
-        HashKey::Cookie { name, path, ttl } => match cookie(req, name) {
+        HashKey::Cookie { name, path, ttl } => match policy::jwt::cookie_values(req, name).into_iter().next() {
             Some(v) => Some(v.into_bytes()),
             None => ttl.map(|ttl| {
                 let made = format!("{:016x}", fastrand::u64(..));
                 let path = path.as_deref().map(|p| format!("; Path={p}")).unwrap_or_default();
                 ctx.hash_cookie = Some(format!("{name}=\"{made}\"; Max-Age={ttl}{path}; HttpOnly"));
-                format!("\"{made}\"").into_bytes()
+                made.into_bytes()
             }),
         },
     };
     ctx.hash_key = value.map(|v| hash_of(&v));
-}
-
-/// A request cookie's value (the first one named `name`).
-fn cookie(req: &RequestHeader, name: &str) -> Option<String> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
 }
 
 /// Tells the cluster how the current attempt to its endpoint ended (outlier detection).

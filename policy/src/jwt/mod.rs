@@ -25,6 +25,7 @@ use http::header::{HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
 
 pub use keys::RemoteJwks;
+pub use token::cookie_values;
 
 use crate::{BuildError, Identity, LocalReply};
 use keys::KeySet;

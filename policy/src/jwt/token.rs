@@ -102,8 +102,9 @@ fn query_values(query: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The values of cookie `name` from every `cookie` header (`a=b; c=d`, RFC 6265 §4.2.1).
-fn cookie_values(req: &RequestHeader, name: &str) -> Vec<String> {
+/// The values of cookie `name` from every `cookie` header (`a=b; c=d`, RFC 6265 §4.2.1), quotes
+/// around a value removed (as Envoy's `parseCookieValue`).
+pub fn cookie_values(req: &RequestHeader, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for header in &req.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(header.as_bytes());
