@@ -153,6 +153,23 @@ impl TestGateway {
         out
     }
 
+    /// The Prometheus text of `/stats/prometheus` once `ready` holds for it, or as it is after 5 s
+    /// (a request is counted just after its response is sent, so a test scrapes until it shows).
+    pub async fn metrics_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let addr = self.running.metrics_addr.expect("metrics are served");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let request = b"GET /stats/prometheus HTTP/1.1\r\nHost: metrics\r\n\r\n";
+            let out = tokio::task::spawn_blocking(move || crate::client::raw(addr, request)).await.unwrap();
+            assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+            let text = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            if ready(&text) || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `http://127.0.0.1:<port>` for Gateway port `port`.
     pub fn url(&self, port: u16) -> String {
         format!("http://{}", self.addr(port))

@@ -23,6 +23,17 @@ pub fn service(name: &str, host: &str, upstreams: &[&Upstream]) -> String {
     )
 }
 
+/// A STATIC ServiceEntry `name` for `host` on port 80 whose endpoints are `(port, weight)` on
+/// 127.0.0.1 (upstreams that are not [`Upstream`]s: faulty ones, raw listeners, closed ports).
+pub fn service_at(name: &str, host: &str, endpoints: &[(u16, u32)]) -> String {
+    let endpoints: Vec<String> =
+        endpoints.iter().map(|(p, w)| format!("{{address: 127.0.0.1, ports: {{http: {p}}}, weight: {w}}}")).collect();
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n",
+        endpoints.join(", ")
+    )
+}
+
 /// A VirtualService `name` bound to `gw` for `hosts`, with `http` as its (YAML) rules.
 pub fn virtual_service(name: &str, hosts: &[&str], http: &str) -> String {
     format!(

@@ -67,15 +67,7 @@ async fn a_fresh_response_is_served_from_the_cache_with_its_age() {
         "pylon_cache_requests_total{policy=\"default/c\",status=\"MISS\"} 2",
         "pylon_cache_entries{policy=\"default/c\"} 2",
     ];
-    // A request is counted just after its response is sent: scrape until the counts show (5 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let metrics = loop {
-        let (_, metrics) = admin(gw.running.admin_addr.unwrap(), "GET", "/stats/prometheus").await;
-        if lines.iter().all(|l| metrics.contains(l)) || std::time::Instant::now() > deadline {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let metrics = gw.metrics_when(|m| lines.iter().all(|l| m.contains(l))).await;
     for line in lines {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }

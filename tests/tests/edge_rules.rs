@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2e::client::raw;
 use e2e::faulty::{Behaviour, Faulty};
-use e2e::yaml::{gateway, service, virtual_service};
+use e2e::yaml::{gateway, service, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
 fn config(up: &Upstream) -> String {
@@ -138,7 +138,7 @@ async fn a_local_reply_to_an_expect_100_continue_request_comes_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_upstream_response_is_a_502_with_envoys_protocol_error() {
     let garbage = Faulty::start(Behaviour::Raw(b"THIS IS NOT HTTP\r\n\r\n")).await;
-    let se = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: bad}}\nspec:\n  hosts: [bad.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n---\n", garbage.port);
+    let se = service_at("bad", "bad.internal", &[(garbage.port, 1)]);
     let yaml = gateway(80, &["*"])
         + &se
         + &virtual_service("vs", &["*"], "- route: [{destination: {host: bad.internal}}]\n  retries: {attempts: 0}");

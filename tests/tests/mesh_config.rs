@@ -6,11 +6,11 @@
 use e2e::client::{get, http1};
 use e2e::faulty::{Behaviour, Faulty};
 use e2e::gateway::Setup;
-use e2e::yaml::{gateway, service, virtual_service};
+use e2e::yaml::{gateway, service, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
 fn two_endpoints(bad: u16, good: u16) -> String {
-    let se = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [app.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {bad}}}}}, {{address: 127.0.0.1, ports: {{http: {good}}}}}]\n---\n");
+    let se = service_at("app", "app.internal", &[(bad, 1), (good, 1)]);
     gateway(80, &["*"]) + &se + &virtual_service("vs", &["*"], "- route: [{destination: {host: app.internal}}]")
 }
 

@@ -8,13 +8,8 @@ use std::time::{Duration, Instant};
 
 use e2e::client::{get, http1};
 use e2e::faulty::{Behaviour, Faulty};
-use e2e::yaml::{gateway, service, virtual_service};
+use e2e::yaml::{gateway, service, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
-
-/// A ServiceEntry `name` for `host` with one endpoint on `port`.
-fn entry(name: &str, host: &str, port: u16) -> String {
-    format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]\n---\n")
-}
 
 /// Waits (at most 5 s) until `count()` reaches `n`.
 async fn until(n: usize, count: impl Fn() -> usize) -> usize {
@@ -96,8 +91,8 @@ async fn a_slow_or_dead_mirror_never_touches_the_client() {
     };
     let yaml = gateway(80, &["*"])
         + &service("primary", "primary.internal", &[&primary])
-        + &entry("slow", "slow.internal", slow.port)
-        + &entry("dead", "dead.internal", dead_port)
+        + &service_at("slow", "slow.internal", &[(slow.port, 1)])
+        + &service_at("dead", "dead.internal", &[(dead_port, 1)])
         + &virtual_service(
             "vs",
             &["*"],

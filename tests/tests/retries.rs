@@ -6,20 +6,16 @@
 
 use std::time::Duration;
 
-use e2e::client::{get, http1, raw};
+use e2e::client::{get, http1};
 use e2e::faulty::{Behaviour, Faulty};
-use e2e::yaml::{gateway, virtual_service};
+use e2e::yaml::{gateway, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
 /// A gateway on port 80 routing to `app.internal`, whose endpoints are `ports` on 127.0.0.1, with
 /// `retries` (YAML flow, or empty for Istio's default policy).
 fn config(ports: &[u16], retries: &str) -> String {
-    let endpoints: Vec<String> =
-        ports.iter().map(|p| format!("{{address: 127.0.0.1, ports: {{http: {p}}}}}")).collect();
-    let se = format!(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [app.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n",
-        endpoints.join(", ")
-    );
+    let endpoints: Vec<(u16, u32)> = ports.iter().map(|p| (*p, 1)).collect();
+    let se = service_at("app", "app.internal", &endpoints);
     let retries = if retries.is_empty() { String::new() } else { format!("\n  retries: {retries}") };
     gateway(80, &["*"])
         + &se
@@ -71,20 +67,8 @@ async fn retries_run_out_with_the_upstreams_answer_and_flag_urx() {
     let r = get(&http1(), &gw.url(80), "x", "/", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (502, "faulty"), "the last attempt's answer");
     assert_eq!(bad.requests(), 4, "one try and three retries");
-    let admin = gw.running.admin_addr.unwrap();
-    // The request is counted just after its response is sent: poll (5 s at most).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let flagged = loop {
-        let stats =
-            tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
-        let found = stats
-            .lines()
-            .any(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains("response_flags=\"URX\""));
-        if found || std::time::Instant::now() > deadline {
-            break found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let urx = |l: &str| l.starts_with("pylon_gateway_requests_total{") && l.contains("response_flags=\"URX\"");
+    let flagged = gw.metrics_when(|t| t.lines().any(urx)).await.lines().any(urx);
     assert!(flagged, "URX");
 }
 

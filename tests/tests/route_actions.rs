@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e::client::{get, http1, raw};
-use e2e::yaml::{gateway, service, virtual_service};
+use e2e::client::{get, http1};
+use e2e::yaml::{gateway, service, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
 /// A gateway on port 80 with one route `r` to `up`, carrying `extra` (YAML flow fields).
@@ -22,20 +21,12 @@ fn config(up: &Upstream, extra: &str) -> String {
         )
 }
 
-/// The `pylon_gateway_requests_total` sample with `flags`, once counted (a request is counted
-/// just after its response is sent, so this polls for up to 5 s).
-async fn count_with_flags(admin: SocketAddr, flags: &str) -> Option<String> {
+/// The `pylon_gateway_requests_total` sample with `flags`, once counted.
+async fn count_with_flags(gw: &TestGateway, flags: &str) -> Option<String> {
     let want = format!("response_flags=\"{flags}\"");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out =
-            tokio::task::spawn_blocking(move || raw(admin, b"GET /stats HTTP/1.1\r\nHost: a\r\n\r\n")).await.unwrap();
-        let found = out.lines().find(|l| l.starts_with("pylon_gateway_requests_total{") && l.contains(&want));
-        if found.is_some() || Instant::now() > deadline {
-            return found.map(str::to_string);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let flagged = |l: &str| l.starts_with("pylon_gateway_requests_total{") && l.contains(&want);
+    let text = gw.metrics_when(|t| t.lines().any(flagged)).await;
+    text.lines().find(|l| flagged(l)).map(str::to_string)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +36,7 @@ async fn a_fault_abort_answers_with_its_status_before_the_upstream() {
     let r = get(&http1(), &gw.url(80), "x", "/", &[]).await;
     assert_eq!((r.status, r.body.as_str()), (418, "fault filter abort"));
     assert!(up.seen().is_empty(), "an aborted request never reaches the upstream");
-    assert!(count_with_flags(gw.running.admin_addr.unwrap(), "FI").await.is_some(), "flag FI");
+    assert!(count_with_flags(&gw, "FI").await.is_some(), "flag FI");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +59,7 @@ async fn a_fault_delay_holds_the_request_then_forwards_it() {
     let r = get(&http1(), &gw.url(80), "x", "/", &[]).await;
     assert!(started.elapsed() >= Duration::from_millis(300), "delayed {:?}", started.elapsed());
     assert_eq!((r.status, up.seen().len()), (200, 1));
-    assert!(count_with_flags(gw.running.admin_addr.unwrap(), "DI").await.is_some(), "flag DI");
+    assert!(count_with_flags(&gw, "DI").await.is_some(), "flag DI");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +129,7 @@ async fn a_route_timeout_answers_504_when_the_upstream_is_slower() {
     let gw = TestGateway::start(&config(&up, "timeout: 200ms"));
     let slow = get(&http1(), &gw.url(80), "x", "/", &[("x-delay-ms", "1500")]).await;
     assert_eq!((slow.status, slow.body.as_str()), (504, "upstream request timeout"));
-    assert!(count_with_flags(gw.running.admin_addr.unwrap(), "UT").await.is_some(), "flag UT");
+    assert!(count_with_flags(&gw, "UT").await.is_some(), "flag UT");
     let quick = get(&http1(), &gw.url(80), "x", "/", &[("x-delay-ms", "10")]).await;
     assert_eq!(quick.status, 200, "within the timeout");
     let untimed = TestGateway::start(&config(&up, ""));
@@ -163,7 +154,7 @@ async fn a_route_timeout_cuts_a_body_still_streaming() {
             });
         }
     });
-    let se = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: slow}}\nspec:\n  hosts: [slow.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {port}}}}}]\n---\n");
+    let se = service_at("slow", "slow.internal", &[(port, 1)]);
     let yaml = gateway(80, &["*"])
         + &se
         + &virtual_service("vs", &["*"], "- route: [{destination: {host: slow.internal}}]\n  timeout: 300ms");
@@ -177,7 +168,7 @@ async fn a_route_timeout_cuts_a_body_still_streaming() {
 async fn the_gateways_own_503_and_504_carry_the_routes_response_headers() {
     let up = Upstream::start("up").await;
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dead = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: dead}}\nspec:\n  hosts: [dead.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {dead_port}}}}}]\n---\n");
+    let dead = service_at("dead", "dead.internal", &[(dead_port, 1)]);
     let routes = "- match: [{uri: {prefix: /dead}}]\n  route: [{destination: {host: dead.internal}, headers: {response: {set: {x-destination: dead}}}}]\n  headers: {response: {set: {x-route: dead}}}\n- match: [{uri: {prefix: /slow}}]\n  route: [{destination: {host: up.internal}}]\n  timeout: 100ms\n  headers: {response: {set: {x-route: slow}}}";
     let yaml = gateway(80, &["*"])
         + &service("up", "up.internal", &[&up])

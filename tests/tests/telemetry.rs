@@ -53,18 +53,8 @@ async fn requests_are_counted_with_istios_names_and_labels() {
     assert_eq!(get(&c, &gw.url(80), "x", "/nothing", &[]).await.status, 404);
     // A request is counted once its response is written and its connection handled: scrape until
     // the last one shows (5 s at most), so the counts below do not race the gateway.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let (status, text) = call(gw.running.metrics_addr.unwrap(), "GET", "/stats/prometheus").await;
-        assert_eq!(status, 200);
-        let counted = |code: &str| sample(&text, "istio_requests_total", &[code]).is_some();
-        if ["response_code=\"200\"", "response_code=\"503\"", "response_code=\"404\""].iter().all(|c| counted(c))
-            || std::time::Instant::now() > deadline
-        {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let codes = ["response_code=\"200\"", "response_code=\"503\"", "response_code=\"404\""];
+    let text = gw.metrics_when(|t| codes.iter().all(|c| sample(t, "istio_requests_total", &[c]).is_some())).await;
     let ok = sample(
         &text,
         "istio_requests_total",

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use e2e::gateway::Setup;
-use e2e::yaml::{gateway, service, virtual_service};
+use e2e::yaml::{gateway, service, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
 fn start(up: &Upstream, head: Duration, idle: Duration) -> TestGateway {
@@ -88,7 +88,7 @@ async fn a_request_head_arriving_line_by_line_is_cut_at_the_deadline() {
 async fn a_slow_body_after_a_complete_head_is_not_cut() {
     // An upstream that reads the whole body before it answers.
     let reader = e2e::faulty::Faulty::start(e2e::faulty::Behaviour::Status(200, "")).await;
-    let se = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: up}}\nspec:\n  hosts: [up.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n---\n", reader.port);
+    let se = service_at("up", "up.internal", &[(reader.port, 1)]);
     let yaml =
         gateway(80, &["*"]) + &se + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]");
     let setup = Setup { request_headers_timeout: Some(Duration::from_secs(1)), ..Setup::default() };

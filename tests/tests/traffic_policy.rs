@@ -6,18 +6,13 @@
 
 use e2e::client::{get, http1};
 use e2e::faulty::{Behaviour, Faulty};
-use e2e::yaml::{gateway, virtual_service};
+use e2e::yaml::{gateway, service_at, virtual_service};
 use e2e::{TestGateway, Upstream};
 
-/// A gateway routing to `app.internal` (endpoints: `(port, weight)` on 127.0.0.1, label
-/// `v: <port>`), without retries, with DestinationRule `traffic_policy` (YAML flow).
+/// A gateway routing to `app.internal` (endpoints: `(port, weight)` on 127.0.0.1), without
+/// retries, with DestinationRule `traffic_policy` (YAML flow).
 fn config(endpoints: &[(u16, u32)], traffic_policy: &str) -> String {
-    let eps: Vec<String> =
-        endpoints.iter().map(|(p, w)| format!("{{address: 127.0.0.1, ports: {{http: {p}}}, weight: {w}}}")).collect();
-    let se = format!(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: app}}\nspec:\n  hosts: [app.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n",
-        eps.join(", ")
-    );
+    let se = service_at("app", "app.internal", endpoints);
     let dr = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: app.internal\n  trafficPolicy: {traffic_policy}\n---\n");
     gateway(80, &["*"])
         + &se
