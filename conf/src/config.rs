@@ -95,6 +95,12 @@ pub struct Config {
     pub workload_entries: Vec<Resource<raw::WorkloadEntry>>,
     /// Core `Secret` resources.
     pub secrets: Vec<Resource<raw::Secret>>,
+    /// Core `Service` resources.
+    pub kube_services: Vec<Resource<raw::KubeService>>,
+    /// Core `Endpoints` resources.
+    pub endpoints: Vec<Resource<raw::Endpoints>>,
+    /// `discovery.k8s.io` `EndpointSlice` resources.
+    pub endpoint_slices: Vec<Resource<raw::EndpointSlice>>,
     /// `RequestAuthentication` resources.
     pub request_authentications: Vec<Resource<raw::RequestAuthentication>>,
     /// `AuthorizationPolicy` resources.
@@ -115,6 +121,9 @@ impl Config {
         sort_resources(&mut self.service_entries);
         sort_resources(&mut self.workload_entries);
         sort_resources(&mut self.secrets);
+        sort_resources(&mut self.kube_services);
+        sort_resources(&mut self.endpoints);
+        sort_resources(&mut self.endpoint_slices);
         sort_resources(&mut self.request_authentications);
         sort_resources(&mut self.authorization_policies);
         sort_resources(&mut self.gateway_policies);

@@ -25,7 +25,11 @@ pub fn text(t: &RouteTable) -> String {
     }
     for l in &t.listeners {
         let addr = l.bind.map_or_else(|| "0.0.0.0".to_string(), |b| b.to_string());
-        listener(&mut out, t, &format!("{addr}:{}", l.port), &l.kind);
+        let shown = match t.port_translation.get(&l.port) {
+            Some(to) if *to != l.port => format!("{addr}:{} (listens on {to}: Service targetPort)", l.port),
+            _ => format!("{addr}:{}", l.port),
+        };
+        listener(&mut out, t, &shown, &l.kind);
     }
     for rc in &t.route_configs {
         route_config(&mut out, t, rc);
@@ -363,8 +367,8 @@ fn cluster(out: &mut String, c: &Cluster) {
             let _ = writeln!(out, "  {} NOT FOUND: {why} (503 NC)", c.name);
         }
         Ok(s) => {
-            let proto = s.protocol.map_or("", |p| p.as_str());
-            let _ = writeln!(out, "  {} {} {proto} (ServiceEntry {})", c.name, s.resolution.as_str(), s.defined_by);
+            let proto = s.protocol.map_or("UNSET (HTTP/1.1)", |p| p.as_str());
+            let _ = writeln!(out, "  {} {} {proto} ({})", c.name, s.resolution.as_str(), s.defined_by);
             if s.endpoints.is_empty() {
                 out.push_str("      (no endpoints: 503 UH)\n");
             }

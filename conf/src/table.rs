@@ -41,6 +41,9 @@ pub struct RouteTable {
     pub header_policies: Vec<HeaderPolicyRule>,
     /// `GatewayPolicy` caches, referred to by routes.
     pub caches: Vec<CacheRule>,
+    /// Gateway server port → the port this workload listens on, from its own Kubernetes Service
+    /// (`port` → `targetPort`), as Istio's gateway listeners translate; `--port-map` wins.
+    pub port_translation: BTreeMap<u16, u16>,
     /// Proxies in front of this gateway trusted to append to `X-Forwarded-For`: the client
     /// address (`remote.ip`) is the one this many entries from the right.
     pub num_trusted_proxies: u32,

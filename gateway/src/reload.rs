@@ -229,7 +229,7 @@ pub fn bind(
         if skip(&key) {
             continue;
         }
-        let listen = port_map.get(&l.port).copied().unwrap_or(l.port);
+        let listen = port_map.get(&l.port).or_else(|| table.port_translation.get(&l.port)).copied().unwrap_or(l.port);
         match inherited.take_data(key, listen) {
             Some((local, socket)) => bound.push(listener::adopt(key, local, socket)),
             None => bound.push(listener::bind(key, listen)?),
@@ -309,4 +309,30 @@ fn config_watcher(paths: &[PathBuf], tx: tokio::sync::mpsc::UnboundedSender<()>)
         }
     }
     Some(w)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn the_gateway_service_target_port_is_listened_on_unless_the_port_map_says_otherwise() {
+        let (target, mapped) = (free_port(), free_port());
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: istio-ingressgateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  ports: [{{name: http2, port: 80, targetPort: {target}}}]\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: ['*']}}]\n"
+        );
+        let built = conf::build_str("c.yaml", &yaml, &conf::Selection::default());
+        assert!(built.is_valid(), "{}", built.diagnostics);
+        let bound = bind(&built.table, &BTreeMap::new(), |_| false, &mut Inherited::default()).unwrap();
+        assert_eq!((bound[0].port, bound[0].local.port()), (80, target), "Service port 80 → targetPort");
+        drop(bound);
+        let bound = bind(&built.table, &BTreeMap::from([(80, mapped)]), |_| false, &mut Inherited::default()).unwrap();
+        assert_eq!(bound[0].local.port(), mapped, "--port-map wins");
+    }
 }

@@ -54,6 +54,8 @@ pub struct TestGateway {
 pub struct Setup {
     /// Workload labels (default `istio=ingressgateway`).
     pub labels: Option<BTreeMap<String, String>>,
+    /// The workload's namespace (default `default`).
+    pub namespace: Option<String>,
     /// The DNS server for DNS ServiceEntries.
     pub dns_server: Option<SocketAddr>,
     /// `--credentials-dir`.
@@ -85,6 +87,9 @@ impl TestGateway {
         let mut selection = conf::Selection::default();
         if let Some(labels) = setup.labels {
             selection.labels = labels;
+        }
+        if let Some(ns) = setup.namespace {
+            selection.namespace = ns;
         }
         selection.credentials_dir = setup.credentials_dir;
         selection.num_trusted_proxies = setup.num_trusted_proxies;

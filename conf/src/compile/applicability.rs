@@ -34,9 +34,6 @@ fn treatment(group: &str, kind: &str) -> Treatment {
         ("telemetry.istio.io", "Telemetry") => {
             Ignored("Telemetry is not implemented by this version; it has no effect")
         }
-        ("", "Service" | "Endpoints") | ("discovery.k8s.io", "EndpointSlice") => {
-            Ignored("Kubernetes Services are not read by this version; give destinations as ServiceEntries")
-        }
         ("gateway.networking.k8s.io", _) => {
             Ignored("the Kubernetes Gateway API is not supported; use networking.istio.io Gateway and VirtualService")
         }
@@ -55,7 +52,8 @@ fn applies(f: &Foreign, sel: &Selection) -> bool {
 
 /// Reports every resource of a kind Pylon does not route with.
 pub(super) fn check(config: &Config, sel: &Selection, out: &mut Diagnostics) {
-    for f in &config.foreign {
+    // Pods are read for their labels only (the labels of the endpoints subsets select on).
+    for f in config.foreign.iter().filter(|f| !(f.group.is_empty() && f.meta.id.kind == "Pod")) {
         let mut r = Reporter::new(&f.meta.id, out);
         match treatment(&f.group, &f.meta.id.kind) {
             Treatment::FailClosed(why) if applies(f, sel) => {

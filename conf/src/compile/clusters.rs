@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::Selection;
 use crate::config::{Config, Resource};
-use crate::diagnostic::{Code, Reporter};
+use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::model::host::{expand_short_name, is_wildcard, subset_of};
 use crate::model::Protocol;
 use crate::raw::{self, DestinationRule, Resolution, ServiceEntry, Subset, TrafficPolicy};
@@ -19,6 +19,9 @@ pub(crate) struct Registry<'a> {
     config: &'a Config,
     sel: &'a Selection,
     services: HashMap<String, &'a Resource<ServiceEntry>>,
+    /// Hosts of Kubernetes Services not exported to this namespace: known, so never looked up in
+    /// the cluster's DNS instead.
+    hidden: HashMap<String, String>,
     clusters: Vec<Cluster>,
     index: HashMap<(String, Option<String>, u16), ClusterId>,
 }
@@ -31,18 +34,42 @@ struct MergedRule {
 }
 
 impl<'a> Registry<'a> {
-    /// Indexes the ServiceEntries visible to this workload's namespace (first definition wins).
-    pub fn new(config: &'a Config, sel: &'a Selection) -> Self {
-        let mut services = HashMap::new();
-        for se in &config.service_entries {
+    /// Indexes the services visible to this workload's namespace: Kubernetes Services first (as
+    /// Istio's aggregate registry lists its Kubernetes registry before ServiceEntries), then
+    /// ServiceEntries; the first definition of a host wins.
+    pub fn new(
+        config: &'a Config,
+        sel: &'a Selection,
+        kubernetes: &'a [Resource<ServiceEntry>],
+        out: &mut Diagnostics,
+    ) -> Self {
+        let mut services: HashMap<String, &'a Resource<ServiceEntry>> = HashMap::new();
+        let mut hidden = HashMap::new();
+        for se in kubernetes.iter().chain(&config.service_entries) {
             if !exported(&se.spec.export_to, se.meta.namespace(), &sel.namespace, true) {
+                for h in se.spec.hosts.iter().filter(|_| se.meta.id.kind == "Service") {
+                    hidden.insert(h.clone(), se.meta.key());
+                }
                 continue;
             }
             for h in &se.spec.hosts {
-                services.entry(expand_short_name(h, se.meta.namespace(), &sel.domain)).or_insert(se);
+                let host = expand_short_name(h, se.meta.namespace(), &sel.domain);
+                match services.get(&host) {
+                    Some(first) if first.meta.id.kind != se.meta.id.kind => {
+                        Reporter::new(&se.meta.id, out).warn(
+                            Code::Duplicate,
+                            "spec.hosts",
+                            format!("host {host} is also Kubernetes Service {}, which wins", first.meta.key()),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        services.insert(host, se);
+                    }
+                }
             }
         }
-        Registry { config, sel, services, clusters: Vec::new(), index: HashMap::new() }
+        Registry { config, sel, services, hidden, clusters: Vec::new(), index: HashMap::new() }
     }
 
     /// The name of cluster `id`.
@@ -79,36 +106,18 @@ impl<'a> Registry<'a> {
         let name = format!("outbound|{port}|{}|{host}", subset.as_deref().unwrap_or(""));
         let rule = self.destination_rule(host, se.map(|s| s.meta.namespace()));
         let service = match se {
+            None if self.hidden.contains_key(host) => Err(format!(
+                "Kubernetes Service {} is not exported to namespace {} (annotation networking.istio.io/exportTo)",
+                self.hidden.get(host).map_or("", String::as_str),
+                self.sel.namespace
+            )),
             None if subset.is_none() && self.is_kubernetes_service(host) => {
                 Ok(kubernetes_dns_service(host, port, path, r))
             }
-            None => Err(format!("no ServiceEntry defines host {host}")),
+            None => Err(format!("no ServiceEntry or Kubernetes Service defines host {host}")),
             Some(se) => self.service(se, host, port, subset.as_deref(), rule.as_ref()),
         };
-        match &service {
-            Err(why) => {
-                let code = if se.is_none() {
-                    Code::UnknownHost
-                } else if why.contains("subset") {
-                    Code::UnknownSubset
-                } else {
-                    Code::UnknownPort
-                };
-                r.warn(code, path, format!("{why}; requests routed here get 503 (NC)")).hint =
-                    Some("define the destination with a ServiceEntry (and the subset with a DestinationRule)".into());
-            }
-            Ok(s) if s.endpoints.is_empty() => {
-                r.warn(
-                    Code::NoEndpoints,
-                    path,
-                    format!(
-                        "cluster {name} has no endpoints ({}); requests routed here get 503 (UH)",
-                        no_endpoint_reason(s)
-                    ),
-                );
-            }
-            Ok(_) => {}
-        }
+        report(&service, se.is_none(), &name, path, r);
         let mut policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
         if let Some(mesh_default) = &self.sel.connect_timeout {
             // MeshConfig `connectTimeout`, for clusters whose DestinationRule sets none.
@@ -134,9 +143,9 @@ impl<'a> Registry<'a> {
         subset: Option<&str>,
         rule: Option<&MergedRule>,
     ) -> Result<Service, String> {
-        let defined_by = se.meta.key();
+        let defined_by = format!("{} {}", se.meta.id.kind, se.meta.key());
         let Some(sp) = se.spec.ports.iter().find(|p| p.number == u32::from(port)) else {
-            return Err(format!("ServiceEntry {defined_by} has no port {port} for host {host}"));
+            return Err(format!("{defined_by} has no port {port} for host {host}"));
         };
         let subset_labels = match subset {
             None => None,
@@ -301,10 +310,10 @@ fn kubernetes_dns_service(host: &str, port: u16, path: &str, r: &mut Reporter<'_
     r.warn(
         Code::UnknownHost,
         path,
-        format!("no ServiceEntry defines host {host}: it is routed to the Kubernetes service through the cluster's DNS, port {port}, over HTTP/1.1"),
+        format!("no ServiceEntry or Kubernetes Service defines host {host}: it is routed to the Kubernetes service through the cluster's DNS, port {port}, over HTTP/1.1"),
     );
     Service {
-        defined_by: "Kubernetes DNS (no ServiceEntry)".to_string(),
+        defined_by: "Kubernetes DNS (no ServiceEntry or Service)".to_string(),
         protocol: Some(crate::model::Protocol::Http),
         resolution: Resolution::Dns,
         endpoints: vec![crate::table::Endpoint {
@@ -313,6 +322,34 @@ fn kubernetes_dns_service(host: &str, port: u16, path: &str, r: &mut Reporter<'_
             labels: Default::default(),
             weight: 1,
         }],
+    }
+}
+
+/// Why requests to a cluster will fail, if they will.
+fn report(service: &Result<Service, String>, unknown_host: bool, name: &str, path: &str, r: &mut Reporter<'_>) {
+    match service {
+        Err(why) => {
+            let code = if unknown_host {
+                Code::UnknownHost
+            } else if why.contains("subset") {
+                Code::UnknownSubset
+            } else {
+                Code::UnknownPort
+            };
+            r.warn(code, path, format!("{why}; requests routed here get 503 (NC)")).hint =
+                Some("define the destination with a ServiceEntry or a Kubernetes Service (and the subset with a DestinationRule)".into());
+        }
+        Ok(s) if s.endpoints.is_empty() => {
+            r.warn(
+                Code::NoEndpoints,
+                path,
+                format!(
+                    "cluster {name} has no endpoints ({}); requests routed here get 503 (UH)",
+                    no_endpoint_reason(s)
+                ),
+            );
+        }
+        Ok(_) => {}
     }
 }
 

@@ -13,6 +13,7 @@ mod delegate;
 mod extras;
 mod gateway_policy;
 mod http;
+mod kubernetes;
 mod l4;
 mod route;
 mod security;
@@ -90,7 +91,8 @@ impl Selection {
 pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mut Diagnostics) -> RouteTable {
     applicability::check(config, sel, out);
     let selected = select::gateways(config, sel, out);
-    let mut registry = clusters::Registry::new(config, sel);
+    let kube_services = kubernetes::service_entries(config, sel, out);
+    let mut registry = clusters::Registry::new(config, sel, &kube_services, out);
     let mut table = RouteTable { gateways: selected.iter().map(|g| g.key.clone()).collect(), ..RouteTable::default() };
     let plan = servers::plan(&selected, config, sel, out);
     let bound = select::BoundServices::new(config, sel, out);
@@ -100,6 +102,7 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.security = security::bind(config, sel, &mut registry, out);
     gateway_policy::bind(config, sel, &mut table, out);
     table.clusters = registry.into_clusters();
+    table.port_translation = kubernetes::port_translation(config, sel, out);
     table.num_trusted_proxies = sel.num_trusted_proxies;
     table.proxy_protocol = sel.proxy_protocol;
     table.path_normalization = sel.path_normalization;

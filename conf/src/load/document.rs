@@ -25,6 +25,12 @@ pub enum Loaded {
     WorkloadEntry(Resource<raw::WorkloadEntry>),
     /// Secret.
     Secret(Resource<raw::Secret>),
+    /// Kubernetes Service.
+    KubeService(Resource<raw::KubeService>),
+    /// Kubernetes Endpoints.
+    Endpoints(Resource<raw::Endpoints>),
+    /// Kubernetes EndpointSlice.
+    EndpointSlice(Resource<raw::EndpointSlice>),
     /// RequestAuthentication.
     RequestAuthentication(Resource<raw::RequestAuthentication>),
     /// AuthorizationPolicy.
@@ -44,6 +50,9 @@ impl Loaded {
             Loaded::ServiceEntry(r) => &r.meta,
             Loaded::WorkloadEntry(r) => &r.meta,
             Loaded::Secret(r) => &r.meta,
+            Loaded::KubeService(r) => &r.meta,
+            Loaded::Endpoints(r) => &r.meta,
+            Loaded::EndpointSlice(r) => &r.meta,
             Loaded::RequestAuthentication(r) => &r.meta,
             Loaded::AuthorizationPolicy(r) => &r.meta,
             Loaded::GatewayPolicy(r) => &r.meta,
@@ -59,6 +68,9 @@ impl Loaded {
             Loaded::ServiceEntry(r) => &mut r.meta,
             Loaded::WorkloadEntry(r) => &mut r.meta,
             Loaded::Secret(r) => &mut r.meta,
+            Loaded::KubeService(r) => &mut r.meta,
+            Loaded::Endpoints(r) => &mut r.meta,
+            Loaded::EndpointSlice(r) => &mut r.meta,
             Loaded::RequestAuthentication(r) => &mut r.meta,
             Loaded::AuthorizationPolicy(r) => &mut r.meta,
             Loaded::GatewayPolicy(r) => &mut r.meta,
@@ -76,6 +88,9 @@ pub(super) fn store(config: &mut Config, loaded: Loaded) {
         Loaded::ServiceEntry(r) => config.service_entries.push(r),
         Loaded::WorkloadEntry(r) => config.workload_entries.push(r),
         Loaded::Secret(r) => config.secrets.push(r),
+        Loaded::KubeService(r) => config.kube_services.push(r),
+        Loaded::Endpoints(r) => config.endpoints.push(r),
+        Loaded::EndpointSlice(r) => config.endpoint_slices.push(r),
         Loaded::RequestAuthentication(r) => config.request_authentications.push(r),
         Loaded::AuthorizationPolicy(r) => config.authorization_policies.push(r),
         Loaded::GatewayPolicy(r) => config.gateway_policies.push(r),
@@ -95,6 +110,9 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
         .or_else(|| take(&mut config.service_entries, id))
         .or_else(|| take(&mut config.workload_entries, id))
         .or_else(|| take(&mut config.secrets, id))
+        .or_else(|| take(&mut config.kube_services, id))
+        .or_else(|| take(&mut config.endpoints, id))
+        .or_else(|| take(&mut config.endpoint_slices, id))
         .or_else(|| take(&mut config.request_authentications, id))
         .or_else(|| take(&mut config.authorization_policies, id))
         .or_else(|| take(&mut config.gateway_policies, id))
@@ -113,6 +131,9 @@ enum Kind {
     ServiceEntry,
     WorkloadEntry,
     Secret,
+    KubeService,
+    Endpoints,
+    EndpointSlice,
     RequestAuthentication,
     AuthorizationPolicy,
     GatewayPolicy,
@@ -127,6 +148,9 @@ fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
         ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
         ("networking.istio.io", "WorkloadEntry") => Some(Kind::WorkloadEntry),
         ("", "Secret") if version == "v1" => Some(Kind::Secret),
+        ("", "Service") if version == "v1" => Some(Kind::KubeService),
+        ("", "Endpoints") if version == "v1" => Some(Kind::Endpoints),
+        ("discovery.k8s.io", "EndpointSlice") if version == "v1" => Some(Kind::EndpointSlice),
         ("security.istio.io", _) if !matches!(version, "v1" | "v1beta1") => None,
         ("security.istio.io", "RequestAuthentication") => Some(Kind::RequestAuthentication),
         ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
@@ -175,14 +199,22 @@ fn read_list(mut map: serde_yaml::Mapping, origin: &Origin, ns: &str, out: &mut 
 }
 
 fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Reporter<'_>) -> Option<Loaded> {
-    if kind == Kind::Secret {
-        map.remove("metadata");
-        let spec = decode::<raw::Secret>(Value::Mapping(map), "", r, true)?;
-        return Some(Loaded::Secret(Resource { meta, spec }));
+    // Kubernetes' own kinds are read leniently (a dump carries `status` and fields Pylon has no
+    // use for); Secret, Endpoints and EndpointSlice have no `spec`.
+    match kind {
+        Kind::Secret => return Some(Loaded::Secret(Resource { meta, spec: decode(top_level(map), "", r, true)? })),
+        Kind::Endpoints => {
+            return Some(Loaded::Endpoints(Resource { meta, spec: decode(top_level(map), "", r, true)? }))
+        }
+        Kind::EndpointSlice => {
+            return Some(Loaded::EndpointSlice(Resource { meta, spec: decode(top_level(map), "", r, true)? }))
+        }
+        _ => {}
     }
     let spec = map.remove("spec").unwrap_or(Value::Null);
     let spec = if spec.is_null() { Value::Mapping(Default::default()) } else { spec };
     Some(match kind {
+        Kind::KubeService => Loaded::KubeService(Resource { meta, spec: decode(spec, "spec", r, true)? }),
         Kind::Gateway => Loaded::Gateway(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::VirtualService => Loaded::VirtualService(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::DestinationRule => Loaded::DestinationRule(Resource { meta, spec: decode(spec, "spec", r, false)? }),
@@ -195,8 +227,14 @@ fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Rep
             Loaded::AuthorizationPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? })
         }
         Kind::GatewayPolicy => Loaded::GatewayPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::Secret => return None,
+        Kind::Secret | Kind::Endpoints | Kind::EndpointSlice => return None,
     })
+}
+
+/// A kind without `spec`: its top-level fields, less the metadata already read.
+fn top_level(mut map: serde_yaml::Mapping) -> Value {
+    map.remove("metadata");
+    Value::Mapping(map)
 }
 
 fn read_meta(

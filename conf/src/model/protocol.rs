@@ -54,6 +54,30 @@ impl Protocol {
         })
     }
 
+    /// The protocol of a Kubernetes Service port, as Istio infers it (`kube.ConvertProtocol` in
+    /// istio/istio `pkg/config/kube/conversion.go`): UDP is UDP; `appProtocol` wins over the port
+    /// name, with Kubernetes' `kubernetes.io/h2c` (HTTP2), `kubernetes.io/ws` (HTTP) and
+    /// `kubernetes.io/wss` (HTTPS); otherwise the name up to its first `-` (`http-web` → HTTP,
+    /// `grpc-web*` → gRPC-Web); unknown names are TCP on the well-known ports 25, 53, 3306 and
+    /// 27017, and `None` (auto-detected by Istio, HTTP/1.1 at a Pylon gateway) elsewhere.
+    pub fn from_kubernetes(port: u32, name: &str, protocol: Option<&str>, app_protocol: Option<&str>) -> Option<Self> {
+        if protocol.is_some_and(|p| p.eq_ignore_ascii_case("UDP")) {
+            return Some(Protocol::Udp);
+        }
+        let name = match app_protocol {
+            Some("kubernetes.io/h2c") => return Some(Protocol::Http2),
+            Some("kubernetes.io/ws") => return Some(Protocol::Http),
+            Some("kubernetes.io/wss") => return Some(Protocol::Https),
+            Some(app) => app,
+            None => name,
+        };
+        if name.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("grpc-web")) {
+            return Some(Protocol::GrpcWeb);
+        }
+        let prefix = name.split('-').next().unwrap_or(name);
+        Protocol::parse(prefix).or_else(|| matches!(port, 25 | 53 | 3306 | 27017).then_some(Protocol::Tcp))
+    }
+
     /// The canonical upper-case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,5 +120,26 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Protocol;
+
+    #[test]
+    fn kubernetes_ports_get_the_protocol_istio_infers() {
+        let p = |port, name, proto, app| Protocol::from_kubernetes(port, name, proto, app);
+        assert_eq!(p(80, "http-web", None, None), Some(Protocol::Http));
+        assert_eq!(p(80, "HTTP2", None, None), Some(Protocol::Http2));
+        assert_eq!(p(80, "grpc-web-api", None, None), Some(Protocol::GrpcWeb));
+        assert_eq!(p(80, "grpc", None, None), Some(Protocol::Grpc));
+        assert_eq!(p(80, "web", None, Some("kubernetes.io/h2c")), Some(Protocol::Http2));
+        assert_eq!(p(80, "grpc", None, Some("http")), Some(Protocol::Http), "appProtocol wins");
+        assert_eq!(p(443, "", None, Some("kubernetes.io/wss")), Some(Protocol::Https));
+        assert_eq!(p(80, "http", Some("UDP"), None), Some(Protocol::Udp));
+        assert_eq!(p(3306, "db", None, None), Some(Protocol::Tcp), "a well-known port");
+        assert_eq!(p(8080, "web", None, None), None, "unknown: auto-detected");
+        assert_eq!(p(8080, "", None, None), None);
     }
 }

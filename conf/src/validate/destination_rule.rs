@@ -261,13 +261,6 @@ fn validate_lb(lb: &LoadBalancerSettings, path: &str, r: &mut Reporter<'_>) {
     if let Some(w) = &lb.warmup {
         validate_warmup(w, &format!("{path}.warmup"), r);
     }
-    if lb.warmup.is_some() || lb.warmup_duration_secs.is_some() {
-        r.warn(
-            Code::NoEffect,
-            format!("{path}.warmup"),
-            "slow-start warm-up is not implemented; new endpoints get their full share at once",
-        );
-    }
 }
 
 /// Istio `validateWarmupConfiguration`.
