@@ -102,9 +102,6 @@ pub fn run(args: &RunArgs) -> u8 {
     for d in running.diagnostics.iter() {
         tracing::warn!("{d}");
     }
-    for w in crate::features::not_served(&running.state.snapshot().table) {
-        tracing::warn!("{w}");
-    }
     tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
     let status = format!("serving generation {}", running.state.snapshot().generation);
     if opts.upgrade_from.is_some() {

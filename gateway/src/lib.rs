@@ -12,7 +12,6 @@ pub mod conn;
 pub mod edge;
 pub mod error;
 pub mod ext_authz;
-pub mod features;
 pub mod jwks;
 pub mod l4;
 pub mod lifecycle;

@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod hash;
 pub mod outlier;
+pub mod pool;
 pub mod registry;
 pub mod tls;
 
@@ -24,6 +25,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Istio's default idle timeout of upstream HTTP connections (`connectionPool.http.idleTimeout`).
 pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Streams per upstream HTTP/2 connection when `http.maxConcurrentStreams` is not set (Envoy's
+/// default is unlimited, bounded by the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; Pingora needs a
+/// number to decide when to open another connection).
+pub const DEFAULT_H2_STREAMS: usize = 100;
 
 /// One resolved endpoint and its in-flight request count (for least-request balancing).
 #[derive(Debug)]
@@ -115,8 +121,14 @@ pub struct Upstream {
     pub use_client_protocol: bool,
     /// How long a pooled upstream connection may stay unused (`http.idleTimeout`; Istio's 1 h).
     pub http_idle_timeout: Duration,
-    /// `http.maxRequestsPerConnection: 1`: every request on a new upstream connection.
-    pub one_request_per_connection: bool,
+    /// `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration`.
+    pub connection_limits: Option<pool::ConnectionLimits>,
+    /// `http.maxRetries`: the retries in flight to the cluster.
+    pub retry_budget: Option<pool::RetryBudget>,
+    /// `tcp.tcpKeepalive` for every upstream socket.
+    pub tcp_keepalive: Option<pingora::protocols::TcpKeepalive>,
+    /// `http.maxConcurrentStreams`: streams per HTTP/2 connection (a new connection past them).
+    pub max_h2_streams: usize,
     /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
     pub idle_timeout: Option<Duration>,
     /// The `destination_*` metric labels.
@@ -168,7 +180,7 @@ impl Upstream {
         let use_client_protocol = pool_http.and_then(|h| h.use_client_protocol) == Some(true);
         let http_idle_timeout =
             duration(pool_http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(DEFAULT_HTTP_IDLE_TIMEOUT);
-        let one_request_per_connection = pool_http.and_then(|h| h.max_requests_per_connection) == Some(1);
+        let pool = c.policy.connection_pool.as_ref();
         Upstream {
             name: c.name.clone(),
             host: c.host.clone(),
@@ -180,7 +192,10 @@ impl Upstream {
             http2: http2 || (upgrade && !use_client_protocol),
             use_client_protocol,
             http_idle_timeout,
-            one_request_per_connection,
+            connection_limits: pool.and_then(pool::ConnectionLimits::of),
+            retry_budget: pool.and_then(pool::RetryBudget::of),
+            tcp_keepalive: pool.and_then(pool::tcp_keepalive),
+            max_h2_streams: pool.and_then(pool::max_concurrent_streams).unwrap_or(DEFAULT_H2_STREAMS),
             idle_timeout,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
@@ -457,7 +472,10 @@ mod tests {
             http2: false,
             use_client_protocol: false,
             http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
-            one_request_per_connection: false,
+            connection_limits: None,
+            retry_budget: None,
+            tcp_keepalive: None,
+            max_h2_streams: DEFAULT_H2_STREAMS,
             idle_timeout: None,
             destination: crate::telemetry::metrics::Destination::unknown(),
             outlier: None,

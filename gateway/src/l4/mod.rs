@@ -80,12 +80,18 @@ async fn connect(
                 .map_err(|_| format!("connect to {addr} timed out"))?
                 .map_err(|e| format!("connect to {addr}: {e}"))?;
             let _ = tcp.set_nodelay(true);
+            if let Some(ka) = &upstream.tcp_keepalive {
+                if let Err(e) = pingora::protocols::l4::ext::set_tcp_keepalive(&tcp, ka) {
+                    tracing::debug!(upstream = %addr, error = %e, "TCP keep-alive not set");
+                }
+            }
             let stream: L4Stream = tcp.into();
             Ok((Box::new(stream), endpoint))
         }
         Some(o) => {
             let mut peer = o.peer(addr, &upstream.host, false)?;
             peer.options.connection_timeout = Some(upstream.connect_timeout);
+            peer.options.tcp_keepalive.clone_from(&upstream.tcp_keepalive);
             let stream = connector.new_stream(&peer).await.map_err(|e| format!("TLS to {addr}: {e}"))?;
             crate::cluster::tls::verdict_of(stream.get_ssl_digest().as_deref())
                 .map_err(|e| format!("TLS to {addr}: {e}"))?;

@@ -77,6 +77,11 @@ pub struct Ctx {
     pub hash_key: Option<u64>,
     /// A `Set-Cookie` for a consistent-hash cookie the gateway made.
     pub hash_cookie: Option<String>,
+    /// The current attempt is the last request its upstream connection carries (connection-pool
+    /// limits): it is sent with `Connection: close`.
+    pub last_on_connection: bool,
+    /// The cluster's `maxRetries` slot held by the current retry.
+    pub retry_slot: Option<crate::cluster::pool::RetrySlot>,
 }
 
 impl Ctx {
@@ -108,6 +113,8 @@ impl Ctx {
             mirror: super::mirror::Copy::default(),
             hash_key: None,
             hash_cookie: None,
+            last_on_connection: false,
+            retry_slot: None,
         }
     }
 

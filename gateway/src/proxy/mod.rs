@@ -218,12 +218,13 @@ impl ProxyHttp for Gateway {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         peer: &HttpPeer,
         _fd: std::os::unix::io::RawFd,
         digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        upstream::count_request_on_connection(ctx, reused, peer, digest);
         // TLS origination: the SAN and revocation checks made after the handshake.
         let ssl = digest.and_then(|d| d.ssl_digest.as_deref());
         crate::cluster::tls::verdict_of(ssl).map_err(|why| {

@@ -65,6 +65,17 @@ fn take(ctx: &mut Ctx) -> bool {
         ctx.retries_exhausted = attempts(ctx) > 0;
         return false;
     }
+    // The cluster's `maxRetries` (Envoy's retry circuit breaker): this request's previous retry
+    // gives its slot back first; with none free, no retry (Envoy's `upstream_rq_retry_overflow`).
+    ctx.retry_slot = None;
+    let cluster = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
+    if let Some((name, budget)) = cluster.and_then(|u| Some((&u.name, u.retry_budget.as_ref()?))) {
+        ctx.retry_slot = budget.acquire();
+        if ctx.retry_slot.is_none() {
+            tracing::debug!(cluster = %name, "retry not made: maxRetries retries in flight");
+            return false;
+        }
+    }
     ctx.retries_left -= 1;
     true
 }

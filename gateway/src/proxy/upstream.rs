@@ -49,6 +49,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     // A pooled connection unused this long is closed (`http.idleTimeout`).
     peer.options.idle_timeout = Some(upstream.http_idle_timeout);
+    peer.options.tcp_keepalive.clone_from(&upstream.tcp_keepalive);
     // The route's timeout (what is left of it) and the per-try timeout bound every wait of this
     // attempt.
     let left = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
@@ -67,9 +68,28 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     if upstream.http2 || (upstream.use_client_protocol && downstream_h2) {
         // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
         peer.options.alpn = ALPN::H2;
-        peer.options.max_h2_streams = 100;
+        peer.options.max_h2_streams = upstream.max_h2_streams;
     }
     Ok(Box::new(peer))
+}
+
+/// `connected_to_upstream`: counts the attempt against its connection's limits (HTTP/1.1 only: an
+/// HTTP/2 connection is shared by concurrent requests and cannot be closed by one of them).
+pub fn count_request_on_connection(
+    ctx: &mut Ctx,
+    reused: bool,
+    peer: &HttpPeer,
+    digest: Option<&pingora::protocols::Digest>,
+) {
+    let limits = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c)).and_then(|u| u.connection_limits.as_ref());
+    ctx.last_on_connection = limits.is_some_and(|l| {
+        let local = digest
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(|s| s.local_addr())
+            .and_then(|a| a.as_inet())
+            .copied();
+        peer.options.alpn != ALPN::H2 && l.last_request(local, reused)
+    });
 }
 
 /// The request's consistent-hash key for its cluster, and the cookie to set when the gateway made
@@ -131,9 +151,9 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     if let Some(a) = authority_override(route, ctx) {
         rewrite_authority(req, a)?;
     }
-    let cluster = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
-    if cluster.is_some_and(|u| u.one_request_per_connection && !u.http2) {
-        // `maxRequestsPerConnection: 1`: the upstream closes after answering; nothing is pooled.
+    if ctx.last_on_connection {
+        // `maxRequestsPerConnection` or `maxConnectionDuration` reached: the upstream closes after
+        // answering, and the connection is not pooled again.
         req.insert_header(http::header::CONNECTION, "close")?;
     }
     Ok(())
