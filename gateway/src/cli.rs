@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// timeout).
     #[arg(long, value_name = "S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
+    /// Seconds a request may wait for a byte from the upstream, response or upgraded connection
+    /// (Envoy's `stream_idle_timeout`).
+    #[arg(long, value_name = "S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_idle_timeout: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -244,6 +248,8 @@ mod tests {
             "10",
             "--idle-timeout",
             "600",
+            "--stream-idle-timeout",
+            "30",
             "--log-format",
             "json",
             "--access-log",

@@ -146,6 +146,7 @@ fn options(args: &RunArgs) -> Result<crate::server::Options, String> {
         upgrade_from: args.upgrade_from.clone(),
         request_headers_timeout: Duration::from_secs(args.request_headers_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout),
     })
 }
 

@@ -31,6 +31,8 @@ pub enum Outcome {
     UpstreamProtocol,
     /// The cluster's connection pool is full (Envoy's circuit breakers).
     Overflow,
+    /// No byte from the upstream for the stream idle timeout.
+    StreamIdle,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
             Outcome::Timeout => 504,
+            Outcome::StreamIdle => 408,
             Outcome::UriTooLong => 414,
             Outcome::UpstreamProtocol => 502,
         }
@@ -66,6 +69,7 @@ impl Outcome {
             Outcome::Overflow => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             Outcome::NoHealthyUpstream => "no healthy upstream",
             Outcome::Timeout => "upstream request timeout",
+            Outcome::StreamIdle => "stream timeout",
             Outcome::ConnectFailure => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
             }
@@ -87,6 +91,7 @@ impl Outcome {
             Outcome::ConnectFailure | Outcome::UpstreamTls => "UF",
             Outcome::UpstreamReset => "UC",
             Outcome::Timeout => "UT",
+            Outcome::StreamIdle => "SI",
             Outcome::BadRequest | Outcome::HeadersTooLarge | Outcome::UriTooLong => "DPE",
             Outcome::UpstreamProtocol => "UPE",
             Outcome::Overflow => "UO",

@@ -53,6 +53,8 @@ pub struct Options {
     pub request_headers_timeout: std::time::Duration,
     /// How long a downstream connection may stay without a request (Istio's idle timeout).
     pub idle_timeout: std::time::Duration,
+    /// How long a request may wait for a byte from the upstream (Envoy's `stream_idle_timeout`).
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 impl Options {
@@ -79,12 +81,16 @@ impl Options {
             upgrade_from: None,
             request_headers_timeout: DEFAULT_REQUEST_HEADERS_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
         }
     }
 }
 
 /// `--idle-timeout` when not given (Istio's gateway: Envoy's 1 h connection idle timeout).
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `--stream-idle-timeout` when not given (Envoy's default `stream_idle_timeout`, which Istio keeps).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// `--request-headers-timeout` when not given (nginx's `client_header_timeout`).
 pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -259,7 +265,9 @@ fn env(
     shutdown: pingora::server::ShutdownWatch,
     runtime: tokio::runtime::Handle,
 ) -> Arc<Env> {
-    let gateway = Gateway::new(state.clone(), telemetry.clone()).with_idle_timeout(opts.idle_timeout);
+    let gateway = Gateway::new(state.clone(), telemetry.clone())
+        .with_idle_timeout(opts.idle_timeout)
+        .with_stream_idle_timeout(opts.stream_idle_timeout);
     Arc::new(Env {
         state: state.clone(),
         apps: Apps::new(gateway, &Arc::new(server_conf()), opts.idle_timeout),

@@ -72,6 +72,8 @@ pub struct Setup {
     pub request_headers_timeout: Option<Duration>,
     /// `--idle-timeout` (default 1 h).
     pub idle_timeout: Option<Duration>,
+    /// `--stream-idle-timeout` (default 5 min).
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 impl TestGateway {
@@ -107,6 +109,9 @@ impl TestGateway {
         }
         if let Some(t) = setup.idle_timeout {
             opts.idle_timeout = t;
+        }
+        if let Some(t) = setup.stream_idle_timeout {
+            opts.stream_idle_timeout = t;
         }
         let running = gateway::server::start(&opts).unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         let gw = TestGateway { running, dir };

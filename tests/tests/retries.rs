@@ -121,3 +121,16 @@ async fn a_pooled_connection_the_upstream_closed_is_retried_for_get_but_never_fo
     assert_eq!(post.status(), 503, "POST: not resent, the upstream may have acted on it");
     assert_eq!(up.requests(), 4);
 }
+
+/// Istio turns on Envoy's `include_request_attempt_count`: each attempt tells the upstream its
+/// number, whatever the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_carries_its_number_in_x_envoy_attempt_count() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(&config(&[up.port()], "{attempts: 2, retryOn: 5xx}"));
+    let failing = [("x-reply-status", "503"), ("x-envoy-attempt-count", "7")];
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &failing).await.status, 503);
+    let counts: Vec<String> =
+        up.seen().iter().map(|s| s.header("x-envoy-attempt-count").unwrap_or("-").to_string()).collect();
+    assert_eq!(counts, ["1", "2", "3"]);
+}

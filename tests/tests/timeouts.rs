@@ -159,3 +159,45 @@ async fn an_upgraded_connection_is_not_held_to_the_head_deadline() {
     });
     assert_eq!(echoed.await.unwrap(), b"ping");
 }
+
+fn start_with_stream_idle(up: &Upstream, idle: Duration, route: &str) -> TestGateway {
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[up])
+        + &virtual_service("vs", &["*"], &format!("- route: [{{destination: {{host: up.internal}}}}]{route}"));
+    TestGateway::start_with(&yaml, Setup { stream_idle_timeout: Some(idle), ..Setup::default() })
+}
+
+/// Envoy's `stream_idle_timeout`: an upstream silent that long gets 408 `stream timeout` (`SI`),
+/// not retried; a route timeout shorter than it stays a 504 `UT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_silent_for_the_stream_idle_timeout_ends_the_request_with_408() {
+    use e2e::client::{get, http1};
+    let up = Upstream::start("up").await;
+    let gw = start_with_stream_idle(&up, Duration::from_millis(400), "\n  retries: {attempts: 2, retryOn: 5xx}");
+    let started = Instant::now();
+    let reply = get(&http1(), &gw.url(80), "x", "/", &[("x-delay-ms", "3000")]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (408, "stream timeout"));
+    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(up.seen().len(), 1, "not retried");
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[("x-delay-ms", "100")]).await.status, 200, "activity in time");
+    let gw = start_with_stream_idle(&up, Duration::from_millis(800), "\n  timeout: 200ms");
+    let reply = get(&http1(), &gw.url(80), "x", "/", &[("x-delay-ms", "3000")]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (504, "upstream request timeout"));
+}
+
+/// A WebSocket is left alone while traffic flows, and closed once the upstream has been silent
+/// for the stream idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_silent_for_the_stream_idle_timeout_is_closed() {
+    let up = Upstream::start("up").await;
+    let gw = start_with_stream_idle(&up, Duration::from_millis(500), "");
+    let mut ws = e2e::client::websocket(gw.addr(80), "/ws").await.unwrap();
+    for _ in 0..8 {
+        e2e::client::echo(&mut ws, b"ping").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut tcp = ws.into_std().unwrap();
+    tcp.set_nonblocking(false).unwrap();
+    let closed = tokio::task::spawn_blocking(move || until_closed(&mut tcp, Duration::from_secs(5))).await.unwrap();
+    assert!(closed.is_some_and(|t| t < Duration::from_secs(3)), "{closed:?}");
+}

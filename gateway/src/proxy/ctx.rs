@@ -82,6 +82,11 @@ pub struct Ctx {
     pub last_on_connection: bool,
     /// The cluster's `maxRetries` slot held by the current retry.
     pub retry_slot: Option<crate::cluster::pool::RetrySlot>,
+    /// `--stream-idle-timeout`.
+    pub stream_idle_timeout: std::time::Duration,
+    /// The current attempt's upstream reads are bounded by the stream idle timeout rather than
+    /// by the route's timeout or per-try timeout: a read timeout is `SI`, not `UT`.
+    pub idle_bound: bool,
 }
 
 impl Ctx {
@@ -115,6 +120,8 @@ impl Ctx {
             hash_cookie: None,
             last_on_connection: false,
             retry_slot: None,
+            stream_idle_timeout: crate::server::DEFAULT_STREAM_IDLE_TIMEOUT,
+            idle_bound: false,
         }
     }
 

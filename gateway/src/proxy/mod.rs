@@ -42,18 +42,32 @@ pub struct Gateway {
     telemetry: Arc<Telemetry>,
     mirrors: Arc<mirror::Mirrors>,
     idle_timeout_secs: u64,
+    stream_idle_timeout: std::time::Duration,
 }
 
 impl Gateway {
     /// Proxy logic reading `state` and reporting to `telemetry`.
     pub fn new(state: Arc<SharedState>, telemetry: Arc<Telemetry>) -> Self {
-        Gateway { state, telemetry, mirrors: Arc::new(mirror::Mirrors::default()), idle_timeout_secs: 3600 }
+        Gateway {
+            state,
+            telemetry,
+            mirrors: Arc::new(mirror::Mirrors::default()),
+            idle_timeout_secs: 3600,
+            stream_idle_timeout: crate::server::DEFAULT_STREAM_IDLE_TIMEOUT,
+        }
     }
 
     /// An HTTP/1.1 connection waiting for its next request is closed after `idle` (Pingora would
     /// keep it for ever).
     pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
         self.idle_timeout_secs = idle.as_secs().max(1);
+        self
+    }
+
+    /// A request whose upstream sends nothing for `idle` ends (Envoy's `stream_idle_timeout`):
+    /// 408 `stream timeout` (`SI`) before the response started, else the streams are closed.
+    pub fn with_stream_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.stream_idle_timeout = idle;
         self
     }
 }
@@ -130,6 +144,9 @@ impl ProxyHttp for Gateway {
         // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests sent before the previous answer are served
         // in order, as Envoy and nginx do (Pingora drops them and closes unless asked).
         session.as_downstream_mut().set_pipelining_enabled(true);
+        // Bounds each upstream read (`upstream::peer`); reads of the request body keep Pingora's
+        // own 60 s bound.
+        ctx.stream_idle_timeout = self.stream_idle_timeout;
         forwarded::strip_internal(session.req_header_mut());
         let mode = ctx.snap.table.path_normalization;
         let checked = request::check(session).map_or_else(|| request::normalize_path(session, mode), Err);
@@ -348,7 +365,11 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let timed_out = upstream::timed_out(ctx).then_some(Outcome::Timeout);
-        let outcome = timed_out.or(ctx.outcome).or_else(|| Outcome::of_error(e));
+        let idle = (e.etype() == &pingora::ErrorType::ReadTimedout
+            && e.esource() == &pingora::ErrorSource::Upstream
+            && ctx.idle_bound)
+            .then_some(Outcome::StreamIdle);
+        let outcome = timed_out.or(ctx.outcome).or(idle).or_else(|| Outcome::of_error(e));
         ctx.outcome = outcome;
         let code = match (outcome, e.etype()) {
             (Some(o), _) => o.status(),

@@ -96,6 +96,8 @@ pub fn on_error(e: &Error, ctx: &mut Ctx) -> bool {
         return false;
     }
     let covered = match e.etype() {
+        // A read that hit the stream idle timeout ends the request (Envoy's `SI`), not the try.
+        ErrorType::ReadTimedout if ctx.idle_bound => false,
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             retries_on(ctx, "5xx") || retries_on(ctx, "gateway-error")
         }

@@ -62,9 +62,12 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     };
     if let Some(b) = bound {
         peer.options.connection_timeout = Some(upstream.connect_timeout.min(b));
-        peer.options.read_timeout = Some(b);
         peer.options.write_timeout = Some(b);
     }
+    // Each upstream read waits for the route's (or the try's) time left, or the stream idle
+    // timeout when that is shorter or there is no other bound.
+    ctx.idle_bound = bound.is_none_or(|b| ctx.stream_idle_timeout < b);
+    peer.options.read_timeout = Some(bound.map_or(ctx.stream_idle_timeout, |b| b.min(ctx.stream_idle_timeout)));
     if upstream.http2 || (upstream.use_client_protocol && downstream_h2) {
         // HTTP2 and GRPC service ports: h2c with prior knowledge (ALPN h2 over TLS), multiplexed.
         peer.options.alpn = ALPN::H2;
@@ -151,6 +154,9 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     if let Some(a) = authority_override(route, ctx) {
         rewrite_authority(req, a)?;
     }
+    // Istio sets Envoy's `include_request_attempt_count` on every virtual host: the upstream
+    // learns which attempt this is (1 for the first try).
+    req.insert_header("x-envoy-attempt-count", ctx.tried.len().max(1).to_string())?;
     if ctx.last_on_connection {
         // `maxRequestsPerConnection` or `maxConnectionDuration` reached: the upstream closes after
         // answering, and the connection is not pooled again.

@@ -26,6 +26,7 @@ fn details(ctx: &Ctx, code: u16) -> &str {
         Some(Outcome::BadRequest) => "http1.codec_error",
         Some(Outcome::HeadersTooLarge) => "request_headers_too_large",
         Some(Outcome::Timeout) => "upstream_response_timeout",
+        Some(Outcome::StreamIdle) => "stream_idle_timeout",
         Some(Outcome::UriTooLong) => "uri_too_long",
         Some(Outcome::Overflow) => "upstream_reset_before_response_started{overflow}",
         Some(Outcome::UpstreamProtocol) => "upstream_reset_before_response_started{protocol_error}",
