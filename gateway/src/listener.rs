@@ -133,24 +133,23 @@ pub enum Stop {
 
 /// The two Pingora apps: HTTP/1 only, and h2c (chosen per connection from its first bytes).
 pub struct Apps {
-    /// HTTP/1.0 and HTTP/1.1.
-    pub h1: Arc<HttpProxy<Gateway>>,
-    /// HTTP/2 with prior knowledge.
-    pub h2c: Arc<HttpProxy<Gateway>>,
+    /// HTTP/1.0, HTTP/1.1 and HTTP/2 (h2c with prior knowledge, or h2 by ALPN over TLS): one
+    /// proxy, so one upstream connection pool per cluster whatever the client speaks.
+    pub http: Arc<HttpProxy<Gateway>>,
 }
 
 impl Apps {
-    /// Builds both apps around the same proxy logic. An HTTP/2 connection (h2c, or h2 over TLS)
-    /// without a stream for `idle` is closed (Istio's idle timeout, 1 h by default).
+    /// Builds the app around the proxy logic. An HTTP/2 connection (h2c, or h2 over TLS) without
+    /// a stream for `idle` is closed (Istio's idle timeout, 1 h by default).
     pub fn new(gateway: Gateway, conf: &Arc<pingora::server::configuration::ServerConf>, idle: Duration) -> Self {
-        let mut h1 = pingora::proxy::http_proxy(conf, gateway.clone());
-        let mut h2c = pingora::proxy::http_proxy(conf, gateway);
+        let mut http = pingora::proxy::http_proxy(conf, gateway);
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2_idle_timeout = Some(idle);
-        h1.server_options = Some(options.clone());
+        // Plaintext connections are classified before Pingora sees them (`classify`): an h2c one
+        // arrives with its preface, an HTTP/1 one behind a head deadline that says it has none.
         options.h2c = true;
-        h2c.server_options = Some(options);
-        Apps { h1: Arc::new(h1), h2c: Arc::new(h2c) }
+        http.server_options = Some(options);
+        Apps { http: Arc::new(http) }
     }
 }
 
@@ -262,10 +261,10 @@ fn refused(snap: &crate::snapshot::Snapshot, peer: SocketAddr, tcp: &TcpStream, 
 async fn connection(tcp: TcpStream, peer: SocketAddr, env: Arc<Env>) {
     let Some(h2c) = classify(&tcp).await else { return };
     if h2c {
-        env.apps.h2c.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
+        env.apps.http.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
     } else {
         let stream = crate::edge::head_deadline::wrap(buffered(tcp, peer), env.head_timeout);
-        env.apps.h1.process_new(stream, &env.shutdown).await;
+        env.apps.http.process_new(stream, &env.shutdown).await;
     }
 }
 

@@ -209,8 +209,7 @@ impl Running {
         let env = self.plane.env().clone();
         let left = run_on(&data, async move {
             // Pingora drops the connections parked between requests; in-flight ones go on.
-            env.apps.h1.cleanup().await;
-            env.apps.h2c.cleanup().await;
+            env.apps.http.cleanup().await;
             let _ = tokio::time::timeout(grace, env.tracker.idle()).await;
             env.tracker.active()
         })

@@ -56,3 +56,19 @@ async fn the_gateways_own_replies_to_grpc_requests_are_grpc_answers() {
     assert_eq!((down.status, down.header("grpc-status")), (200, Some("14")), "503 UF is UNAVAILABLE");
     assert!(down.header("grpc-message").unwrap().starts_with("upstream connect error"));
 }
+
+/// HTTP/1.1 and h2c clients share the cluster's upstream connections, as Envoy's per-cluster
+/// pool does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_h2c_clients_share_one_upstream_connection_pool() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(&config(&up, "{loadBalancer: {simple: ROUND_ROBIN}}"));
+    for _ in 0..3 {
+        assert_eq!(get(&http1(), &gw.url(80), "x", "/api", &[]).await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&h2c(), &gw.url(80), "", "/api", &[]).await.status, 200);
+    }
+    assert!(up.seen().iter().all(|s| s.version == "HTTP/1.1"));
+    assert_eq!(up.connections(), 1);
+}

@@ -192,10 +192,15 @@ impl<S: GetSocketDigest> GetSocketDigest for HeadDeadline<S> {
     }
 }
 
+/// Only HTTP/1 connections get a head deadline: plaintext ones are told apart from h2c before
+/// (`listener::classify`), TLS ones by ALPN. Pingora's h2c detection peeks for the 24-byte HTTP/2
+/// preface, which would wait for 24 bytes a short HTTP/1 request may never send: answer at once
+/// that there is no preface.
 #[async_trait]
-impl<S: Peek + Send> Peek for HeadDeadline<S> {
+impl<S: Send> Peek for HeadDeadline<S> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        self.inner.try_peek(buf).await
+        buf.fill(0);
+        Ok(true)
     }
 }
 

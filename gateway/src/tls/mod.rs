@@ -74,7 +74,7 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
                 let h2 = pingora::protocols::Ssl::selected_alpn_proto(&tls) == Some(pingora::protocols::ALPN::H2);
                 let stream: pingora::protocols::Stream =
                     if h2 { Box::new(tls) } else { crate::edge::head_deadline::wrap(tls, env.head_timeout) };
-                env.apps.h1.process_new(stream, &env.shutdown).await;
+                env.apps.http.process_new(stream, &env.shutdown).await;
             }
         }
         ChainAction::Tcp { route } => {
