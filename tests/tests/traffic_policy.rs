@@ -133,3 +133,21 @@ async fn max_requests_per_connection_1_and_the_http_idle_timeout_limit_upstream_
     assert_eq!(get(&http1(), &gw_idle.url(80), "x", "/", &[]).await.status, 200);
     assert_eq!(idle.connections(), 2, "the pooled connection was closed after 200 ms unused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_is_tried_again_after_its_ejection_time() {
+    let bad = Faulty::start(Behaviour::Status(503, "")).await;
+    let good = Upstream::start("good").await;
+    let policy =
+        "{loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: {consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 500ms, maxEjectionPercent: 100}}";
+    let gw = TestGateway::start(&config(&[(bad.port, 1), (good.port(), 1)], policy));
+    for _ in 0..10 {
+        get(&http1(), &gw.url(80), "x", "/", &[]).await;
+    }
+    assert_eq!(bad.requests(), 2, "ejected");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for _ in 0..10 {
+        get(&http1(), &gw.url(80), "x", "/", &[]).await;
+    }
+    assert_eq!(bad.requests(), 4, "back after 500 ms, then ejected again after two more 503s");
+}

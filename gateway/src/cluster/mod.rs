@@ -511,6 +511,14 @@ mod tests {
     }
 
     #[test]
+    fn random_draws_by_weight() {
+        fastrand::seed(7);
+        let u = upstream(Balancer::Random, &[(1, 3), (2, 1)]);
+        let heavy = (0..4000).filter(|_| u.pick(&[]).unwrap().endpoint().addr.port() == 1).count();
+        assert!((2800..=3200).contains(&heavy), "weight 3 of 4 chosen {heavy} of 4000 times");
+    }
+
+    #[test]
     fn the_connection_pool_caps_requests_in_flight() {
         let pool: conf::raw::ConnectionPoolSettings =
             serde_json::from_str(r#"{"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}}"#).unwrap();
