@@ -643,6 +643,8 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     /// Base backoff (Envoy default 25ms).
     pub backoff: Option<Duration>,
+    /// Retries prefer endpoints not tried yet (`retryIgnorePreviousHosts`, default true).
+    pub ignore_previous_hosts: bool,
 }
 
 /// Istio `HTTPFaultInjection`.

@@ -103,3 +103,29 @@ async fn a_tcp_connection_whose_destination_is_unknown_is_closed_at_once() {
     assert_eq!(out, "");
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "closed at once, not after a timeout");
 }
+
+/// Envoy's TCP proxy checks the cluster's `max_connections` alone: a connection beyond
+/// `tcp.maxConnections` is closed at once, and there is room again once one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_beyond_max_connections_are_closed() {
+    let a = TcpUpstream::start("a").await;
+    let yaml = format!("{GW}  - port: {{number: 9000, name: tcp, protocol: TCP}}\n    hosts: ['*']\n---\n")
+        + &entry("a", "a.internal", 9000, "TCP", a.addr)
+        + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec:\n  host: a.internal\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}\n---\n"
+        + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: tcp}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  tcp:\n  - route: [{destination: {host: a.internal}}]\n---\n";
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr(9000);
+    let greeting = |mut tcp: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 2];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+        (buf[..n].to_vec(), tcp)
+    };
+    let (first, held) = greeting(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(first, b"a\n");
+    let (second, _) = greeting(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(second, b"", "closed: the pool is full");
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (third, _) = greeting(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    assert_eq!(third, b"a\n", "room again");
+}

@@ -134,3 +134,28 @@ async fn each_attempt_carries_its_number_in_x_envoy_attempt_count() {
         up.seen().iter().map(|s| s.header("x-envoy-attempt-count").unwrap_or("-").to_string()).collect();
     assert_eq!(counts, ["1", "2", "3"]);
 }
+
+/// `retryIgnorePreviousHosts: false`: a retry may go back to the endpoint that failed (with a
+/// consistent hash, it does); by default it goes to another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_ignore_previous_hosts_false_lets_a_retry_return_to_the_failed_endpoint() {
+    for (ignore, expect_failures) in [("", false), (", retryIgnorePreviousHosts: false", true)] {
+        let bad = Faulty::start(Behaviour::Status(503, "")).await;
+        let good = Upstream::start("good").await;
+        let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: app}\nspec:\n  host: app.internal\n  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}\n---\n";
+        let gw = TestGateway::start(
+            &(config(&[bad.port, good.port()], &format!("{{attempts: 1, retryOn: 5xx{ignore}}}")) + dr),
+        );
+        let mut failures = 0;
+        for user in 0..20 {
+            let user = user.to_string();
+            if get(&http1(), &gw.url(80), "x", "/", &[("x-user", &user)]).await.status == 503 {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures > 0, expect_failures, "{ignore:?}: {failures} failures");
+        if expect_failures {
+            assert_eq!(bad.requests(), 2 * failures, "each failed request tried the same endpoint twice");
+        }
+    }
+}

@@ -102,11 +102,12 @@ async fn a_hash_cookie_is_made_when_missing_and_then_keeps_the_client_on_one_end
     let eps: Vec<(u16, u32)> = ups.iter().map(|u| (u.port(), 1)).collect();
     let gw = TestGateway::start(&config(
         &eps,
-        "{loadBalancer: {consistentHash: {httpCookie: {name: affinity, path: /, ttl: 3600s}}}}",
+        "{loadBalancer: {consistentHash: {httpCookie: {name: affinity, path: /, ttl: 3600s, attributes: [{name: SameSite, value: Strict}, {name: Secure}]}}}}",
     ));
     let first = get(&http1(), &gw.url(80), "x", "/", &[]).await;
     let set = first.header("set-cookie").expect("a cookie is made").to_string();
     assert!(set.starts_with("affinity=\"") && set.contains("Max-Age=3600") && set.contains("Path=/"), "{set}");
+    assert!(set.ends_with("; HttpOnly; SameSite=Strict; Secure"), "the cookie's attributes: {set}");
     let cookie = set.split(';').next().unwrap().to_string();
     let by = answered_by(&gw, "/", &[("cookie", cookie.as_str())], 8).await;
     assert!(by.iter().all(|u| *u == first.upstream().unwrap()), "{by:?}");
@@ -150,4 +151,14 @@ async fn an_ejected_endpoint_is_tried_again_after_its_ejection_time() {
         get(&http1(), &gw.url(80), "x", "/", &[]).await;
     }
     assert_eq!(bad.requests(), 4, "back after 500 ms, then ejected again after two more 503s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_idle_timeout_of_0s_keeps_pooled_connections() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(&config(&[(up.port(), 1)], "{connectionPool: {http: {idleTimeout: 0s}}}"));
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    assert_eq!(up.connections(), 1, "0s turns the idle timeout off, as in Envoy");
 }

@@ -119,6 +119,17 @@ impl<'a> Registry<'a> {
         };
         report(&service, se.is_none(), &name, path, r);
         let mut policy = rule.as_ref().map(|r| policy_for(r, port, subset.as_deref())).unwrap_or_default();
+        if policy.load_balancer.as_ref().and_then(|lb| lb.simple) == Some(raw::SimpleLb::Passthrough) {
+            r.error(
+                Code::Unsupported,
+                path,
+                format!(
+                    "DestinationRule {} balances {name} with PASSTHROUGH, which forwards to the connection's original destination: a gateway has none",
+                    policy.from.join(", ")
+                ),
+            )
+            .hint = Some("use LEAST_REQUEST, ROUND_ROBIN or RANDOM for the hosts this gateway routes to".into());
+        }
         if let Some(mesh_default) = &self.sel.connect_timeout {
             // MeshConfig `connectTimeout`, for clusters whose DestinationRule sets none.
             let pool = policy.connection_pool.get_or_insert_with(Default::default);

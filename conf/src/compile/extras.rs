@@ -171,6 +171,7 @@ fn retry_policy(r: &raw::HttpRetry) -> RetryPolicy {
         retry_on,
         retriable_status_codes: codes,
         backoff: duration(r.backoff.as_ref()),
+        ignore_previous_hosts: r.retry_ignore_previous_hosts != Some(false),
     }
 }
 

@@ -36,6 +36,13 @@ fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut
             r.error(Code::Port, format!("{at}.port"), e);
         }
     }
+    if m.stat_prefix.is_some() {
+        r.warn(
+            Code::NoEffect,
+            format!("{at}.statPrefix"),
+            "has no effect: it names Envoy's per-route statistics, and Pylon exports Istio's standard metrics only",
+        );
+    }
     check_labels(r, &format!("{at}.sourceLabels"), &m.source_labels);
     validate_gateway_names(&m.gateways, &format!("{at}.gateways"), r);
     if let Some(ns) = m.source_namespace.as_deref().filter(|n| !n.is_empty()) {
@@ -45,7 +52,7 @@ fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut
     }
 }
 
-/// `headers` or `withoutHeaders`: valid names, no JWT claims (not implemented), valid matches.
+/// `headers` or `withoutHeaders`: valid names, no JWT claims (not routed on), valid matches.
 fn header_matches(
     map: &std::collections::BTreeMap<String, StringMatch>,
     field: &str,
@@ -62,7 +69,7 @@ fn header_matches(
             r.error(
                 Code::Unsupported,
                 path.clone(),
-                "JWT claim based routing needs RequestAuthentication, which this version does not implement",
+                "routing on JWT claims (@request.auth.claims) is not supported by this version (RequestAuthentication and AuthorizationPolicy claims are)",
             );
         }
         // Istio: under withoutHeaders, `regex: "*"` is not RE2 but a presence match (under headers

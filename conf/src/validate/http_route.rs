@@ -471,6 +471,26 @@ fn validate_retry(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
     if let Some(b) = &retry.backoff {
         check_duration(r, &format!("{path}.backoff"), b);
     }
+    retry_no_effect(retry, path, r);
+}
+
+/// Retry settings Istio accepts that cannot act at a Pylon gateway.
+fn retry_no_effect(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
+    if retry.retry_remote_localities.is_some() {
+        r.warn(
+            Code::NoEffect,
+            format!("{path}.retryRemoteLocalities"),
+            "has no effect: Pylon endpoints carry no locality, so every retry may go to any endpoint",
+        );
+    }
+    for (policy, why) in [
+        ("retriable-headers", "Istio has no field for the response headers it would retry on"),
+        ("http3-post-connect-failure", "Pylon does not speak HTTP/3 to upstreams"),
+    ] {
+        if retry.retry_on.as_deref().is_some_and(|on| on.split(',').any(|p| p == policy)) {
+            r.warn(Code::NoEffect, format!("{path}.retryOn"), format!("{policy} has no effect: {why}"));
+        }
+    }
 }
 
 fn validate_rewrite(rewrite: &HttpRewrite, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {

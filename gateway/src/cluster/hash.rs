@@ -30,6 +30,8 @@ pub enum HashKey {
         path: Option<String>,
         /// Lifetime of a made cookie; `None`: never made.
         ttl: Option<u64>,
+        /// `httpCookie.attributes` of a made cookie, rendered (`; SameSite=Strict; Secure`).
+        attributes: String,
     },
     /// The client address (after trusted proxies).
     SourceIp,
@@ -68,7 +70,15 @@ impl ConsistentHash {
             HashKey::Header(h.to_ascii_lowercase())
         } else if let Some(cookie) = &c.http_cookie {
             let ttl = cookie.ttl.as_ref().and_then(seconds).filter(|s| *s > 0);
-            HashKey::Cookie { name: cookie.name.clone(), path: cookie.path.clone(), ttl }
+            let attributes = cookie
+                .attributes
+                .iter()
+                .map(|a| match a.value.as_deref().filter(|v| !v.is_empty()) {
+                    Some(v) => format!("; {}={v}", a.name),
+                    None => format!("; {}", a.name),
+                })
+                .collect();
+            HashKey::Cookie { name: cookie.name.clone(), path: cookie.path.clone(), ttl, attributes }
         } else if c.use_source_ip == Some(true) {
             HashKey::SourceIp
         } else {

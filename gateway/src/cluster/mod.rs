@@ -120,7 +120,7 @@ pub struct Upstream {
     /// `useClientProtocol`: HTTP/2 to the endpoints when the client spoke HTTP/2.
     pub use_client_protocol: bool,
     /// How long a pooled upstream connection may stay unused (`http.idleTimeout`; Istio's 1 h).
-    pub http_idle_timeout: Duration,
+    pub http_idle_timeout: Option<Duration>,
     /// `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration`.
     pub connection_limits: Option<pool::ConnectionLimits>,
     /// `http.maxRetries`: the retries in flight to the cluster.
@@ -137,6 +137,9 @@ pub struct Upstream {
     pub outlier: Option<OutlierPolicy>,
     /// The most requests in flight to the cluster (`connectionPool` limits); more get 503 UO.
     pub max_active: Option<usize>,
+    /// `tcp.maxConnections`: the most connections of TCP routes to the cluster (Envoy's
+    /// `max_connections` circuit breaker, which its TCP proxy checks alone).
+    pub max_connections: Option<usize>,
     /// Consistent-hash balancing, when the DestinationRule asks for it.
     pub hash: Option<hash::ConsistentHash>,
     /// Slow start for endpoints that join after the cluster was made (`loadBalancer.warmup`).
@@ -168,19 +171,11 @@ impl Upstream {
             Some(SimpleLb::Random) => Balancer::Random,
             _ => Balancer::LeastRequest,
         };
-        let tcp = c.policy.connection_pool.as_ref().and_then(|p| p.tcp.as_ref());
-        let duration = |d: Option<&String>| {
-            d.and_then(|d| conf::model::Duration::parse(d).ok()).map(conf::model::Duration::to_std)
-        };
-        let connect_timeout = duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let idle_timeout = duration(tcp.and_then(|t| t.idle_timeout.as_ref()));
-        let max_active = max_active(c.policy.connection_pool.as_ref());
-        let pool_http = c.policy.connection_pool.as_ref().and_then(|p| p.http.as_ref());
+        let pool = c.policy.connection_pool.as_ref();
+        let timeouts = pool::Timeouts::of(pool);
+        let pool_http = pool.and_then(|p| p.http.as_ref());
         let upgrade = pool_http.and_then(|h| h.h2_upgrade_policy) == Some(conf::raw::H2UpgradePolicy::Upgrade);
         let use_client_protocol = pool_http.and_then(|h| h.use_client_protocol) == Some(true);
-        let http_idle_timeout =
-            duration(pool_http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(DEFAULT_HTTP_IDLE_TIMEOUT);
-        let pool = c.policy.connection_pool.as_ref();
         Upstream {
             name: c.name.clone(),
             host: c.host.clone(),
@@ -188,18 +183,19 @@ impl Upstream {
             endpoints: ArcSwap::from_pointee(endpoints),
             resolution,
             balancer,
-            connect_timeout,
+            connect_timeout: timeouts.connect,
             http2: http2 || (upgrade && !use_client_protocol),
             use_client_protocol,
-            http_idle_timeout,
+            http_idle_timeout: timeouts.http_idle,
             connection_limits: pool.and_then(pool::ConnectionLimits::of),
             retry_budget: pool.and_then(pool::RetryBudget::of),
             tcp_keepalive: pool.and_then(pool::tcp_keepalive),
             max_h2_streams: pool.and_then(pool::max_concurrent_streams).unwrap_or(DEFAULT_H2_STREAMS),
-            idle_timeout,
+            idle_timeout: timeouts.tcp_idle,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
             outlier: c.policy.outlier_detection.as_ref().map(OutlierPolicy::of),
-            max_active,
+            max_active: pool::max_active(pool),
+            max_connections: pool.and_then(pool::max_connections),
             hash: c
                 .policy
                 .load_balancer
@@ -271,14 +267,23 @@ impl Upstream {
         let all = self.endpoints.load();
         let out = all.iter().filter(|e| e.health.ejected()).count();
         if out < outlier::max_ejected(policy, all.len()) {
-            ep.health.eject(policy.base_ejection);
+            ep.health.eject(policy);
             tracing::info!(cluster = %self.name, endpoint = %ep.addr, "endpoint ejected (outlier detection)");
         }
     }
 
     /// True when the cluster has as many requests in flight as its connection pool allows.
     pub fn overflowing(&self) -> bool {
-        self.max_active.is_some_and(|max| self.endpoints.load().iter().map(|e| e.active()).sum::<usize>() >= max)
+        self.max_active.is_some_and(|max| self.active() >= max)
+    }
+
+    /// True when TCP routes have as many connections open to the cluster as `tcp.maxConnections`.
+    pub fn connections_full(&self) -> bool {
+        self.max_connections.is_some_and(|max| self.active() >= max)
+    }
+
+    fn active(&self) -> usize {
+        self.endpoints.load().iter().map(|e| e.active()).sum()
     }
 
     /// Every policy honours endpoint weights (Envoy: weighted round robin, weighted least request,
@@ -414,18 +419,6 @@ impl Warmup {
 /// upstreams: a request holds a connection, `tcp.maxConnections` of them, and
 /// `http.http1MaxPendingRequests` more may wait; `http.http2MaxRequests` caps all); `None`:
 /// unlimited (Istio's default).
-fn max_active(pool: Option<&conf::raw::ConnectionPoolSettings>) -> Option<usize> {
-    let pool = pool?;
-    let positive = |v: Option<i32>| v.filter(|v| *v > 0).and_then(|v| usize::try_from(v).ok());
-    let connections = positive(pool.tcp.as_ref().and_then(|t| t.max_connections));
-    let pending = positive(pool.http.as_ref().and_then(|h| h.http1_max_pending_requests)).unwrap_or(usize::MAX / 2);
-    let requests = positive(pool.http.as_ref().and_then(|h| h.http2_max_requests));
-    match (connections.map(|c| c.saturating_add(pending)), requests) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 fn weighted_random<'a>(c: &[&'a Arc<Endpoint>]) -> &'a Arc<Endpoint> {
     let total: u64 = c.iter().map(|e| u64::from(e.weight)).sum();
     let mut point = fastrand::u64(..total.max(1));
@@ -471,7 +464,7 @@ mod tests {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
             use_client_protocol: false,
-            http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            http_idle_timeout: Some(DEFAULT_HTTP_IDLE_TIMEOUT),
             connection_limits: None,
             retry_budget: None,
             tcp_keepalive: None,
@@ -480,6 +473,7 @@ mod tests {
             destination: crate::telemetry::metrics::Destination::unknown(),
             outlier: None,
             max_active: None,
+            max_connections: None,
             hash: None,
             warmup: None,
             created: std::time::Instant::now(),
@@ -522,11 +516,11 @@ mod tests {
     fn the_connection_pool_caps_requests_in_flight() {
         let pool: conf::raw::ConnectionPoolSettings =
             serde_json::from_str(r#"{"tcp": {"maxConnections": 1}, "http": {"http1MaxPendingRequests": 1}}"#).unwrap();
-        assert_eq!(max_active(Some(&pool)), Some(2));
+        assert_eq!(pool::max_active(Some(&pool)), Some(2));
         let capped: conf::raw::ConnectionPoolSettings =
             serde_json::from_str(r#"{"http": {"http2MaxRequests": 3}}"#).unwrap();
-        assert_eq!(max_active(Some(&capped)), Some(3));
-        assert_eq!(max_active(None), None);
+        assert_eq!(pool::max_active(Some(&capped)), Some(3));
+        assert_eq!(pool::max_active(None), None);
     }
 
     #[test]

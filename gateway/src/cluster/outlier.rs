@@ -2,7 +2,8 @@
 //! errors: an endpoint that returns `consecutive5xxErrors` 5xx answers in a row (default 5), or
 //! `consecutiveGatewayErrors` 502/503/504 in a row, is taken out of load balancing for
 //! `baseEjectionTime` × the number of times it was ejected (at most 300 s, Envoy's
-//! `max_ejection_time`). Connect failures, resets and timeouts count as 503s unless
+//! `max_ejection_time`), ending on an `interval` tick; each interval spent healthy takes one off
+//! that number. Connect failures, resets and timeouts count as 503s unless
 //! `splitExternalLocalOriginErrors`, when they count apart (`consecutiveLocalOriginFailures`).
 //! At most `maxEjectionPercent` of the endpoints (default 10%, but always at least one) are out at
 //! once; below `minHealthPercent` available endpoints (default 0: never) every endpoint is used
@@ -34,6 +35,9 @@ pub struct OutlierPolicy {
     pub consecutive_local: Option<u32>,
     /// The first ejection's length.
     pub base_ejection: Duration,
+    /// Envoy's sweep interval: ejections end on its ticks, and each interval an endpoint spends
+    /// unejected takes one off its ejection count.
+    pub interval: Duration,
     /// The most endpoints out at once, in percent (at least one).
     pub max_ejection_percent: u32,
     /// Below this share of available endpoints, ejections are ignored.
@@ -46,13 +50,16 @@ impl OutlierPolicy {
         let duration = |d: Option<&String>, default: Duration| {
             d.and_then(|d| conf::model::Duration::parse(d).ok()).map_or(default, conf::model::Duration::to_std)
         };
-        let deprecated = od.consecutive_errors.and_then(|v| u32::try_from(v).ok());
+        // Istio's `applyOutlierDetection`: the deprecated `consecutiveErrors` counts gateway errors
+        // (502, 503, 504) and turns the 5xx streak off; the newer fields win over it.
+        let deprecated = od.consecutive_errors.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
         let split = od.split_external_local_origin_errors == Some(true);
         OutlierPolicy {
-            consecutive_5xx: od.consecutive5xx_errors.or(deprecated).unwrap_or(5),
-            consecutive_gateway: od.consecutive_gateway_errors.unwrap_or(0),
+            consecutive_5xx: od.consecutive5xx_errors.unwrap_or(if deprecated.is_some() { 0 } else { 5 }),
+            consecutive_gateway: od.consecutive_gateway_errors.or(deprecated).unwrap_or(0),
             consecutive_local: split.then(|| od.consecutive_local_origin_failures.unwrap_or(5)),
             base_ejection: duration(od.base_ejection_time.as_ref(), Duration::from_secs(30)),
+            interval: duration(od.interval.as_ref(), Duration::from_secs(10)).max(Duration::from_millis(1)),
             max_ejection_percent: od.max_ejection_percent.and_then(|v| u32::try_from(v).ok()).unwrap_or(10),
             min_health_percent: od.min_health_percent.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
         }
@@ -113,11 +120,26 @@ impl Health {
         trip
     }
 
-    /// Ejects for `base` × the ejections so far (at most 300 s); the streaks start over.
-    pub fn eject(&self, base: Duration) {
-        let n = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Ejects for `base` × the ejections so far (at most 300 s), rounded up to a whole number of
+    /// intervals (Envoy ends ejections on its interval sweep). Each whole interval the endpoint
+    /// spent unejected since its last ejection ended took one ejection off the count first
+    /// (Envoy's ejection multiplier decay). The streaks start over.
+    pub fn eject(&self, policy: &OutlierPolicy) {
+        let now = now_ms();
+        let interval_ms = u64::try_from(policy.interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        let healthy_ms = now.saturating_sub(self.ejected_until_ms.load(Ordering::Relaxed));
+        let previous = self.ejections.load(Ordering::Relaxed);
+        let decayed = if previous == 0 {
+            0
+        } else {
+            previous.saturating_sub(u32::try_from(healthy_ms / interval_ms).unwrap_or(u32::MAX))
+        };
+        let n = decayed + 1;
+        self.ejections.store(n, Ordering::Relaxed);
+        let base = policy.base_ejection;
         let length = base.saturating_mul(n).min(MAX_EJECTION.max(base));
-        let until = now_ms().saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX));
+        let length_ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX);
+        let until = now.saturating_add(length_ms.div_ceil(interval_ms).saturating_mul(interval_ms));
         self.ejected_until_ms.store(until, Ordering::Relaxed);
         for s in [&self.streak_5xx, &self.streak_gateway, &self.streak_local] {
             s.store(0, Ordering::Relaxed);
@@ -140,6 +162,7 @@ mod tests {
             consecutive_gateway: 0,
             consecutive_local: None,
             base_ejection: Duration::from_secs(30),
+            interval: Duration::from_millis(10),
             max_ejection_percent: 10,
             min_health_percent: 0,
         }
@@ -167,14 +190,45 @@ mod tests {
 
     #[test]
     fn ejections_grow_and_end() {
+        let p =
+            OutlierPolicy { base_ejection: Duration::from_millis(50), interval: Duration::from_millis(50), ..policy() };
         let h = Health::default();
-        h.eject(Duration::from_millis(50));
+        h.eject(&p);
         assert!(h.ejected());
         std::thread::sleep(Duration::from_millis(80));
         assert!(!h.ejected());
-        h.eject(Duration::from_millis(50));
+        h.eject(&p);
         std::thread::sleep(Duration::from_millis(70));
         assert!(h.ejected(), "the second ejection lasts twice as long");
+    }
+
+    #[test]
+    fn ejections_end_on_an_interval_and_their_count_decays_while_healthy() {
+        let p =
+            OutlierPolicy { base_ejection: Duration::from_millis(10), interval: Duration::from_millis(60), ..policy() };
+        let h = Health::default();
+        h.eject(&p);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(h.ejected(), "10 ms rounded up to the 60 ms interval");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!h.ejected());
+        // Two healthy intervals take the one ejection off: the next is a first ejection again.
+        std::thread::sleep(Duration::from_millis(130));
+        h.eject(&p);
+        assert_eq!(h.ejections.load(Ordering::Relaxed), 1);
+        h.eject(&p);
+        assert_eq!(h.ejections.load(Ordering::Relaxed), 2, "no healthy interval in between");
+    }
+
+    #[test]
+    fn the_deprecated_consecutive_errors_counts_gateway_errors_only() {
+        let of = |json: &str| OutlierPolicy::of(&serde_json::from_str(json).unwrap_or_default());
+        let p = of(r#"{"consecutiveErrors": 3}"#);
+        assert_eq!((p.consecutive_5xx, p.consecutive_gateway), (0, 3));
+        let p = of(r#"{"consecutiveErrors": 3, "consecutive5xxErrors": 4, "consecutiveGatewayErrors": 2}"#);
+        assert_eq!((p.consecutive_5xx, p.consecutive_gateway), (4, 2));
+        let p = of("{}");
+        assert_eq!((p.consecutive_5xx, p.consecutive_gateway, p.interval), (5, 0, Duration::from_secs(10)));
     }
 
     #[test]

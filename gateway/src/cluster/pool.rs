@@ -129,6 +129,60 @@ pub fn tcp_keepalive(pool: &ConnectionPoolSettings) -> Option<TcpKeepalive> {
     })
 }
 
+/// The most requests in flight to a cluster: with HTTP/1.1 upstreams a request holds a
+/// connection, so `tcp.maxConnections` + `http.http1MaxPendingRequests`, and never more than
+/// `http.http2MaxRequests` (Istio's circuit-breaking task).
+pub fn max_active(pool: Option<&ConnectionPoolSettings>) -> Option<usize> {
+    let pool = pool?;
+    let positive = |v: Option<i32>| v.filter(|v| *v > 0).and_then(|v| usize::try_from(v).ok());
+    let connections = positive(pool.tcp.as_ref().and_then(|t| t.max_connections));
+    let pending = positive(pool.http.as_ref().and_then(|h| h.http1_max_pending_requests)).unwrap_or(usize::MAX / 2);
+    let requests = positive(pool.http.as_ref().and_then(|h| h.http2_max_requests));
+    match (connections.map(|c| c.saturating_add(pending)), requests) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `tcp.maxConnections`, which TCP routes check alone (as Envoy's TCP proxy).
+pub fn max_connections(pool: &ConnectionPoolSettings) -> Option<usize> {
+    pool.tcp.as_ref()?.max_connections.and_then(positive).and_then(|n| usize::try_from(n).ok())
+}
+
+/// A timeout that never comes (`0s` idle timeouts, which Envoy reads as "none").
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A cluster's connect and idle timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `tcp.connectTimeout` (Istio's 10 s).
+    pub connect: Duration,
+    /// `http.idleTimeout` of pooled connections (Istio's 1 h; `None`: `0s`, never).
+    pub http_idle: Option<Duration>,
+    /// `tcp.idleTimeout` of TCP routes (`None`: the default; `0s`: never).
+    pub tcp_idle: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The timeouts a connection pool sets, with Istio's defaults; `0s` turns an idle timeout off,
+    /// as in Envoy.
+    pub fn of(pool: Option<&ConnectionPoolSettings>) -> Self {
+        let duration = |d: Option<&String>| {
+            d.and_then(|d| conf::model::Duration::parse(d).ok()).map(conf::model::Duration::to_std)
+        };
+        let tcp = pool.and_then(|p| p.tcp.as_ref());
+        let http = pool.and_then(|p| p.http.as_ref());
+        Timeouts {
+            connect: duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(super::DEFAULT_CONNECT_TIMEOUT),
+            http_idle: match duration(http.and_then(|h| h.idle_timeout.as_ref())) {
+                Some(d) if d.is_zero() => None,
+                d => Some(d.unwrap_or(super::DEFAULT_HTTP_IDLE_TIMEOUT)),
+            },
+            tcp_idle: duration(tcp.and_then(|t| t.idle_timeout.as_ref())).map(|d| if d.is_zero() { NEVER } else { d }),
+        }
+    }
+}
+
 /// `http.maxConcurrentStreams`.
 pub fn max_concurrent_streams(pool: &ConnectionPoolSettings) -> Option<usize> {
     pool.http.as_ref()?.max_concurrent_streams.and_then(positive).and_then(|n| usize::try_from(n).ok())

@@ -37,7 +37,7 @@ where
         tracing::debug!(%what, "TCP route without a destination; closing");
         return;
     };
-    if upstream.overflowing() {
+    if upstream.connections_full() {
         // `connectionPool.tcp.maxConnections` reached (Envoy's circuit breaker, flag UO).
         tracing::info!(%what, cluster = %upstream.name, "connection pool full; closing");
         return;

@@ -3,11 +3,13 @@
 //! retriable-status-codes`, <https://istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRetry>).
 //!
 //! - Conditions (Envoy's `x-envoy-retry-on` semantics): `connect-failure`; `reset` (the upstream
-//!   closed or reset before its response); `refused-stream`; `5xx` (any 5xx, a reset, a connect
+//!   closed or reset before its response); `reset-before-request` (connecting failed, or the
+//!   request could not be written); `refused-stream`; `5xx` (any 5xx, a reset, a connect
 //!   failure or a per-try timeout); `gateway-error` (502, 503, 504, a per-try timeout);
 //!   `retriable-4xx` (409); `retriable-status-codes`; `envoy-ratelimited`; the gRPC statuses
 //!   `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`.
-//! - Each retry goes to another endpoint when there is one (Envoy's `previous_hosts` predicate),
+//! - Each retry goes to another endpoint when there is one (Envoy's `previous_hosts` predicate,
+//!   unless `retryIgnorePreviousHosts: false`),
 //!   after a fully jittered exponential backoff (base `retries.backoff`, Envoy's 25 ms by default,
 //!   capped at 10 times the base).
 //! - A retry is only possible while nothing of the response reached the client and the request
@@ -49,6 +51,11 @@ pub fn attempts(ctx: &Ctx) -> u32 {
     ctx.route().and_then(|r| r.retries.as_ref()).map_or(DEFAULT_ATTEMPTS, |p| p.attempts).min(MAX_ATTEMPTS)
 }
 
+/// Whether retries avoid the endpoints already tried (`retryIgnorePreviousHosts`, default true).
+pub fn ignore_previous_hosts(ctx: &Ctx) -> bool {
+    ctx.route().and_then(|r| r.retries.as_ref()).is_none_or(|p| p.ignore_previous_hosts)
+}
+
 /// The route's per-try timeout.
 pub fn per_try_timeout(ctx: &Ctx) -> Option<Duration> {
     ctx.route()?.retries.as_ref()?.per_try_timeout.map(|d| d.to_std())
@@ -83,7 +90,8 @@ fn take(ctx: &mut Ctx) -> bool {
 /// A connect failure (TCP or TLS): retried under `connect-failure`, `5xx`, `gateway-error` and
 /// `reset`.
 pub fn on_connect_failure(ctx: &mut Ctx) -> bool {
-    let covered = ["connect-failure", "5xx", "gateway-error", "reset"].iter().any(|c| retries_on(ctx, c));
+    let covered =
+        ["connect-failure", "5xx", "gateway-error", "reset", "reset-before-request"].iter().any(|c| retries_on(ctx, c));
     covered && take(ctx)
 }
 
@@ -102,9 +110,11 @@ pub fn on_error(e: &Error, ctx: &mut Ctx) -> bool {
             retries_on(ctx, "5xx") || retries_on(ctx, "gateway-error")
         }
         ErrorType::H2Error => retries_on(ctx, "refused-stream") || retries_on(ctx, "reset") || retries_on(ctx, "5xx"),
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
-            retries_on(ctx, "reset") || retries_on(ctx, "5xx")
+        // The request could not be written: reset before it was sent.
+        ErrorType::WriteError => {
+            retries_on(ctx, "reset") || retries_on(ctx, "5xx") || retries_on(ctx, "reset-before-request")
         }
+        ErrorType::ConnectionClosed | ErrorType::ReadError => retries_on(ctx, "reset") || retries_on(ctx, "5xx"),
         _ => false,
     };
     covered && take(ctx)

@@ -28,7 +28,9 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     if upstream.overflowing() {
         return Err(Outcome::Overflow);
     }
-    let chosen = upstream.pick_for(&ctx.tried, ctx.hash_key).ok_or(Outcome::NoHealthyUpstream)?;
+    // Istio's `retryIgnorePreviousHosts` (default true): a retry prefers endpoints not tried yet.
+    let avoid = if super::retry::ignore_previous_hosts(ctx) { &ctx.tried[..] } else { &[] };
+    let chosen = upstream.pick_for(avoid, ctx.hash_key).ok_or(Outcome::NoHealthyUpstream)?;
     let addr = chosen.endpoint().addr;
     ctx.tried.push(addr);
     ctx.endpoint = Some(chosen);
@@ -47,8 +49,8 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
         }
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
-    // A pooled connection unused this long is closed (`http.idleTimeout`).
-    peer.options.idle_timeout = Some(upstream.http_idle_timeout);
+    // A pooled connection unused this long is closed (`http.idleTimeout`; `0s`: never).
+    peer.options.idle_timeout = upstream.http_idle_timeout;
     peer.options.tcp_keepalive.clone_from(&upstream.tcp_keepalive);
     // The route's timeout (what is left of it) and the per-try timeout bound every wait of this
     // attempt.
@@ -111,15 +113,17 @@ pub fn hash_key(session: &pingora::proxy::Session, ctx: &mut Ctx) {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| super::policies::client_address(session, a.ip(), ctx).to_string().into_bytes()),
-        HashKey::Cookie { name, path, ttl } => match policy::jwt::cookie_values(req, name).into_iter().next() {
-            Some(v) => Some(v.into_bytes()),
-            None => ttl.map(|ttl| {
-                let made = format!("{:016x}", fastrand::u64(..));
-                let path = path.as_deref().map(|p| format!("; Path={p}")).unwrap_or_default();
-                ctx.hash_cookie = Some(format!("{name}=\"{made}\"; Max-Age={ttl}{path}; HttpOnly"));
-                made.into_bytes()
-            }),
-        },
+        HashKey::Cookie { name, path, ttl, attributes } => {
+            match policy::jwt::cookie_values(req, name).into_iter().next() {
+                Some(v) => Some(v.into_bytes()),
+                None => ttl.map(|ttl| {
+                    let made = format!("{:016x}", fastrand::u64(..));
+                    let path = path.as_deref().map(|p| format!("; Path={p}")).unwrap_or_default();
+                    ctx.hash_cookie = Some(format!("{name}=\"{made}\"; Max-Age={ttl}{path}; HttpOnly{attributes}"));
+                    made.into_bytes()
+                }),
+            }
+        }
     };
     ctx.hash_key = value.map(|v| hash_of(&v));
 }
