@@ -33,7 +33,9 @@ async fn exchange(gw: &TestGateway, request: Vec<u8>) -> String {
 async fn malformed_framing_and_request_lines_are_400_and_never_forwarded() {
     let up = Upstream::start("up").await;
     let gw = TestGateway::start(&config(&up));
-    let cases: [(&str, &[u8]); 4] = [
+    let cases: [(&str, &[u8]); 6] = [
+        ("a raw space in the target", b"GET /a b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ("a raw space in the query", b"GET /q?x=a b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         ("Content-Length: 5, 5", b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello"),
         ("two Content-Length", b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
         ("HTTP/1.1 without Host", b"GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n"),

@@ -25,8 +25,8 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug)]
 enum Phase {
     /// Reading a request head: `matched` bytes of the blank line seen; the deadline is set once
-    /// its first byte arrives.
-    Head { matched: u8, deadline: Option<Pin<Box<Sleep>>> },
+    /// its first byte arrives; `spaces` counted in its request line while it lasts.
+    Head { matched: u8, deadline: Option<Pin<Box<Sleep>>>, spaces: Option<u8> },
     /// The head is complete: body, response, or waiting for the response to start.
     Rest,
     /// A response was written: the next bytes start the next request's head (a body still
@@ -47,22 +47,41 @@ pub struct HeadDeadline<S> {
 impl<S> HeadDeadline<S> {
     /// `inner`, each of whose request heads must arrive within `timeout`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        HeadDeadline { inner, timeout, phase: Phase::Head { matched: 0, deadline: None } }
+        HeadDeadline { inner, timeout, phase: Phase::Head { matched: 0, deadline: None, spaces: Some(0) } }
     }
 
     /// Follows `bytes` read from the client.
-    fn saw(&mut self, bytes: &[u8]) {
+    ///
+    /// A request line has two spaces (`GET /a HTTP/1.1`). A third means a raw space in the target
+    /// (or junk after the version): Envoy and nginx answer 400, while Pingora would percent-encode
+    /// it and forward the request. That space becomes a line feed, which no parser accepts in a
+    /// request line, so Pingora answers 400 too.
+    fn saw(&mut self, bytes: &mut [u8]) {
         if matches!(self.phase, Phase::Next) && !bytes.is_empty() {
-            self.phase = Phase::Head { matched: 0, deadline: None };
+            self.phase = Phase::Head { matched: 0, deadline: None, spaces: Some(0) };
         }
-        let Phase::Head { matched, deadline } = &mut self.phase else { return };
+        let Phase::Head { matched, deadline, spaces } = &mut self.phase else { return };
         if bytes.is_empty() {
             return;
         }
         if deadline.is_none() {
             *deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.timeout)));
         }
-        for b in bytes {
+        for b in bytes.iter_mut() {
+            if let Some(n) = spaces {
+                match *b {
+                    b' ' if *n == 2 => {
+                        *b = b'\n';
+                        *spaces = None;
+                    }
+                    b' ' => *n += 1,
+                    // Empty lines before a request line are allowed (RFC 9112 §2.2).
+                    b'\r' | b'\n' if *n == 0 && *matched < 2 => {}
+                    b'\r' | b'\n' => *spaces = None,
+                    _ => {}
+                }
+            }
+            let b = &*b;
             // `\r\n\r\n`, or a bare `\n\n` (which Pingora's parser also accepts).
             *matched = match (*matched, b) {
                 (0 | 2, b'\r') => *matched + 1,
@@ -104,7 +123,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadline<S> {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if polled.is_ready() {
             // Scanned in place: this runs on every read of every HTTP/1.1 connection.
-            this.saw(&buf.filled()[before..]);
+            this.saw(&mut buf.filled_mut()[before..]);
         }
         polled
     }
@@ -219,7 +238,7 @@ mod tests {
     fn phase_after(reads: &[&[u8]]) -> HeadDeadline<()> {
         let mut h = HeadDeadline::new((), Duration::from_secs(60));
         for r in reads {
-            h.saw(r);
+            h.saw(&mut r.to_vec());
         }
         h
     }
@@ -239,12 +258,24 @@ mod tests {
         assert!(matches!(h.phase, Phase::Rest), "the body may still come");
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(h.phase, Phase::Next));
-        h.saw(b"get / HTTP/1.1\r\nHost: x\r\n");
+        h.saw(&mut b"get / HTTP/1.1\r\nHost: x\r\n".to_vec());
         assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }), "any byte starts the next head");
-        h.saw(b"\r\n");
+        h.saw(&mut b"\r\n".to_vec());
         h.wrote(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
         assert!(matches!(h.phase, Phase::Off));
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(h.phase, Phase::Off));
+    }
+
+    #[tokio::test]
+    async fn a_third_space_in_a_request_line_becomes_a_line_feed() {
+        let mut h = HeadDeadline::new((), Duration::from_secs(60));
+        let (mut first, mut rest) = (b"\r\nGET /a".to_vec(), b" b HTTP/1.1\r\nX-A: a b c\r\n\r\n".to_vec());
+        h.saw(&mut first);
+        h.saw(&mut rest);
+        assert_eq!(rest, b" b\nHTTP/1.1\r\nX-A: a b c\r\n\r\n", "across reads; header values untouched");
+        let mut fine = b"GET /a HTTP/1.1\r\nX-A: a b c\r\n\r\n".to_vec();
+        HeadDeadline::new((), Duration::from_secs(60)).saw(&mut fine);
+        assert_eq!(fine, b"GET /a HTTP/1.1\r\nX-A: a b c\r\n\r\n");
     }
 }
