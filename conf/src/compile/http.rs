@@ -127,11 +127,7 @@ fn add_route_config(
                 continue;
             }
             let key = (s.gateway.clone(), vs.key.clone());
-            if !cache.contains_key(&key) {
-                let routes = route::build(vs, s.port, &s.gateway, tls, ctx);
-                cache.insert(key.clone(), routes);
-            }
-            let routes = cache.get(&key).cloned().unwrap_or_default();
+            let routes = cache.entry(key).or_insert_with(|| route::build(vs, s.port, &s.gateway, tls, ctx));
             for h in common {
                 let vh = vhosts.entry(h.to_ascii_lowercase()).or_default();
                 vh.require_tls |= s.https_redirect;
@@ -160,11 +156,12 @@ fn add_route_config(
     configs.len() - 1
 }
 
-/// Istio `SortVHostRoutes`: catch-all routes move to the end, keeping relative order.
+/// Istio `SortVHostRoutes`: catch-all routes move to the end, keeping relative order (a stable
+/// sort, in place).
 fn finish(name: String, b: VhostBuilder) -> VirtualHost {
-    let (mut routes, catch_all): (Vec<Route>, Vec<Route>) =
-        b.routes.into_iter().partition(|r| !r.matcher.is_catch_all());
-    routes.extend(catch_all);
+    let mut routes = b.routes;
+    routes.sort_by_key(|r| r.matcher.is_catch_all());
+    routes.shrink_to_fit();
     VirtualHost { name, require_tls: b.require_tls, routes }
 }
 

@@ -91,8 +91,8 @@ pub(crate) struct BoundVs<'a> {
 
 /// One HTTP rule and the VirtualService it was written in (a delegate's rules keep theirs).
 pub(crate) struct Rule<'a> {
-    /// The rule, merged with its root rule for delegates.
-    pub route: HttpRoute,
+    /// The rule as written (borrowed), or merged with its root rule for delegates.
+    pub route: std::borrow::Cow<'a, HttpRoute>,
     /// The VirtualService that declares it: short names expand, and problems are reported, there.
     pub owner: &'a Resource<VirtualService>,
     /// Its index in the owner's `spec.http`.

@@ -15,9 +15,13 @@ pub const MAX_REGEX_LEN: usize = 1024;
 /// Compiled size limit, so a small pattern cannot build a huge automaton.
 const COMPILED_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
-/// A compiled, fully anchored RE2-style regex; displays as the pattern the user wrote.
+/// A compiled, fully anchored RE2-style regex; displays as the pattern the user wrote. Clones
+/// share one compiled regex (and its match-cache pool): routes of many VirtualServices repeat the
+/// same patterns.
 #[derive(Clone)]
-pub struct Re2 {
+pub struct Re2(std::sync::Arc<Compiled>);
+
+struct Compiled {
     pattern: String,
     regex: ::regex::Regex,
 }
@@ -30,7 +34,7 @@ impl Re2 {
             .size_limit(COMPILED_SIZE_LIMIT)
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Re2 { pattern: pattern.to_string(), regex })
+        Ok(Re2(std::sync::Arc::new(Compiled { pattern: pattern.to_string(), regex })))
     }
 
     /// Compiles `pattern` for search-and-replace (`uriRegexRewrite`): not anchored.
@@ -38,40 +42,40 @@ impl Re2 {
         let ascii = ascii_classes(pattern)?;
         let regex =
             ::regex::RegexBuilder::new(&ascii).size_limit(COMPILED_SIZE_LIMIT).build().map_err(|e| e.to_string())?;
-        Ok(Re2 { pattern: pattern.to_string(), regex })
+        Ok(Re2(std::sync::Arc::new(Compiled { pattern: pattern.to_string(), regex })))
     }
 
     /// True when the whole of `value` matches (for patterns from [`Re2::full`]).
     pub fn is_match(&self, value: &str) -> bool {
-        self.regex.is_match(value)
+        self.0.regex.is_match(value)
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
-        &self.pattern
+        &self.0.pattern
     }
 
     /// The compiled regex (for replacement).
     pub fn regex(&self) -> &::regex::Regex {
-        &self.regex
+        &self.0.regex
     }
 }
 
 impl fmt::Debug for Re2 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Re2({:?})", self.pattern)
+        write!(f, "Re2({:?})", self.0.pattern)
     }
 }
 
 impl PartialEq for Re2 {
     fn eq(&self, other: &Self) -> bool {
-        self.pattern == other.pattern
+        self.0.pattern == other.0.pattern
     }
 }
 
 impl Serialize for Re2 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.pattern)
+        s.serialize_str(&self.0.pattern)
     }
 }
 
