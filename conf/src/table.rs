@@ -407,24 +407,25 @@ pub struct Route {
     /// Header operations of the rule.
     #[serde(skip_serializing_if = "HeaderOps::is_empty")]
     pub headers: HeaderOps,
-    /// `rewrite`.
+    /// `rewrite` (this and the other rarely set actions are boxed: a route table holds 100,000
+    /// routes in a large configuration, each paying for every field inline).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
     /// `timeout` (none = no timeout, Istio's default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// `retries` (none = Istio's default policy).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retries: Option<RetryPolicy>,
+    pub retries: Option<Box<RetryPolicy>>,
     /// `fault`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fault: Option<Fault>,
+    pub fault: Option<Box<Fault>>,
     /// `mirror` / `mirrors`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<Mirror>,
     /// `corsPolicy`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<Cors>,
+    pub cors: Option<Box<Cors>>,
     /// The VirtualService that declares the rule (`namespace/name`), for `GatewayPolicy` targets.
     #[serde(skip)]
     pub virtual_service: String,
@@ -570,9 +571,9 @@ pub struct WeightedCluster {
     pub name: String,
     /// Relative weight.
     pub weight: u32,
-    /// Destination-level header operations.
-    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
-    pub headers: HeaderOps,
+    /// Destination-level header operations (boxed: most destinations have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Box<HeaderOps>>,
 }
 
 /// Request and response header operations. `authority` is the host rewrite they carry.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::select::Rule;
+use super::select::{Rule, RuleRoute};
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::raw::{HttpMatchRequest, HttpRoute, StringMatch, VirtualService};
@@ -16,7 +16,7 @@ pub(crate) fn merge<'a>(vs: &'a Resource<VirtualService>, config: &'a Config, ou
     let mut merged = Vec::new();
     for (i, root) in vs.spec.http.iter().enumerate() {
         let Some(d) = &root.delegate else {
-            merged.push(Rule { route: std::borrow::Cow::Borrowed(root), owner: vs, index: i, root: None });
+            merged.push(Rule { route: RuleRoute::Borrowed(root), owner: vs, index: i, root: None });
             continue;
         };
         let ns = d.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(vs.meta.namespace());
@@ -48,7 +48,7 @@ pub(crate) fn merge<'a>(vs: &'a Resource<VirtualService>, config: &'a Config, ou
         for (j, sub) in delegate.spec.http.iter().enumerate() {
             match merge_route(root, sub) {
                 Some(route) => merged.push(Rule {
-                    route: std::borrow::Cow::Owned(route),
+                    route: RuleRoute::Merged(Box::new(route)),
                     owner: delegate,
                     index: j,
                     root: Some(i),

@@ -111,12 +111,16 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         matcher: RouteMatch::any(),
         action: RouteAction::Forward { destinations: Vec::new(), weighted: false },
         headers,
-        rewrite,
+        rewrite: rewrite.map(Box::new),
         timeout: duration(rule.timeout.as_ref()),
-        retries: rule.retries.as_ref().or(ctx.sel.default_http_retry_policy.as_ref()).map(retry_policy),
-        fault: rule.fault.as_ref().map(fault),
+        retries: rule
+            .retries
+            .as_ref()
+            .or(ctx.sel.default_http_retry_policy.as_ref())
+            .map(|r| Box::new(retry_policy(r))),
+        fault: rule.fault.as_ref().map(|f| Box::new(fault(f))),
         mirrors: mirrors(r, port, ctx),
-        cors: rule.cors_policy.as_ref().map(|c| cors(c, ctx)),
+        cors: rule.cors_policy.as_ref().map(|c| Box::new(cors(c, ctx))),
         virtual_service: r.owner.meta.key(),
         rule_name: rule.name.clone().unwrap_or_default(),
         rate_limit: None,

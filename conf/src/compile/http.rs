@@ -1,6 +1,6 @@
 //! Listeners and HTTP route tables (Istio `buildGatewayHTTPRouteConfig`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use super::l4;
 use super::route;
@@ -114,7 +114,10 @@ fn add_route_config(
     ctx: &mut Ctx<'_, '_>,
 ) -> RouteConfigId {
     let mut vhosts: BTreeMap<String, VhostBuilder> = BTreeMap::new();
-    let mut cache: HashMap<(String, String), Vec<Route>> = HashMap::new();
+    // (gateway, VirtualService) pairs already built: building one again (another server of the
+    // same gateway) reports nothing new. Routes are built per server rather than kept: a cache of
+    // every VirtualService's routes doubled the peak memory of a 100,000-route compile.
+    let mut built: HashSet<(String, String)> = HashSet::new();
     for &id in ids {
         let s = &servers[id];
         let tls = s.tls.is_some() || s.https_redirect;
@@ -126,14 +129,29 @@ fn add_route_config(
             if common.is_empty() {
                 continue;
             }
-            let key = (s.gateway.clone(), vs.key.clone());
-            let routes = cache.entry(key).or_insert_with(|| route::build(vs, s.port, &s.gateway, tls, ctx));
+            let routes = if built.insert((s.gateway.clone(), vs.key.clone())) {
+                route::build(vs, s.port, &s.gateway, tls, ctx)
+            } else {
+                let reported = std::mem::take(&mut *ctx.out);
+                let routes = route::build(vs, s.port, &s.gateway, tls, ctx);
+                *ctx.out = reported;
+                routes
+            };
+            let mut wanting = Vec::new();
             for h in common {
-                let vh = vhosts.entry(h.to_ascii_lowercase()).or_default();
+                let name = h.to_ascii_lowercase();
+                let vh = vhosts.entry(name.clone()).or_default();
                 vh.require_tls |= s.https_redirect;
                 if !routes.is_empty() && vh.from.insert(vs.key.clone()) {
-                    vh.routes.extend(routes.iter().cloned());
+                    wanting.push(name);
                 }
+            }
+            // Copies for all hosts but the last, which takes the routes themselves.
+            if let Some((last, others)) = wanting.split_last() {
+                for h in others {
+                    vhosts.entry(h.clone()).or_default().routes.extend(routes.iter().cloned());
+                }
+                vhosts.entry(last.clone()).or_default().routes.extend(routes);
             }
         }
         if s.https_redirect {

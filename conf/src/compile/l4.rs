@@ -95,7 +95,7 @@ fn weighted(
     for (k, d) in route.iter().enumerate() {
         let (Some(dest), Some(weight)) = (&d.destination, share(several, d.weight)) else { continue };
         let (cluster, name) = destination(vs.res, dest, port, &format!("{path}.route[{k}].destination"), ctx);
-        out.push(WeightedCluster { cluster, name, weight, headers: Default::default() });
+        out.push(WeightedCluster { cluster, name, weight, headers: None });
     }
     out
 }

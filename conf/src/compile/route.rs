@@ -152,9 +152,10 @@ fn action(r: &Rule<'_>, matcher: &RouteMatch, (port, tls): (u16, bool), ctx: &mu
         let (Some(dest), Some(weight)) = (&d.destination, share(several, d.weight)) else { continue };
         let path = format!("spec.http[{i}].route[{k}].destination");
         let (cluster, name) = destination(r.owner, dest, port, &path, ctx);
-        let headers = d.headers.as_ref().map(super::extras::header_ops).unwrap_or_default();
+        let headers = d.headers.as_ref().map(super::extras::header_ops).filter(|h| !h.is_empty()).map(Box::new);
         destinations.push(WeightedCluster { cluster, name, weight, headers });
     }
+    destinations.shrink_to_fit();
     Some(RouteAction::Forward { destinations, weighted: several })
 }
 

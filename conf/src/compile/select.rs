@@ -91,14 +91,33 @@ pub(crate) struct BoundVs<'a> {
 
 /// One HTTP rule and the VirtualService it was written in (a delegate's rules keep theirs).
 pub(crate) struct Rule<'a> {
-    /// The rule as written (borrowed), or merged with its root rule for delegates.
-    pub route: std::borrow::Cow<'a, HttpRoute>,
+    /// The rule as written, or merged with its root rule for delegates.
+    pub route: RuleRoute<'a>,
     /// The VirtualService that declares it: short names expand, and problems are reported, there.
     pub owner: &'a Resource<VirtualService>,
     /// Its index in the owner's `spec.http`.
     pub index: usize,
     /// For a delegate's rule, the index of the root rule that delegated.
     pub root: Option<usize>,
+}
+
+/// A rule's `HttpRoute`: borrowed from its VirtualService, or made by merging a delegate's rule
+/// with its root (boxed: a `Cow` would keep a whole `HttpRoute` inline for every rule).
+pub(crate) enum RuleRoute<'a> {
+    /// As written.
+    Borrowed(&'a HttpRoute),
+    /// Merged with the root rule.
+    Merged(Box<HttpRoute>),
+}
+
+impl std::ops::Deref for RuleRoute<'_> {
+    type Target = HttpRoute;
+    fn deref(&self) -> &HttpRoute {
+        match self {
+            RuleRoute::Borrowed(r) => r,
+            RuleRoute::Merged(r) => r,
+        }
+    }
 }
 
 /// Every VirtualService that can bind to a gateway, in Istio's order.

@@ -66,11 +66,20 @@ pub fn apply(target: &mut impl Target, ops: &HeaderOps, side: Side) -> Result<()
 /// The operations of a request's route, in Istio's order: with one destination, the route's and
 /// then the destination's (which win); with weighted destinations, the destination's and then the
 /// route's (which win).
-pub fn in_order<'a>(route: &'a Route, ctx: &Ctx) -> Vec<&'a HeaderOps> {
-    let RouteAction::Forward { destinations, weighted } = &route.action else { return vec![&route.headers] };
-    match ctx.cluster.and_then(|c| destinations.iter().find(|d| d.cluster == c)) {
-        None => vec![&route.headers],
-        Some(d) if *weighted => vec![&d.headers, &route.headers],
-        Some(d) => vec![&route.headers, &d.headers],
-    }
+pub fn in_order<'a>(route: &'a Route, ctx: &Ctx) -> impl Iterator<Item = &'a HeaderOps> {
+    let destination = match &route.action {
+        RouteAction::Forward { destinations, weighted } => ctx
+            .cluster
+            .and_then(|c| destinations.iter().find(|d| d.cluster == c))
+            .and_then(|d| d.headers.as_deref())
+            .map(|h| (h, *weighted)),
+        _ => None,
+    };
+    // No allocation: this runs for every request, up to three times.
+    let (first, last) = match destination {
+        Some((d, true)) => (Some(d), None),
+        Some((d, false)) => (None, Some(d)),
+        None => (None, None),
+    };
+    first.into_iter().chain(std::iter::once(&route.headers)).chain(last)
 }

@@ -52,7 +52,7 @@ impl LocalReply {
     /// router adds them to the replies it makes itself (503 UH/UF/UC, 504 UT) as to proxied ones.
     pub fn with_route_ops(self, ctx: &super::ctx::Ctx) -> Self {
         let Some(route) = ctx.route() else { return self };
-        super::header_ops::in_order(route, ctx).into_iter().fold(self, |reply, ops| reply.with_response_ops(ops))
+        super::header_ops::in_order(route, ctx).fold(self, |reply, ops| reply.with_response_ops(ops))
     }
 
     /// Writes the reply. A request body is read and discarded first (bounded), so the client sees

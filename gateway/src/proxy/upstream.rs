@@ -151,8 +151,7 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     if let Some(rw) = &route.rewrite {
         rewrite_path(req, rw, &route.matcher)?;
     }
-    let ops = header_ops::in_order(route, ctx);
-    for o in &ops {
+    for o in header_ops::in_order(route, ctx) {
         header_ops::apply(req, o, Side::Request)?;
     }
     if let Some(a) = authority_override(route, ctx) {
@@ -175,7 +174,7 @@ fn authority_override<'a>(route: &'a conf::table::Route, ctx: &'a Ctx) -> Option
         .headers
         .authority
         .as_deref()
-        .or_else(|| header_ops::in_order(route, ctx).into_iter().find_map(|o| o.authority.as_deref()))
+        .or_else(|| header_ops::in_order(route, ctx).find_map(|o| o.authority.as_deref()))
 }
 
 /// Istio `rewrite.uri`: replaces the matched prefix for prefix matches, else the whole path (the
