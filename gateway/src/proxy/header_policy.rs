@@ -16,7 +16,7 @@ pub fn of(ctx: &Ctx) -> Option<&HeaderPolicyRule> {
 /// written, so the access log and the upstream see the same one).
 pub fn request_id(ctx: &mut Ctx) {
     if of(ctx).is_some_and(|h| h.generate_request_id) && ctx.request_id.is_none() {
-        ctx.request_id = Some(uuid::Uuid::new_v4().to_string());
+        ctx.request_id = Some(crate::edge::forwarded::new_request_id());
     }
 }
 

@@ -170,11 +170,7 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
 
 /// The authority the route sends upstream instead of the request's, if it changes it.
 fn authority_override<'a>(route: &'a conf::table::Route, ctx: &'a Ctx) -> Option<&'a str> {
-    route
-        .headers
-        .authority
-        .as_deref()
-        .or_else(|| header_ops::in_order(route, ctx).find_map(|o| o.authority.as_deref()))
+    route.headers.authority.as_deref().or_else(|| header_ops::in_order(route, ctx).find_map(|o| o.authority.as_deref()))
 }
 
 /// Istio `rewrite.uri`: replaces the matched prefix for prefix matches, else the whole path (the
