@@ -36,11 +36,13 @@ $(DEMO_CERTS)/demo-cert/tls.crt:
 	@echo "demo certificate: $(DEMO_CERTS)/demo-cert/tls.crt (CA: $(DEMO_CERTS)/ca.crt)"
 
 # The whole suite: formatting, lints (warnings are errors), unit, golden and end-to-end tests,
-# and every shipped example validated by the built binary.
+# every shipped example validated by the built binary, and the benchmark harness's scenarios
+# generated and validated (no traffic).
 test: bootstrap
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked
+	scripts/bench-smoke
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
