@@ -133,10 +133,12 @@ impl Plane {
         if self.env.state.is_draining() {
             return Err(ReloadError::Stopped);
         }
+        let started = std::time::Instant::now();
         let (config, selection) = (self.source.config.clone(), self.source.selection.clone());
         let built = tokio::task::spawn_blocking(move || conf::build(&config, &selection))
             .await
             .map_err(|_| ReloadError::Stopped)??;
+        let compiled = started.elapsed();
         let state = &self.env.state;
         if !built.is_valid() {
             return Err(self.refused(ReloadError::Invalid(built.diagnostics)));
@@ -151,6 +153,9 @@ impl Plane {
             .map_err(|e| self.refused(ReloadError::Policy(e)))?;
         let table = snap.table.clone();
         state.store(snap);
+        // The previous table (100,000 routes take a while to free) is dropped off the data
+        // runtime, so that no worker stalls on it; requests still using it keep their own handle.
+        drop(tokio::task::spawn_blocking(move || drop(previous)));
         self.open_and_close(&table, bound, &mut open);
         state.reloads.applied.fetch_add(1, Ordering::Relaxed);
         let metrics = &self.env.telemetry.metrics;
@@ -162,7 +167,12 @@ impl Plane {
         for d in built.diagnostics.iter() {
             tracing::warn!("{d}");
         }
-        tracing::info!(generation, "configuration reloaded");
+        tracing::info!(
+            generation,
+            compile_ms = compiled.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "configuration reloaded"
+        );
         Ok(generation)
     }
 

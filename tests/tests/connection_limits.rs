@@ -10,6 +10,12 @@ use e2e::client::{get, h2c, http1};
 use e2e::yaml::{gateway, service, virtual_service};
 use e2e::{TestGateway, Upstream};
 
+/// Lets the gateway return the upstream connection to its pool: it does so just after the client
+/// has the response, so a request sent at once could find the pool empty.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 /// A gateway routing to `up` with DestinationRule `traffic_policy` (YAML flow) and route `retries`.
 fn config(up: &Upstream, traffic_policy: &str, retries: &str) -> String {
     let dr = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: app}}\nspec:\n  host: app.internal\n  trafficPolicy: {traffic_policy}\n---\n");
@@ -24,6 +30,7 @@ async fn an_upstream_connection_carries_at_most_max_requests_per_connection() {
         TestGateway::start(&config(&up, "{connectionPool: {http: {maxRequestsPerConnection: 3}}}", "{attempts: 0}"));
     for _ in 0..9 {
         assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+        settle().await;
     }
     assert_eq!(up.connections(), 3, "three requests per connection");
     let closing: Vec<usize> =
@@ -37,11 +44,13 @@ async fn a_connection_open_longer_than_max_connection_duration_is_not_pooled_aga
     let gw =
         TestGateway::start(&config(&up, "{connectionPool: {tcp: {maxConnectionDuration: 300ms}}}", "{attempts: 0}"));
     assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    settle().await;
     assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
     assert_eq!(up.connections(), 1, "reused while young");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
     assert_eq!(up.last().header("connection"), Some("close"), "its last request");
+    settle().await;
     assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
     assert_eq!(up.connections(), 2, "then a new connection");
 }

@@ -63,11 +63,16 @@ async fn the_gateways_own_replies_to_grpc_requests_are_grpc_answers() {
 async fn http1_and_h2c_clients_share_one_upstream_connection_pool() {
     let up = Upstream::start("up").await;
     let gw = TestGateway::start(&config(&up, "{loadBalancer: {simple: ROUND_ROBIN}}"));
+    // Each answer is let go before the next request: the proxy returns the upstream connection to
+    // its pool just after the client has the response (after the stream ends, for HTTP/2).
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(200));
     for _ in 0..3 {
         assert_eq!(get(&http1(), &gw.url(80), "x", "/api", &[]).await.status, 200);
+        settle().await;
     }
     for _ in 0..3 {
         assert_eq!(get(&h2c(), &gw.url(80), "", "/api", &[]).await.status, 200);
+        settle().await;
     }
     assert!(up.seen().iter().all(|s| s.version == "HTTP/1.1"));
     assert_eq!(up.connections(), 1);
