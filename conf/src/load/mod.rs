@@ -81,6 +81,69 @@ fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<
     Ok(())
 }
 
+/// The resources of one file, each with where it was read, and the problems found reading them.
+type Read = (Vec<(document::Loaded, Origin)>, Diagnostics);
+
+/// Decodes `values` (document `first + 1` onwards) in order.
+fn read_values(file: &str, namespace: &str, first: usize, values: impl Iterator<Item = serde_yaml::Value>) -> Read {
+    let (mut loaded, mut diagnostics) = (Vec::new(), Diagnostics::default());
+    for (i, value) in values.enumerate() {
+        let origin = Origin { file: file.to_string(), document: first + i + 1 };
+        for l in document::read(value, &origin, namespace, &mut diagnostics) {
+            loaded.push((l, origin.clone()));
+        }
+    }
+    (loaded, diagnostics)
+}
+
+fn yaml_documents(file: &str, text: &str, namespace: &str) -> Result<Read, serde_yaml::Error> {
+    let mut read: Read = Default::default();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        // Decoded as it comes: one value tree alive at a time.
+        let value = serde_yaml::Value::deserialize(doc)?;
+        let (l, d) = read_values(file, namespace, i, std::iter::once(value));
+        read.0.extend(l);
+        read.1.extend(d);
+    }
+    Ok(read)
+}
+
+/// The file as JSON documents, when every document is a JSON object; `None` otherwise. Large
+/// files are split among the available cores, and their resources kept in document order.
+fn json_documents(file: &str, text: &str, namespace: &str) -> Option<Read> {
+    let chunks: Vec<&str> = split_documents(text).map(str::trim).filter(|c| !c.is_empty()).collect();
+    if !chunks.iter().all(|c| c.starts_with('{')) {
+        return None;
+    }
+    let parse = |first: usize, part: &[&str]| -> Option<Read> {
+        let mut out: Read = Default::default();
+        for (i, chunk) in part.iter().enumerate() {
+            let value = serde_json::from_str::<serde_yaml::Value>(chunk).ok()?;
+            let (l, d) = read_values(file, namespace, first + i, std::iter::once(value));
+            out.0.extend(l);
+            out.1.extend(d);
+        }
+        Some(out)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(8);
+    if threads < 2 || chunks.len() < 256 {
+        return parse(0, &chunks);
+    }
+    let per = chunks.len().div_ceil(threads);
+    let parts: Vec<Option<Read>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            chunks.chunks(per).enumerate().map(|(n, part)| scope.spawn(move || parse(n * per, part))).collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    let mut out: Read = Default::default();
+    for part in parts {
+        let (l, d) = part?;
+        out.0.extend(l);
+        out.1.extend(d);
+    }
+    Some(out)
+}
+
 /// `text` split at `---` lines (YAML's document separator).
 fn split_documents(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
@@ -125,41 +188,22 @@ impl Loader {
     }
 
     /// Reads every document of one file. Each is decoded as soon as it is parsed, so only one
-    /// document's value tree is alive at a time; a file with a YAML error anywhere loads nothing
-    /// (its resources are only kept once the whole file has parsed).
+    /// document's value tree is alive at a time per thread; a file with a YAML error anywhere loads
+    /// nothing (its resources are only kept once the whole file has parsed).
     fn add_source(&mut self, file: &str, text: &str) {
-        let read = |i: usize, value: serde_yaml::Value, out: &mut Vec<_>, diagnostics: &mut Diagnostics| {
-            let origin = Origin { file: file.to_string(), document: i + 1 };
-            for l in document::read(value, &origin, &self.namespace, diagnostics) {
-                out.push((l, origin.clone()));
-            }
-        };
-        let (mut loaded, mut diagnostics) = (Vec::new(), Diagnostics::default());
         // Documents that are all JSON objects (what `kubectl get -o json` and generators write)
-        // parse several times faster with serde_json; anything else is YAML from the start.
-        let mut as_json = true;
-        for (i, chunk) in split_documents(text).filter(|c| !c.trim().is_empty()).enumerate() {
-            let chunk = chunk.trim();
-            match chunk.starts_with('{').then(|| serde_json::from_str::<serde_yaml::Value>(chunk).ok()).flatten() {
-                Some(v) => read(i, v, &mut loaded, &mut diagnostics),
-                None => {
-                    as_json = false;
-                    break;
+        // parse several times faster with serde_json, and on every core; anything else is YAML.
+        let read = match json_documents(file, text, &self.namespace) {
+            Some(read) => read,
+            None => match yaml_documents(file, text, &self.namespace) {
+                Ok(read) => read,
+                Err(e) => {
+                    self.yaml_error(file, &e);
+                    return;
                 }
-            }
-        }
-        if !as_json {
-            (loaded, diagnostics) = (Vec::new(), Diagnostics::default());
-            for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-                match serde_yaml::Value::deserialize(doc) {
-                    Ok(v) => read(i, v, &mut loaded, &mut diagnostics),
-                    Err(e) => {
-                        self.yaml_error(file, &e);
-                        return;
-                    }
-                }
-            }
-        }
+            },
+        };
+        let (loaded, diagnostics) = read;
         self.diagnostics.extend(diagnostics);
         for (l, origin) in loaded {
             self.insert(l, origin);
@@ -225,6 +269,29 @@ mod tests {
             "the unknown field, at document 1"
         );
         assert_eq!(from_json.config.gateways[1].meta.origin.document, 2);
+    }
+
+    #[test]
+    fn a_large_json_file_is_read_on_several_cores_in_document_order() {
+        let doc = |i: usize| {
+            format!("{{\"apiVersion\":\"networking.istio.io/v1\",\"kind\":\"Gateway\",\"metadata\":{{\"name\":\"g{i}\"}},\"spec\":{{\"x{i}\":1}}}}")
+        };
+        let text = (0..600).map(doc).collect::<Vec<_>>().join("\n---\n");
+        let loaded = load_str("f", &text, "default");
+        // Istio's order for resources without a creation time is load order.
+        let docs: Vec<(String, usize)> =
+            loaded.config.gateways.iter().map(|g| (g.meta.name().to_string(), g.meta.origin.document)).collect();
+        assert_eq!(docs.len(), 600);
+        assert!(docs.iter().enumerate().all(|(i, (name, n))| *name == format!("g{i}") && *n == i + 1), "{docs:?}");
+        let unknown: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(unknown.len(), 600);
+        assert!(unknown[599].contains("g599") && unknown[599].contains("spec.x599"), "{}", unknown[599]);
+        // One document that is not JSON (a YAML flow mapping): the whole file is read as YAML.
+        let mixed =
+            text.replacen(&doc(450), "{apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: g450}}", 1);
+        let loaded = load_str("f", &mixed, "default");
+        assert_eq!(loaded.config.gateways.len(), 600);
+        assert_eq!(loaded.config.gateways[450].meta.name(), "g450");
     }
 
     #[test]
