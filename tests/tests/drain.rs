@@ -35,10 +35,13 @@ async fn load(client: reqwest::Client, url: String, stop: Arc<AtomicBool>, count
             // Never sent to the gateway, so never in flight: a refused connection once the
             // listeners are closed; an HTTP/2 stream the final GOAWAY did not take (RFC 9113
             // §6.8: not processed, safe to retry); a request hyper had queued for a connection
-            // that closed after its GOAWAY, before sending it (`Canceled`).
+            // that closed after its GOAWAY, before sending it (`Canceled`), or could not hand to
+            // a pooled connection whose task had already ended (`SendRequest` with
+            // `ChannelClosed`: the request was never written).
             Err(e) => {
                 let text = format!("{e:?}");
-                if e.is_connect() || text.contains("GoAway(b\"\", NO_ERROR, Remote)") || text.contains("Canceled") {
+                let unsent = text.contains("Canceled") || text.contains("SendRequest, hyper::Error(ChannelClosed)");
+                if e.is_connect() || text.contains("GoAway(b\"\", NO_ERROR, Remote)") || unsent {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     &counts.not_sent
                 } else {
