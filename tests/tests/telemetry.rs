@@ -53,8 +53,14 @@ async fn requests_are_counted_with_istios_names_and_labels() {
     assert_eq!(get(&c, &gw.url(80), "x", "/nothing", &[]).await.status, 404);
     // A request is counted once its response is written and its connection handled: scrape until
     // the last one shows (5 s at most), so the counts below do not race the gateway.
-    let codes = ["response_code=\"200\"", "response_code=\"503\"", "response_code=\"404\""];
-    let text = gw.metrics_when(|t| codes.iter().all(|c| sample(t, "istio_requests_total", &[c]).is_some())).await;
+    // A series appears at 0 just before its first increment: wait for the counts themselves.
+    let counted = [("response_code=\"200\"", 3.0), ("response_code=\"503\"", 1.0), ("response_code=\"404\"", 1.0)];
+    let text = gw
+        .metrics_when(|t| {
+            counted.iter().all(|(c, n)| sample(t, "istio_requests_total", &[c]) == Some(*n))
+                && sample(t, "istio_request_duration_milliseconds_count", &["response_code=\"200\""]) == Some(3.0)
+        })
+        .await;
     let ok = sample(
         &text,
         "istio_requests_total",
