@@ -84,26 +84,19 @@ fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<
 /// The resources of one file, each with where it was read, and the problems found reading them.
 type Read = (Vec<(document::Loaded, Origin)>, Diagnostics);
 
-/// Decodes `values` (document `first + 1` onwards) in order.
-fn read_values(file: &str, namespace: &str, first: usize, values: impl Iterator<Item = serde_yaml::Value>) -> Read {
-    let (mut loaded, mut diagnostics) = (Vec::new(), Diagnostics::default());
-    for (i, value) in values.enumerate() {
-        let origin = Origin { file: file.to_string(), document: first + i + 1 };
-        for l in document::read(value, &origin, namespace, &mut diagnostics) {
-            loaded.push((l, origin.clone()));
-        }
+/// Decodes document number `index` (0-based) of `file` into `into`.
+fn read_value(into: &mut Read, file: &str, namespace: &str, index: usize, value: serde_yaml::Value) {
+    let origin = Origin { file: file.to_string(), document: index + 1 };
+    for l in document::read(value, &origin, namespace, &mut into.1) {
+        into.0.push((l, origin.clone()));
     }
-    (loaded, diagnostics)
 }
 
 fn yaml_documents(file: &str, text: &str, namespace: &str) -> Result<Read, serde_yaml::Error> {
     let mut read: Read = Default::default();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         // Decoded as it comes: one value tree alive at a time.
-        let value = serde_yaml::Value::deserialize(doc)?;
-        let (l, d) = read_values(file, namespace, i, std::iter::once(value));
-        read.0.extend(l);
-        read.1.extend(d);
+        read_value(&mut read, file, namespace, i, serde_yaml::Value::deserialize(doc)?);
     }
     Ok(read)
 }
@@ -118,10 +111,7 @@ fn json_documents(file: &str, text: &str, namespace: &str) -> Option<Read> {
     let parse = |first: usize, part: &[&str]| -> Option<Read> {
         let mut out: Read = Default::default();
         for (i, chunk) in part.iter().enumerate() {
-            let value = serde_json::from_str::<serde_yaml::Value>(chunk).ok()?;
-            let (l, d) = read_values(file, namespace, first + i, std::iter::once(value));
-            out.0.extend(l);
-            out.1.extend(d);
+            read_value(&mut out, file, namespace, first + i, serde_json::from_str(chunk).ok()?);
         }
         Some(out)
     };

@@ -65,11 +65,10 @@ pub fn hash_of(value: &[u8]) -> u64 {
 impl ConsistentHash {
     /// The settings of a DestinationRule's `consistentHash`; `None` without a usable key.
     pub fn of(c: &conf::raw::ConsistentHashLb) -> Option<Self> {
-        let seconds = |d: &String| conf::model::Duration::parse(d).ok().map(|d| (d.as_millis() / 1000) as u64);
         let key = if let Some(h) = &c.http_header_name {
             HashKey::Header(h.to_ascii_lowercase())
         } else if let Some(cookie) = &c.http_cookie {
-            let ttl = cookie.ttl.as_ref().and_then(seconds).filter(|s| *s > 0);
+            let ttl = super::duration(cookie.ttl.as_ref()).map(|d| d.as_secs()).filter(|s| *s > 0);
             let attributes = cookie
                 .attributes
                 .iter()

@@ -20,6 +20,12 @@ use conf::table::Cluster;
 use crate::error::Outcome;
 use outlier::{Attempt, OutlierPolicy};
 
+/// A DestinationRule duration (`30s`, `1h`) as a `Duration`; `None` when absent or malformed
+/// (validation has reported it).
+pub(crate) fn duration(d: Option<&String>) -> Option<Duration> {
+    d.and_then(|d| conf::model::Duration::parse(d).ok()).map(conf::model::Duration::to_std)
+}
+
 /// Istio's default connect timeout (meshConfig.connectTimeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -390,10 +396,9 @@ pub struct Warmup {
 
 impl Warmup {
     fn of(lb: &conf::raw::LoadBalancerSettings) -> Option<Self> {
-        let parse = |d: &String| conf::model::Duration::parse(d).ok().map(conf::model::Duration::to_std);
         let (duration, minimum, aggression) = match (&lb.warmup, &lb.warmup_duration_secs) {
-            (Some(w), _) => (w.duration.as_ref().and_then(parse)?, w.minimum_percent, w.aggression),
-            (None, Some(d)) => (parse(d)?, None, None),
+            (Some(w), _) => (duration(w.duration.as_ref())?, w.minimum_percent, w.aggression),
+            (None, Some(d)) => (duration(Some(d))?, None, None),
             (None, None) => return None,
         };
         let minimum = minimum.unwrap_or(10.0).clamp(0.0, 100.0) / 100.0;

@@ -47,9 +47,7 @@ pub struct OutlierPolicy {
 impl OutlierPolicy {
     /// The policy of a DestinationRule's `outlierDetection`.
     pub fn of(od: &conf::raw::OutlierDetection) -> Self {
-        let duration = |d: Option<&String>, default: Duration| {
-            d.and_then(|d| conf::model::Duration::parse(d).ok()).map_or(default, conf::model::Duration::to_std)
-        };
+        let duration = |d: Option<&String>, default: Duration| super::duration(d).unwrap_or(default);
         // Istio's `applyOutlierDetection`: the deprecated `consecutiveErrors` counts gateway errors
         // (502, 503, 504) and turns the 5xx streak off; the newer fields win over it.
         let deprecated = od.consecutive_errors.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);

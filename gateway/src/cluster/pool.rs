@@ -38,12 +38,7 @@ impl ConnectionLimits {
     /// The limits a connection pool sets, if any.
     pub fn of(pool: &ConnectionPoolSettings) -> Option<Self> {
         let max_requests = pool.http.as_ref().and_then(|h| h.max_requests_per_connection).and_then(positive);
-        let max_duration = pool
-            .tcp
-            .as_ref()
-            .and_then(|t| t.max_connection_duration.as_ref())
-            .and_then(|d| conf::model::Duration::parse(d).ok())
-            .map(conf::model::Duration::to_std)
+        let max_duration = super::duration(pool.tcp.as_ref().and_then(|t| t.max_connection_duration.as_ref()))
             .filter(|d| !d.is_zero());
         (max_requests.is_some() || max_duration.is_some()).then(|| ConnectionLimits {
             max_requests,
@@ -115,10 +110,7 @@ impl RetryBudget {
 pub fn tcp_keepalive(pool: &ConnectionPoolSettings) -> Option<TcpKeepalive> {
     let k = pool.tcp.as_ref()?.tcp_keepalive.as_ref()?;
     let duration = |d: Option<&String>, default: u64| {
-        d.and_then(|d| conf::model::Duration::parse(d).ok())
-            .map(conf::model::Duration::to_std)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(default))
+        super::duration(d).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(default))
     };
     Some(TcpKeepalive {
         idle: duration(k.time.as_ref(), 7200),
@@ -134,7 +126,7 @@ pub fn tcp_keepalive(pool: &ConnectionPoolSettings) -> Option<TcpKeepalive> {
 /// `http.http2MaxRequests` (Istio's circuit-breaking task).
 pub fn max_active(pool: Option<&ConnectionPoolSettings>) -> Option<usize> {
     let pool = pool?;
-    let positive = |v: Option<i32>| v.filter(|v| *v > 0).and_then(|v| usize::try_from(v).ok());
+    let positive = |v: Option<i32>| v.and_then(positive).and_then(|v| usize::try_from(v).ok());
     let connections = positive(pool.tcp.as_ref().and_then(|t| t.max_connections));
     let pending = positive(pool.http.as_ref().and_then(|h| h.http1_max_pending_requests)).unwrap_or(usize::MAX / 2);
     let requests = positive(pool.http.as_ref().and_then(|h| h.http2_max_requests));
@@ -167,9 +159,7 @@ impl Timeouts {
     /// The timeouts a connection pool sets, with Istio's defaults; `0s` turns an idle timeout off,
     /// as in Envoy.
     pub fn of(pool: Option<&ConnectionPoolSettings>) -> Self {
-        let duration = |d: Option<&String>| {
-            d.and_then(|d| conf::model::Duration::parse(d).ok()).map(conf::model::Duration::to_std)
-        };
+        use super::duration;
         let tcp = pool.and_then(|p| p.tcp.as_ref());
         let http = pool.and_then(|p| p.http.as_ref());
         Timeouts {
