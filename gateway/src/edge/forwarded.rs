@@ -2,14 +2,20 @@
 //! `use_remote_address: true`, `xff_num_trusted_hops: 0`, `forward_client_cert_details:
 //! SANITIZE_SET`): nothing a client sends in them is trusted.
 
-use conf::matcher::RequestHeaders;
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::proxy::request::HeaderView;
 use crate::tls::peer::PeerCertificate;
 
 /// `x-forwarded-client-cert`.
 pub const XFCC: &str = "x-forwarded-client-cert";
+
+// The names looked up or removed on every request, parsed once: a `&str` name is parsed (and a
+// custom one hashed) again on each lookup, which cost more than the rest of the forwarding work.
+static XFCC_NAME: HeaderName = HeaderName::from_static(XFCC);
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The Envoy control headers a client must not set: Envoy removes them from external requests
 /// (<https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/header_sanitizing>,
@@ -40,18 +46,23 @@ pub const INTERNAL_HEADERS: &[&str] = &[
 /// Removes [`INTERNAL_HEADERS`]. Every request reaching the gateway is external: Pylon is the
 /// edge (Envoy's newer default, an empty `internal_address_config`, treats none as internal).
 pub fn strip_internal(req: &mut RequestHeader) {
+    // One pass over the request's names first: almost no request carries any of them, and a
+    // lookup per name would parse and hash all nineteen on every request.
+    if !req.headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+        return;
+    }
     for name in INTERNAL_HEADERS {
         req.remove_header(*name);
     }
 }
 
 /// What a request says about where it came from, and how far the gateway trusts it.
-pub struct Origin<'a> {
+pub struct Origin {
     /// The TCP peer (appended to `x-forwarded-for`, as Envoy with `use_remote_address`) and the
     /// trusted client address (`x-envoy-external-address`).
     pub addresses: Option<(String, String)>,
     /// The downstream scheme.
-    pub scheme: &'a str,
+    pub scheme: &'static str,
     /// The peer is a trusted proxy (`numTrustedProxies` > 0, or inside `trustedCidrs`).
     pub trusted_hop: bool,
     /// What happens to `x-forwarded-client-cert` (MeshConfig `forwardClientCertDetails`).
@@ -60,7 +71,8 @@ pub struct Origin<'a> {
 
 /// The `x-forwarded-*` headers only a trusted proxy may set: from anyone else they are removed
 /// (`x-forwarded-proto` is then set to the downstream scheme).
-const FORWARDED_BY_PROXIES: [&str; 2] = ["x-forwarded-host", "x-forwarded-port"];
+static FORWARDED_BY_PROXIES: [HeaderName; 2] =
+    [HeaderName::from_static("x-forwarded-host"), HeaderName::from_static("x-forwarded-port")];
 
 /// Istio's gateway request headers: `x-forwarded-for` appended with the client address,
 /// `x-forwarded-proto` set to the downstream scheme unless a trusted proxy set it (Envoy: "if the
@@ -70,32 +82,45 @@ const FORWARDED_BY_PROXIES: [&str; 2] = ["x-forwarded-host", "x-forwarded-port"]
 /// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
 pub fn forwarding_headers(
     req: &mut RequestHeader,
-    origin: Origin<'_>,
+    origin: Origin,
     client_cert: Option<&PeerCertificate>,
     request_id: Option<&str>,
 ) -> pingora::Result<String> {
     let Origin { addresses, scheme, trusted_hop, xfcc: xfcc_mode } = origin;
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
-        let prev = HeaderView(&req.headers).value("x-forwarded-for").map(|v| v.trim().to_string()).unwrap_or_default();
+        let mut prev = String::new();
+        for line in req.headers.get_all(&X_FORWARDED_FOR) {
+            let line = String::from_utf8_lossy(line.as_bytes());
+            if !prev.is_empty() {
+                prev.push(',');
+            }
+            prev.push_str(&line);
+        }
+        let prev = prev.trim();
         let xff = if prev.is_empty() { peer } else { format!("{prev},{peer}") };
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-envoy-external-address", client)?;
     }
-    if !trusted_hop || !req.headers.contains_key("x-forwarded-proto") {
-        req.insert_header("x-forwarded-proto", scheme)?;
+    if !trusted_hop || !req.headers.contains_key(&X_FORWARDED_PROTO) {
+        req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme))?;
     }
     if !trusted_hop {
-        for name in FORWARDED_BY_PROXIES {
+        for name in &FORWARDED_BY_PROXIES {
             req.remove_header(name);
         }
     }
     client_cert_header(req, xfcc_mode, client_cert)?;
     // One id per request, whatever the number of upstream attempts.
-    let id = match (request_id, req.headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
-    {
+    let lines = req.headers.get_all(&X_REQUEST_ID);
+    let single = lines.iter().nth(1).is_none();
+    let sent = lines.iter().next().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let id = match (request_id, sent) {
+        // A retry, or a client's id kept: a single line already says it.
+        (Some(id), Some(sent)) if single && id == sent => return Ok(id.to_string()),
+        (None, Some(sent)) if single => return Ok(sent.to_string()),
+        (None, Some(sent)) => sent.to_string(),
         (Some(id), _) => id.to_string(),
-        (None, Some(id)) => id.to_string(),
         (None, None) => new_request_id(),
     };
     req.insert_header("x-request-id", id.as_str())?;
@@ -125,12 +150,14 @@ fn client_cert_header(
             req.insert_header(XFCC, xfcc(cert))?;
         }
         (Mode::AppendForward, Some(cert)) => {
-            let prev = HeaderView(&req.headers).value(XFCC).map(|v| v.into_owned()).filter(|v| !v.is_empty());
+            use conf::matcher::RequestHeaders;
+            let prev = crate::proxy::request::HeaderView(&req.headers).value(XFCC).map(|v| v.into_owned());
+            let prev = prev.filter(|v| !v.is_empty());
             let value = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
             req.insert_header(XFCC, value)?;
         }
         (Mode::Sanitize, _) | (Mode::SanitizeSet | Mode::ForwardOnly | Mode::AppendForward, None) => {
-            req.remove_header(XFCC);
+            req.remove_header(&XFCC_NAME);
         }
     }
     Ok(())
@@ -191,7 +218,7 @@ mod tests {
         assert!(xfcc(&cert(&[], &[])).ends_with(";Subject=\"CN=client,O=Example\";URI="));
     }
 
-    fn origin(trusted_hop: bool) -> Origin<'static> {
+    fn origin(trusted_hop: bool) -> Origin {
         Origin { addresses: None, scheme: "https", trusted_hop, xfcc: conf::table::ForwardClientCert::SanitizeSet }
     }
 

@@ -64,26 +64,38 @@ impl<S> HeadDeadline<S> {
         if bytes.is_empty() {
             return;
         }
-        if deadline.is_none() {
-            *deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.timeout)));
-        }
-        for b in bytes.iter_mut() {
+        // Only spaces (in the request line), CR and LF matter: the bytes between them are
+        // skipped with `memchr`, since this runs on every read of every HTTP/1.1 connection.
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            let found = if spaces.is_some() {
+                memchr::memchr3(b' ', b'\r', b'\n', rest)
+            } else {
+                memchr::memchr2(b'\r', b'\n', rest)
+            };
+            let Some(skipped) = found else {
+                *matched = 0;
+                break;
+            };
+            if skipped > 0 {
+                *matched = 0;
+            }
+            let at = i + skipped;
             if let Some(n) = spaces {
-                match *b {
+                match bytes[at] {
                     b' ' if *n == 2 => {
-                        *b = b'\n';
+                        bytes[at] = b'\n';
                         *spaces = None;
                     }
                     b' ' => *n += 1,
                     // Empty lines before a request line are allowed (RFC 9112 §2.2).
                     b'\r' | b'\n' if *n == 0 && *matched < 2 => {}
-                    b'\r' | b'\n' => *spaces = None,
-                    _ => {}
+                    _ => *spaces = None,
                 }
             }
-            let b = &*b;
             // `\r\n\r\n`, or a bare `\n\n` (which Pingora's parser also accepts).
-            *matched = match (*matched, b) {
+            *matched = match (*matched, bytes[at]) {
                 (0 | 2, b'\r') => *matched + 1,
                 (1, b'\n') | (3, b'\n') => *matched + 1,
                 (0, b'\n') => 2,
@@ -94,6 +106,12 @@ impl<S> HeadDeadline<S> {
                 self.phase = Phase::Rest;
                 return;
             }
+            i = at + 1;
+        }
+        // The head goes on past these bytes: its deadline starts now (their arrival). A head read
+        // whole, the usual case, never needs a timer.
+        if deadline.is_none() {
+            *deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.timeout)));
         }
     }
 
@@ -252,6 +270,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_a_head_that_goes_on_past_a_read_arms_its_deadline() {
+        let mut h = phase_after(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        h.saw(&mut b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        assert!(matches!(h.phase, Phase::Rest), "read whole: no timer was made");
+        let h = phase_after(&[b"GET / HTTP/1.1\r\nHo"]);
+        assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }));
+    }
+
+    #[tokio::test]
     async fn a_response_starts_the_next_head_but_not_100_continue_and_101_stops_watching() {
         let mut h = phase_after(&[b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"]);
         h.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -265,6 +293,66 @@ mod tests {
         assert!(matches!(h.phase, Phase::Off));
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(h.phase, Phase::Off));
+    }
+
+    /// The scan byte by byte, as the rules read: the skipping scan must agree with it.
+    fn reference(bytes: &mut [u8], matched: &mut u8, spaces: &mut Option<u8>) -> bool {
+        for b in bytes.iter_mut() {
+            if let Some(n) = spaces {
+                match *b {
+                    b' ' if *n == 2 => {
+                        *b = b'\n';
+                        *spaces = None;
+                    }
+                    b' ' => *n += 1,
+                    b'\r' | b'\n' if *n == 0 && *matched < 2 => {}
+                    b'\r' | b'\n' => *spaces = None,
+                    _ => {}
+                }
+            }
+            *matched = match (*matched, *b) {
+                (0 | 2, b'\r') => *matched + 1,
+                (1, b'\n') | (3, b'\n') => *matched + 1,
+                (0, b'\n') => 2,
+                (2, b'\n') => 4,
+                _ => 0,
+            };
+            if *matched == 4 {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn the_skipping_scan_agrees_with_a_byte_by_byte_one() {
+        let alphabet = b"GET /a\r\n :xX";
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let input: Vec<u8> = (0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect();
+            let cut = rng.usize(0..=len);
+            let (mut expected, mut matched, mut spaces, mut done) = (input.clone(), 0, Some(0), false);
+            for part in [0..cut, cut..len] {
+                if !done {
+                    done = reference(&mut expected[part], &mut matched, &mut spaces);
+                }
+            }
+            let mut h = HeadDeadline::new((), Duration::from_secs(60));
+            let mut got = input.clone();
+            let (first, second) = got.split_at_mut(cut);
+            h.saw(first);
+            h.saw(second);
+            let input = String::from_utf8_lossy(&input);
+            match h.phase {
+                Phase::Rest => assert!(done, "{input:?} split at {cut}"),
+                Phase::Head { matched: m, spaces: sp, .. } => {
+                    assert!(!done && (m, sp) == (matched, spaces), "{input:?} split at {cut}");
+                    assert_eq!(got, expected, "{input:?} split at {cut}");
+                }
+                _ => unreachable!(),
+            }
+        }
     }
 
     #[tokio::test]

@@ -22,15 +22,15 @@ pub fn request_id(ctx: &mut Ctx) {
 
 /// `x-forwarded-for` replaced by the client address, and an RFC 7239 `Forwarded` element
 /// appended (`for`, `proto`, `host`), as the policy asks.
-pub fn request(req: &mut RequestHeader, ctx: &Ctx, client: Option<&str>) -> Result<()> {
+pub fn request(req: &mut RequestHeader, ctx: &Ctx, client: Option<std::net::IpAddr>) -> Result<()> {
     let Some(h) = of(ctx) else { return Ok(()) };
     let Some(client) = client else { return Ok(()) };
     if h.replace_forwarded_for {
-        req.insert_header("x-forwarded-for", client)?;
+        req.insert_header("x-forwarded-for", client.to_string())?;
     }
     if h.forwarded {
         // RFC 7239 §6: an IPv6 address is quoted and bracketed.
-        let node = if client.contains(':') { format!("\"[{client}]\"") } else { client.to_string() };
+        let node = if client.is_ipv6() { format!("\"[{client}]\"") } else { client.to_string() };
         // The Host is the client's: quoted-pair escapes keep it from closing the string and
         // adding elements of its own (RFC 7230 §3.2.6).
         let host = super::request::authority(req).replace('\\', "\\\\").replace('"', "\\\"");

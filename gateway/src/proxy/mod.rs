@@ -257,19 +257,21 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        request::lower_case_names(req);
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let addresses = peer.map(|p| {
-            let client = policies::client_address(session, p, ctx);
-            (p.to_string(), client.to_string())
+        let client = peer.map(|p| policies::client_address(session, p, ctx));
+        let addresses = peer.zip(client).map(|(p, c)| {
+            let peer_text = request::ip_text(p);
+            let client_text = if c == p { peer_text.clone() } else { request::ip_text(c) };
+            (peer_text, client_text)
         });
-        let client = addresses.as_ref().map(|(_, c)| c.clone());
         header_policy::request_id(ctx);
         let cert = ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref());
         let trusted_hop = peer.is_some_and(|p| policies::trusted_hop(p, ctx));
         let xfcc = ctx.snap.table.forward_client_cert;
         let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop, xfcc };
         ctx.request_id = Some(forwarded::forwarding_headers(req, origin, cert, ctx.request_id.as_deref())?);
-        header_policy::request(req, ctx, client.as_deref())?;
+        header_policy::request(req, ctx, client)?;
         if !session.as_downstream().is_http2() {
             request::to_origin_form(req);
         }

@@ -79,6 +79,41 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
     req.headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
+/// Drops Pingora's record of the client's header-name case from a request going upstream: Envoy
+/// writes HTTP/1 header names in lower case (its default `header_key_format`, which Istio's
+/// gateway keeps), and without the record each header the gateway sets is one map insertion, not
+/// two. A target Pingora keeps verbatim (absolute-form, or bytes the URI cannot hold) keeps the
+/// record too, so that it is sent as received.
+pub fn lower_case_names(req: &mut RequestHeader) {
+    let from_uri = req.uri.path_and_query().is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path());
+    if !req.has_case() || !from_uri {
+        return;
+    }
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let parts: http::request::Parts = std::mem::replace(req, placeholder).into();
+    *req = RequestHeader::from(parts);
+}
+
+/// An address as text for a header. IPv4 without `core::fmt`: this runs for every request, and
+/// formatting four octets through `Display` cost more than the rest of the forwarding headers.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 /// An absolute-form target (`GET http://host/path`) becomes origin-form (`/path`) upstream:
 /// HTTP/1.1 origin servers expect origin-form (RFC 9112 §3.2.1); the host is in the Host header.
 pub fn to_origin_form(req: &mut RequestHeader) {
@@ -131,4 +166,45 @@ pub fn rewrite_authority(req: &mut RequestHeader, authority: &str) -> pingora::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_their_display_form() {
+        for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.200.3.45", "::1", "2001:db8::7"] {
+            let parsed: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(parsed), parsed.to_string());
+        }
+    }
+
+    fn wire(req: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn upstream_header_names_are_lower_case_as_envoy_writes_them() {
+        let mut req = RequestHeader::build("GET", b"/a?b=1", None).unwrap();
+        req.append_header("X-Tenant", "t1").unwrap();
+        req.append_header("X-Tenant", "t2").unwrap();
+        assert!(wire(&req).contains("X-Tenant: t1"));
+        lower_case_names(&mut req);
+        assert_eq!(wire(&req), "x-tenant: t1\r\nx-tenant: t2\r\n");
+        assert_eq!(
+            (req.method.as_str(), req.uri.to_string(), req.raw_path()),
+            ("GET", "/a?b=1".into(), &b"/a?b=1"[..])
+        );
+    }
+
+    #[test]
+    fn a_target_kept_verbatim_keeps_its_header_case() {
+        let mut req = RequestHeader::build("GET", b"http://shop.example.com/a", None).unwrap();
+        req.append_header("X-Tenant", "t1").unwrap();
+        lower_case_names(&mut req);
+        assert_eq!((wire(&req), req.raw_path()), ("X-Tenant: t1\r\n".into(), &b"http://shop.example.com/a"[..]));
+    }
 }

@@ -159,13 +159,19 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     }
     // Istio sets Envoy's `include_request_attempt_count` on every virtual host: the upstream
     // learns which attempt this is (1 for the first try).
-    req.insert_header("x-envoy-attempt-count", ctx.tried.len().max(1).to_string())?;
+    req.insert_header("x-envoy-attempt-count", attempt_count(ctx.tried.len().max(1)))?;
     if ctx.last_on_connection {
         // `maxRequestsPerConnection` or `maxConnectionDuration` reached: the upstream closes after
         // answering, and the connection is not pooled again.
-        req.insert_header(http::header::CONNECTION, "close")?;
+        req.insert_header(http::header::CONNECTION, http::HeaderValue::from_static("close"))?;
     }
     Ok(())
+}
+
+/// `x-envoy-attempt-count`'s value: the first attempts' without formatting or copying a number.
+fn attempt_count(n: usize) -> http::HeaderValue {
+    const FIRST: [&str; 5] = ["1", "2", "3", "4", "5"];
+    FIRST.get(n.wrapping_sub(1)).map_or_else(|| http::HeaderValue::from(n), |v| http::HeaderValue::from_static(v))
 }
 
 /// The authority the route sends upstream instead of the request's, if it changes it.
@@ -205,7 +211,7 @@ pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
             header_ops::apply(resp, o, Side::Response)?;
         }
     }
-    resp.insert_header("server", SERVER)?;
+    resp.insert_header("server", http::HeaderValue::from_static(SERVER))?;
     if let Some(cookie) = &ctx.hash_cookie {
         resp.append_header(http::header::SET_COOKIE, cookie.as_str())?;
     }

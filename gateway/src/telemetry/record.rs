@@ -11,6 +11,8 @@ use super::Telemetry;
 use crate::error::Outcome;
 use crate::proxy::ctx::Ctx;
 
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
 fn details(ctx: &Ctx, code: u16) -> &str {
     if let Some(denied) = &ctx.denied {
@@ -75,7 +77,7 @@ fn with_delay(f: &str) -> &'static str {
     }
 }
 
-fn header<'a>(session: &'a Session, name: &str) -> &'a str {
+fn header(session: &Session, name: impl http::header::AsHeaderName) -> &str {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -83,9 +85,9 @@ fn header<'a>(session: &'a Session, name: &str) -> &'a str {
 pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let resp = session.response_written();
     let code = resp.map_or(0, |r| r.status.as_u16());
-    let grpc = header(session, "content-type").starts_with("application/grpc");
+    let grpc = header(session, http::header::CONTENT_TYPE).starts_with("application/grpc");
     let grpc_status =
-        resp.and_then(|r| r.headers.get("grpc-status")).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        resp.and_then(|r| r.headers.get(&GRPC_STATUS)).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let flags = flags(ctx);
     let elapsed = ctx.started.elapsed();
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
@@ -148,7 +150,7 @@ fn entry(session: &Session, ctx: &Ctx, code: u16, flags: &str, elapsed: Duration
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         upstream_service_time: None,
         forwarded_for: header(session, "x-forwarded-for").to_string(),
-        user_agent: header(session, "user-agent").to_string(),
+        user_agent: header(session, http::header::USER_AGENT).to_string(),
         request_id: ctx.request_id.clone().unwrap_or_default(),
         authority: crate::proxy::request::authority(req),
         upstream_host: ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
