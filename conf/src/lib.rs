@@ -13,6 +13,7 @@ pub mod load;
 pub mod matcher;
 pub mod mesh;
 pub mod model;
+mod parallel;
 pub mod raw;
 pub mod render;
 pub mod table;

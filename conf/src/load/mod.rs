@@ -93,12 +93,50 @@ fn read_value(into: &mut Read, file: &str, namespace: &str, index: usize, value:
 }
 
 fn yaml_documents(file: &str, text: &str, namespace: &str) -> Result<Read, serde_yaml::Error> {
+    match yaml_documents_on_every_core(file, text, namespace) {
+        Some(read) => Ok(read),
+        None => yaml_documents_in_order(file, text, namespace),
+    }
+}
+
+fn yaml_documents_in_order(file: &str, text: &str, namespace: &str) -> Result<Read, serde_yaml::Error> {
     let mut read: Read = Default::default();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         // Decoded as it comes: one value tree alive at a time.
         read_value(&mut read, file, namespace, i, serde_yaml::Value::deserialize(doc)?);
     }
     Ok(read)
+}
+
+/// A large file of YAML documents read on every core, when its `---` lines split it into parts
+/// that each parse as exactly one document; `None` otherwise (a YAML error, an empty part, a part
+/// holding two documents), and the file is read in order, which reports each problem exactly.
+fn yaml_documents_on_every_core(file: &str, text: &str, namespace: &str) -> Option<Read> {
+    let mut parts: Vec<&str> = split_documents(text).collect();
+    // Comments or blank lines before the first `---` are not a document.
+    if parts.first().is_some_and(|p| holds_nothing(p)) {
+        parts.remove(0);
+    }
+    if parts.len() < crate::parallel::WORTH_IT || parts.iter().any(|p| holds_nothing(p)) {
+        return None;
+    }
+    on_every_core(&parts, |first, part| {
+        let mut out: Read = Default::default();
+        for (i, text) in part.iter().enumerate() {
+            let mut docs = serde_yaml::Deserializer::from_str(text);
+            let value = serde_yaml::Value::deserialize(docs.next()?).ok()?;
+            if docs.next().is_some() {
+                return None;
+            }
+            read_value(&mut out, file, namespace, first + i, value);
+        }
+        Some(out)
+    })
+}
+
+/// A part of a YAML stream with nothing but blank lines and comments.
+fn holds_nothing(part: &str) -> bool {
+    part.lines().map(str::trim_start).all(|l| l.is_empty() || l.starts_with('#'))
 }
 
 /// The file as JSON documents, when every document is a JSON object; `None` otherwise. Large
@@ -115,18 +153,14 @@ fn json_documents(file: &str, text: &str, namespace: &str) -> Option<Read> {
         }
         Some(out)
     };
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(8);
-    if threads < 2 || chunks.len() < 256 {
-        return parse(0, &chunks);
-    }
-    let per = chunks.len().div_ceil(threads);
-    let parts: Vec<Option<Read>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            chunks.chunks(per).enumerate().map(|(n, part)| scope.spawn(move || parse(n * per, part))).collect();
-        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
-    });
+    on_every_core(&chunks, parse)
+}
+
+/// `read(first, part)` over consecutive parts of `documents`, one per core, the results joined in
+/// document order; `None` if any part gives `None`.
+fn on_every_core(documents: &[&str], read: impl Fn(usize, &[&str]) -> Option<Read> + Sync) -> Option<Read> {
     let mut out: Read = Default::default();
-    for part in parts {
+    for part in crate::parallel::in_parts(documents, read) {
         let (l, d) = part?;
         out.0.extend(l);
         out.1.extend(d);
@@ -282,6 +316,42 @@ mod tests {
         let loaded = load_str("f", &mixed, "default");
         assert_eq!(loaded.config.gateways.len(), 600);
         assert_eq!(loaded.config.gateways[450].meta.name(), "g450");
+    }
+
+    #[test]
+    fn a_large_yaml_file_read_on_several_cores_loads_as_it_does_in_order() {
+        let summary = |r: &Read| {
+            let ids: Vec<String> = r.0.iter().map(|(l, o)| format!("{:?} {}", l.meta().id, o.document)).collect();
+            (ids, r.1.to_string())
+        };
+        let many = |doc: &dyn Fn(usize) -> String| (0..300).map(doc).collect::<Vec<_>>().join("---\n");
+        let plain = many(&|i| gateway(&format!("g{i}")).replace("spec:\n", &format!("spec:\n  x{i}: 1\n")));
+        let block = many(&|i| format!("# gateway {i}\n{}  # a comment\n", gateway(&format!("b{i}"))));
+        let cases = [
+            // (text, read on several cores)
+            (plain.clone(), true),
+            (format!("# generated\n\n---\n{plain}"), true),
+            (block, true),
+            (format!("{plain}---\n"), false),
+            (plain.replacen("---\n", "---\n# nothing here\n---\n", 1), false),
+            (plain.replacen("---\n", "--- \n", 1), true),
+            (plain.replacen("[]\n---\n", "[]\n--- {kind: Gateway, metadata: {name: extra}}\n---\n", 1), false),
+            (plain.replacen("---\n", "...\n---\n", 1), true),
+        ];
+        for (n, (text, parallel)) in cases.iter().enumerate() {
+            let in_order = yaml_documents_in_order("f", text, "default").unwrap();
+            assert!(in_order.0.len() >= 300, "case {n}");
+            let cores = yaml_documents_on_every_core("f", text, "default");
+            assert_eq!(
+                cores.is_some(),
+                *parallel && std::thread::available_parallelism().is_ok_and(|c| c.get() > 1),
+                "case {n}"
+            );
+            assert_eq!(summary(&yaml_documents("f", text, "default").unwrap()), summary(&in_order), "case {n}");
+        }
+        let broken = plain.replacen("x5: 1", "x5: [unclosed", 1);
+        assert!(yaml_documents_on_every_core("f", &broken, "default").is_none());
+        assert!(yaml_documents("f", &broken, "default").is_err(), "the error is reported by the in-order reader");
     }
 
     #[test]

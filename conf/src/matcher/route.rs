@@ -42,13 +42,27 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The regular headers.
     pub headers: &'a dyn RequestHeaders,
+    /// Where the path ends (its query string or fragment starts), found once: every exact and
+    /// regex path condition of every route tried reads it.
+    path_end: usize,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// The request as routing sees it; `path` after normalization, with the query string.
+    pub fn new(
+        method: &'a str,
+        scheme: &'a str,
+        authority: &'a str,
+        path: &'a str,
+        headers: &'a dyn RequestHeaders,
+    ) -> Self {
+        let path_end = path.bytes().position(|b| matches!(b, b'?' | b'#')).unwrap_or(path.len());
+        Request { method, scheme, authority, path, headers, path_end }
+    }
+
     /// The path without query string or fragment.
     pub fn path_only(&self) -> &str {
-        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
-        &self.path[..end]
+        self.path.get(..self.path_end).unwrap_or(self.path)
     }
 
     /// The raw query string (after `?`, before `#`), if any.
@@ -187,7 +201,7 @@ mod tests {
     use crate::matcher::Re2;
 
     fn req<'a>(path: &'a str, headers: &'a Vec<(String, String)>) -> Request<'a> {
-        Request { method: "GET", scheme: "http", authority: "example.com:8080", path, headers }
+        Request::new("GET", "http", "example.com:8080", path, headers)
     }
 
     static NO: Vec<(String, String)> = Vec::new();

@@ -47,9 +47,18 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
     for gw in &config.gateways {
         gateway::validate(&gw.meta, &gw.spec, &mut Reporter::new(&gw.meta.id, out));
     }
-    for vs in &config.virtual_services {
-        let mut r = Reporter::new(&vs.meta.id, out);
-        virtual_service::validate(&vs.meta, &vs.spec, &mut r, &mut regexes);
+    // VirtualServices are most of a large configuration and independent of each other here: they
+    // are validated on every core, their problems kept in order.
+    let parts = crate::parallel::in_parts(&config.virtual_services, |_, part| {
+        let (mut found, mut compiled) = (Diagnostics::default(), Regexes::default());
+        for vs in part {
+            virtual_service::validate(&vs.meta, &vs.spec, &mut Reporter::new(&vs.meta.id, &mut found), &mut compiled);
+        }
+        (found, compiled)
+    });
+    for (found, compiled) in parts {
+        out.extend(found);
+        regexes.compiled.extend(compiled.compiled);
     }
     for dr in &config.destination_rules {
         destination_rule::validate(&dr.meta, &dr.spec, &mut Reporter::new(&dr.meta.id, out));

@@ -36,7 +36,7 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
         return Decision::Reply(LocalReply::redirect(301, format!("https://{host}{path}")));
     }
     let headers = HeaderView(&req.headers);
-    let view = Request { method: req.method.as_str(), scheme: ctx.scheme, authority: &host, path, headers: &headers };
+    let view = Request::new(req.method.as_str(), ctx.scheme, &host, path, &headers);
     // Istio: the first matching route wins; no fallback to another virtual host.
     let Some(index) = vhost.routes.iter().position(|r| r.matcher.matches(&view)) else { return no_route(ctx) };
     ctx.route = Some(RouteRef { config, vhost: vhost_index, route: index });
