@@ -10,21 +10,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pingora::apps::ServerApp;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
+use pingora::protocols::l4::virt::VirtualSocketStream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::edge::buffered::Buffered;
 use crate::proxy::Gateway;
 
 /// How long a new connection may stay silent before it is closed.
@@ -299,7 +297,7 @@ async fn tcp_connection(tcp: TcpStream, peer: SocketAddr, key: ListenerKey, env:
 fn buffered(tcp: TcpStream, peer: SocketAddr) -> L4Stream {
     let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
     let _ = digest.peer_addr.set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(peer)));
-    let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered(BufStream::new(tcp)))).into();
+    let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered::new(tcp))).into();
     stream.set_socket_digest(digest);
     stream
 }
@@ -335,36 +333,6 @@ async fn starts_with_preface(tcp: &TcpStream) -> Option<bool> {
         // A partial preface: wait for the rest (peek does not consume, so poll, backing off).
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// A buffered TCP stream for Pingora: response header and body leave in one write.
-#[derive(Debug)]
-struct Buffered(BufStream<TcpStream>);
-
-impl AsyncRead for Buffered {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Buffered {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl VirtualSocket for Buffered {
-    fn set_socket_option(&self, _opt: VirtualSockOpt) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
