@@ -475,7 +475,7 @@ mod tests {
             tcp_keepalive: None,
             max_h2_streams: DEFAULT_H2_STREAMS,
             idle_timeout: None,
-            destination: crate::telemetry::metrics::Destination::unknown(),
+            destination: crate::telemetry::metrics::Destination::unknown().clone(),
             outlier: None,
             max_active: None,
             max_connections: None,

@@ -76,45 +76,47 @@ impl Source {
 }
 
 /// The `destination_*` labels of a cluster (`unknown` where a gateway without peer metadata
-/// cannot know them, as Istio's gateway reports them).
+/// cannot know them, as Istio's gateway reports them). Shared strings: every request's series
+/// lookup takes a copy of its destination as part of the key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Destination {
     /// The service host (`reviews.default.svc.cluster.local`).
-    pub service: String,
+    pub service: Arc<str>,
     /// Its first label (`reviews`).
-    pub service_name: String,
+    pub service_name: Arc<str>,
     /// Its namespace for Kubernetes hosts (`default`), else `unknown`.
-    pub service_namespace: String,
+    pub service_namespace: Arc<str>,
     /// The subset, else `unknown`.
-    pub version: String,
+    pub version: Arc<str>,
 }
 
 impl Destination {
     /// The labels of `host` (and `subset`); a Kubernetes host `name.namespace.svc.<domain>` gives
     /// its namespace.
     pub fn of(host: &str, subset: Option<&str>) -> Self {
-        let name = host.split('.').next().unwrap_or(host).to_string();
+        let name = host.split('.').next().unwrap_or(host);
         let namespace = host
             .split_once(".svc.")
-            .and_then(|(service, _)| service.split_once('.').map(|(_, ns)| ns.to_string()))
+            .and_then(|(service, _)| service.split_once('.').map(|(_, ns)| ns))
             .filter(|ns| !ns.is_empty() && !ns.contains('.'))
-            .unwrap_or_else(|| UNKNOWN.into());
+            .unwrap_or(UNKNOWN);
         Destination {
-            service: host.to_string(),
-            service_name: name,
-            service_namespace: namespace,
-            version: subset.unwrap_or(UNKNOWN).to_string(),
+            service: host.into(),
+            service_name: name.into(),
+            service_namespace: namespace.into(),
+            version: subset.unwrap_or(UNKNOWN).into(),
         }
     }
 
-    /// No destination (404, or a request answered before routing).
-    pub fn unknown() -> Self {
-        Destination {
+    /// No destination (404, or a request answered before routing): one value for the process.
+    pub fn unknown() -> &'static Self {
+        static UNKNOWN_DESTINATION: std::sync::OnceLock<Destination> = std::sync::OnceLock::new();
+        UNKNOWN_DESTINATION.get_or_init(|| Destination {
             service: UNKNOWN.into(),
             service_name: UNKNOWN.into(),
             service_namespace: UNKNOWN.into(),
             version: UNKNOWN.into(),
-        }
+        })
     }
 }
 
@@ -361,8 +363,10 @@ impl Metrics {
         series.duration.observe(r.duration_ms);
         series.request_bytes.observe(r.request_bytes as f64);
         series.response_bytes.observe(r.response_bytes as f64);
-        let code = r.code.to_string();
-        self.gateway_requests.with_label_values(&[r.gateway, r.server, r.route, &code, r.flags]).inc();
+        // The status as text without formatting a number (0, no response, is not a status).
+        let status = http::StatusCode::from_u16(r.code).ok();
+        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
+        self.gateway_requests.with_label_values(&[r.gateway, r.server, r.route, code, r.flags]).inc();
     }
 
     /// Counts a TCP connection to `d`: opened now.
@@ -437,15 +441,9 @@ mod tests {
     #[test]
     fn destination_labels_come_from_the_host_and_subset() {
         let d = Destination::of("reviews.bookinfo.svc.cluster.local", Some("v2"));
-        assert_eq!(
-            (d.service_name.as_str(), d.service_namespace.as_str(), d.version.as_str()),
-            ("reviews", "bookinfo", "v2")
-        );
+        assert_eq!((&*d.service_name, &*d.service_namespace, &*d.version), ("reviews", "bookinfo", "v2"));
         let e = Destination::of("api.example.com", None);
-        assert_eq!(
-            (e.service_name.as_str(), e.service_namespace.as_str(), e.version.as_str()),
-            ("api", "unknown", "unknown")
-        );
+        assert_eq!((&*e.service_name, &*e.service_namespace, &*e.version), ("api", "unknown", "unknown"));
     }
 
     #[test]

@@ -91,8 +91,10 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let flags = flags(ctx);
     let elapsed = ctx.started.elapsed();
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
-    let unknown = Destination::unknown();
-    let destination = upstream.map_or(&unknown, |u| &u.destination);
+    let destination = match upstream {
+        Some(u) => &u.destination,
+        None => Destination::unknown(),
+    };
     let (gateway, server) = server_of(ctx);
     let route = ctx.route().map_or("", |r| if r.name.is_empty() { r.origin.as_str() } else { r.name.as_str() });
     let req = session.req_header();
