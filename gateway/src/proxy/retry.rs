@@ -122,16 +122,20 @@ pub fn on_error(e: &Error, ctx: &mut Ctx) -> bool {
 
 /// A response the policy retries (its status, `grpc-status` or `x-envoy-ratelimited`).
 fn retriable(resp: &ResponseHeader, ctx: &Ctx) -> bool {
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    static RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
     let status = resp.status.as_u16();
     let on = |c: &str| retries_on(ctx, c);
     let codes = ctx.route().and_then(|r| r.retries.as_ref()).map_or(&[][..], |p| &p.retriable_status_codes[..]);
-    let grpc = resp.headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
+    // Looked up once, by a name parsed once: Istio's default policy retries gRPC `cancelled` and
+    // `unavailable`, so this runs for every response.
+    let grpc = resp.headers.get(&GRPC_STATUS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
     let grpc_retried = |code: u8, name: &str| grpc == Some(code) && on(name);
     (resp.status.is_server_error() && on("5xx"))
         || (matches!(status, 502..=504) && on("gateway-error"))
         || (status == 409 && on("retriable-4xx"))
         || (codes.contains(&status) && on("retriable-status-codes"))
-        || (resp.headers.contains_key("x-envoy-ratelimited") && on("envoy-ratelimited"))
+        || (on("envoy-ratelimited") && resp.headers.contains_key(&RATELIMITED))
         || grpc_retried(1, "cancelled")
         || grpc_retried(4, "deadline-exceeded")
         || grpc_retried(8, "resource-exhausted")
