@@ -61,6 +61,18 @@ async fn numeric_codes_in_retry_on_are_retriable_status_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_marked_x_envoy_ratelimited_is_retried_only_under_envoy_ratelimited() {
+    let limited = Faulty::start(Behaviour::Status(429, "x-envoy-ratelimited: true\r\n")).await;
+    let good = Upstream::start("good").await;
+    let ports = [limited.port, good.port()];
+    let gw = TestGateway::start(&config(&ports, "{attempts: 2, retryOn: envoy-ratelimited}"));
+    assert_eq!(statuses(&gw, 20).await, [200; 20]);
+    assert!(limited.requests() > 0, "the limited endpoint was tried and its answers retried");
+    let gw = TestGateway::start(&config(&ports, "{attempts: 2, retryOn: 5xx}"));
+    assert!(statuses(&gw, 20).await.contains(&429), "not retried under another condition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_run_out_with_the_upstreams_answer_and_flag_urx() {
     let bad = Faulty::start(Behaviour::Status(502, "")).await;
     let gw = TestGateway::start(&config(&[bad.port], "{attempts: 3, retryOn: gateway-error}"));
