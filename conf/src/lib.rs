@@ -60,6 +60,7 @@ fn finish(loaded: load::Loaded, sel: &Selection) -> Built {
     let mut diagnostics = loaded.diagnostics;
     let mut regexes = validate::validate(&loaded.config, &mut diagnostics);
     let table = compile::compile(&loaded.config, sel, &mut regexes, &mut diagnostics);
+    parallel::drop_elsewhere(loaded.config, |c| c.virtual_services.len());
     // A VirtualService bound on several ports reports the same destination problem once.
     let mut seen = std::collections::HashSet::new();
     diagnostics.0.retain(|d| seen.insert(d.to_string()));

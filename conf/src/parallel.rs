@@ -21,6 +21,16 @@ pub(crate) fn in_parts<T: Sync, R: Send>(items: &[T], work: impl Fn(usize, &[T])
     })
 }
 
+/// Drops `value` on a thread of its own when `size` says it is large: freeing the raw resources
+/// of a 100,000-route configuration took a twentieth of the time to ready, which the caller need
+/// not wait for.
+pub(crate) fn drop_elsewhere<T: Send + 'static>(value: T, size: impl FnOnce(&T) -> usize) {
+    if size(&value) >= WORTH_IT {
+        // If no thread can be made, the value is dropped here instead.
+        let _ = std::thread::Builder::new().name("conf-drop".into()).spawn(move || drop(value));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -151,7 +151,12 @@ fn add_route_config(
                 for h in others {
                     vhosts.entry(h.clone()).or_default().routes.extend(routes.iter().cloned());
                 }
-                vhosts.entry(last.clone()).or_default().routes.extend(routes);
+                let vh = vhosts.entry(last.clone()).or_default();
+                if vh.routes.is_empty() {
+                    vh.routes = routes; // the usual case, one VirtualService per host: no copy
+                } else {
+                    vh.routes.extend(routes);
+                }
             }
         }
         if s.https_redirect {
