@@ -2,8 +2,9 @@
 //! `use_remote_address: true`, `xff_num_trusted_hops: 0`, `forward_client_cert_details:
 //! SANITIZE_SET`): nothing a client sends in them is trusted.
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
+use pingora::{ErrorType, OrErr};
 
 use crate::tls::peer::PeerCertificate;
 
@@ -16,6 +17,7 @@ static XFCC_NAME: HeaderName = HeaderName::from_static(XFCC);
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
 
 /// The Envoy control headers a client must not set: Envoy removes them from external requests
 /// (<https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/header_sanitizing>,
@@ -80,17 +82,21 @@ static FORWARDED_BY_PROXIES: [HeaderName; 2] =
 /// `x-forwarded-host` and `x-forwarded-port` kept only from a trusted proxy,
 /// `x-forwarded-client-cert` set from the client certificate or removed (SANITIZE_SET), and
 /// `x-request-id` set to `request_id` (the client's, or one made for this request). Returns it.
+///
+/// They are set on the upstream request's header map itself (see `request::with_header_map`):
+/// through Pingora's `RequestHeader`, each name was parsed again and the map grown one at a time.
 pub fn forwarding_headers(
-    req: &mut RequestHeader,
+    headers: &mut HeaderMap,
     origin: Origin,
     client_cert: Option<&PeerCertificate>,
     request_id: Option<&str>,
 ) -> pingora::Result<String> {
     let Origin { addresses, scheme, trusted_hop, xfcc: xfcc_mode } = origin;
+    headers.reserve(4);
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
         let mut prev = String::new();
-        for line in req.headers.get_all(&X_FORWARDED_FOR) {
+        for line in headers.get_all(&X_FORWARDED_FOR) {
             let line = String::from_utf8_lossy(line.as_bytes());
             if !prev.is_empty() {
                 prev.push(',');
@@ -99,20 +105,20 @@ pub fn forwarding_headers(
         }
         let prev = prev.trim();
         let xff = if prev.is_empty() { peer } else { format!("{prev},{peer}") };
-        req.insert_header("x-forwarded-for", xff)?;
-        req.insert_header("x-envoy-external-address", client)?;
+        headers.insert(X_FORWARDED_FOR.clone(), value(xff)?);
+        headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), value(client)?);
     }
-    if !trusted_hop || !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme))?;
+    if !trusted_hop || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
     if !trusted_hop {
         for name in &FORWARDED_BY_PROXIES {
-            req.remove_header(name);
+            headers.remove(name);
         }
     }
-    client_cert_header(req, xfcc_mode, client_cert)?;
+    client_cert_header(headers, xfcc_mode, client_cert)?;
     // One id per request, whatever the number of upstream attempts.
-    let lines = req.headers.get_all(&X_REQUEST_ID);
+    let lines = headers.get_all(&X_REQUEST_ID);
     let single = lines.iter().nth(1).is_none();
     let sent = lines.iter().next().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     let id = match (request_id, sent) {
@@ -123,8 +129,13 @@ pub fn forwarding_headers(
         (Some(id), _) => id.to_string(),
         (None, None) => new_request_id(),
     };
-    req.insert_header("x-request-id", id.as_str())?;
+    headers.insert(X_REQUEST_ID.clone(), value(id.clone())?);
     Ok(id)
+}
+
+/// `text` as a header value; Pingora's error for one that is not (as `insert_header` gives).
+fn value(text: String) -> pingora::Result<HeaderValue> {
+    HeaderValue::try_from(text).or_err(ErrorType::InvalidHTTPHeader, "invalid forwarding header value")
 }
 
 /// A random (version 4) UUID for `x-request-id`, from the thread's fast generator: an id must be
@@ -137,7 +148,7 @@ pub fn new_request_id() -> String {
 /// `x-forwarded-client-cert` as Envoy's `forward_client_cert_details` says. Istio's gateway default
 /// is SANITIZE_SET: a client's own XFCC never passes; a verified client certificate sets it.
 fn client_cert_header(
-    req: &mut RequestHeader,
+    headers: &mut HeaderMap,
     mode: conf::table::ForwardClientCert,
     cert: Option<&PeerCertificate>,
 ) -> pingora::Result<()> {
@@ -147,17 +158,17 @@ fn client_cert_header(
     match (mode, cert) {
         (Mode::AlwaysForwardOnly, _) | (Mode::ForwardOnly, Some(_)) => {}
         (Mode::SanitizeSet, Some(cert)) => {
-            req.insert_header(XFCC, xfcc(cert))?;
+            headers.insert(XFCC_NAME.clone(), value(xfcc(cert))?);
         }
         (Mode::AppendForward, Some(cert)) => {
             use conf::matcher::RequestHeaders;
-            let prev = crate::proxy::request::HeaderView(&req.headers).value(XFCC).map(|v| v.into_owned());
+            let prev = crate::proxy::request::HeaderView(headers).value(XFCC).map(|v| v.into_owned());
             let prev = prev.filter(|v| !v.is_empty());
-            let value = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
-            req.insert_header(XFCC, value)?;
+            let joined = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
+            headers.insert(XFCC_NAME.clone(), value(joined)?);
         }
         (Mode::Sanitize, _) | (Mode::SanitizeSet | Mode::ForwardOnly | Mode::AppendForward, None) => {
-            req.remove_header(&XFCC_NAME);
+            headers.remove(&XFCC_NAME);
         }
     }
     Ok(())
@@ -225,14 +236,14 @@ mod tests {
     #[test]
     fn forwarded_proto_host_and_port_are_kept_only_from_a_trusted_proxy() {
         for (trusted, proto, host) in [(false, "https", None), (true, "http", Some("shop.example.com"))] {
-            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            let mut req = HeaderMap::new();
             for (k, v) in
                 [("x-forwarded-proto", "http"), ("x-forwarded-host", "shop.example.com"), ("x-forwarded-port", "80")]
             {
-                req.insert_header(k, v).unwrap();
+                req.insert(k, HeaderValue::from_static(v));
             }
             forwarding_headers(&mut req, origin(trusted), None, None).unwrap();
-            let value = |k: &str| req.headers.get(k).and_then(|v| v.to_str().ok());
+            let value = |k: &str| req.get(k).and_then(|v| v.to_str().ok());
             assert_eq!(
                 (value("x-forwarded-proto"), value("x-forwarded-host")),
                 (Some(proto), host),
@@ -240,19 +251,19 @@ mod tests {
             );
             assert_eq!(value("x-forwarded-port").is_some(), trusted);
         }
-        let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut bare = HeaderMap::new();
         forwarding_headers(&mut bare, origin(true), None, None).unwrap();
-        assert_eq!(bare.headers.get("x-forwarded-proto").unwrap(), "https", "set when no proxy set it");
+        assert_eq!(bare.get("x-forwarded-proto").unwrap(), "https", "set when no proxy set it");
     }
 
     #[test]
     fn forward_client_cert_details_modes() {
         use conf::table::ForwardClientCert as Mode;
         let run = |mode: Mode, cert: Option<&PeerCertificate>| {
-            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-            req.insert_header(XFCC, "Hash=client").unwrap();
+            let mut req = HeaderMap::new();
+            req.insert(XFCC, HeaderValue::from_static("Hash=client"));
             forwarding_headers(&mut req, Origin { xfcc: mode, ..origin(false) }, cert, None).unwrap();
-            req.headers.get(XFCC).map(|v| v.to_str().unwrap().to_string())
+            req.get(XFCC).map(|v| v.to_str().unwrap().to_string())
         };
         let c = cert(&[], &[]);
         assert_eq!(run(Mode::Sanitize, Some(&c)), None);
@@ -267,13 +278,13 @@ mod tests {
 
     #[test]
     fn a_client_xfcc_is_removed_without_a_certificate_and_replaced_with_one() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header(XFCC, "Hash=forged").unwrap();
+        let mut req = HeaderMap::new();
+        req.insert(XFCC, HeaderValue::from_static("Hash=forged"));
         forwarding_headers(&mut req, origin(false), None, None).unwrap();
-        assert!(req.headers.get(XFCC).is_none());
-        req.insert_header(XFCC, "Hash=forged").unwrap();
+        assert!(req.get(XFCC).is_none());
+        req.insert(XFCC, HeaderValue::from_static("Hash=forged"));
         forwarding_headers(&mut req, origin(false), Some(&cert(&[], &[])), None).unwrap();
-        let all: Vec<_> = req.headers.get_all(XFCC).iter().collect();
+        let all: Vec<_> = req.get_all(XFCC).iter().collect();
         assert_eq!(all.len(), 1);
         assert!(all[0].to_str().unwrap().starts_with("Hash=ab01;"));
     }

@@ -257,7 +257,6 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        request::lower_case_names(req);
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let client = peer.map(|p| policies::client_address(session, p, ctx));
         let addresses = peer.zip(client).map(|(p, c)| {
@@ -270,7 +269,9 @@ impl ProxyHttp for Gateway {
         let trusted_hop = peer.is_some_and(|p| policies::trusted_hop(p, ctx));
         let xfcc = ctx.snap.table.forward_client_cert;
         let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop, xfcc };
-        ctx.request_id = Some(forwarded::forwarding_headers(req, origin, cert, ctx.request_id.as_deref())?);
+        let id = ctx.request_id.as_deref();
+        let id = request::with_header_map(req, |h| forwarded::forwarding_headers(h, origin, cert, id))?;
+        ctx.request_id = Some(id);
         header_policy::request(req, ctx, client)?;
         if !session.as_downstream().is_http2() {
             request::to_origin_form(req);

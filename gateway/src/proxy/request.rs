@@ -79,19 +79,30 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
     req.headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Drops Pingora's record of the client's header-name case from a request going upstream: Envoy
-/// writes HTTP/1 header names in lower case (its default `header_key_format`, which Istio's
-/// gateway keeps), and without the record each header the gateway sets is one map insertion, not
-/// two. A target Pingora keeps verbatim (absolute-form, or bytes the URI cannot hold) keeps the
-/// record too, so that it is sent as received.
-pub fn lower_case_names(req: &mut RequestHeader) {
+/// Runs `f` on the upstream request's own `http` header map, then hands the request back to
+/// Pingora without its record of the client's header-name case. Headers set through Pingora's
+/// `RequestHeader` had each name parsed again and two maps grown one entry at a time; here names
+/// parsed once are inserted into one map, reserved ahead. Header names then go upstream in lower
+/// case, as Envoy writes HTTP/1 header names (its default `header_key_format`, which Istio's gateway
+/// keeps). The request target is kept as Pingora held it (verbatim when the URI cannot hold it).
+pub fn with_header_map<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
     let from_uri = req.uri.path_and_query().is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path());
-    if !req.has_case() || !from_uri {
-        return;
-    }
+    let raw = (!from_uri).then(|| req.raw_path().to_vec());
+    let end_stream = req.send_end_stream();
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let parts: http::request::Parts = std::mem::replace(req, placeholder).into();
+    let mut parts: http::request::Parts = std::mem::replace(req, placeholder).into();
+    let out = f(&mut parts.headers);
     *req = RequestHeader::from(parts);
+    if let Some(raw) = raw {
+        // Pingora parsed it when the request arrived; it parses the same way again.
+        if let Err(e) = req.set_raw_path(&raw) {
+            tracing::debug!(error = %e, "request target kept in its URI form");
+        }
+    }
+    if end_stream == Some(false) {
+        req.set_send_end_stream(false);
+    }
+    out
 }
 
 /// An address as text for a header. IPv4 without `core::fmt`: this runs for every request, and
@@ -192,8 +203,12 @@ mod tests {
         req.append_header("X-Tenant", "t1").unwrap();
         req.append_header("X-Tenant", "t2").unwrap();
         assert!(wire(&req).contains("X-Tenant: t1"));
-        lower_case_names(&mut req);
-        assert_eq!(wire(&req), "x-tenant: t1\r\nx-tenant: t2\r\n");
+        let count = with_header_map(&mut req, |h| {
+            h.insert("x-added", http::HeaderValue::from_static("1"));
+            h.len()
+        });
+        assert_eq!(count, 3);
+        assert_eq!(wire(&req), "x-tenant: t1\r\nx-tenant: t2\r\nx-added: 1\r\n");
         assert_eq!(
             (req.method.as_str(), req.uri.to_string(), req.raw_path()),
             ("GET", "/a?b=1".into(), &b"/a?b=1"[..])
@@ -201,10 +216,13 @@ mod tests {
     }
 
     #[test]
-    fn a_target_kept_verbatim_keeps_its_header_case() {
-        let mut req = RequestHeader::build("GET", b"http://shop.example.com/a", None).unwrap();
-        req.append_header("X-Tenant", "t1").unwrap();
-        lower_case_names(&mut req);
-        assert_eq!((wire(&req), req.raw_path()), ("X-Tenant: t1\r\n".into(), &b"http://shop.example.com/a"[..]));
+    fn a_target_kept_verbatim_stays_verbatim() {
+        for target in [&b"http://shop.example.com/a"[..], &b"/caf\xe9"[..]] {
+            let mut req = RequestHeader::build("GET", target, None).unwrap();
+            let utf8 = req.raw_path_is_utf8();
+            req.append_header("X-Tenant", "t1").unwrap();
+            with_header_map(&mut req, |_| ());
+            assert_eq!((wire(&req), req.raw_path(), req.raw_path_is_utf8()), ("x-tenant: t1\r\n".into(), target, utf8));
+        }
     }
 }
