@@ -84,7 +84,8 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
 /// `RequestHeader` had each name parsed again and two maps grown one entry at a time; here names
 /// parsed once are inserted into one map, reserved ahead. Header names then go upstream in lower
 /// case, as Envoy writes HTTP/1 header names (its default `header_key_format`, which Istio's gateway
-/// keeps). The request target is kept as Pingora held it (verbatim when the URI cannot hold it).
+/// keeps), except the few Pingora writes in title case (`Host`, `Content-Length`, `Connection`, …).
+/// The request target is kept as Pingora held it (verbatim when the URI cannot hold it).
 pub fn with_header_map<R>(req: &mut RequestHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
     let from_uri = req.uri.path_and_query().is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path());
     let raw = (!from_uri).then(|| req.raw_path().to_vec());
