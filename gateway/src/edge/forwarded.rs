@@ -6,6 +6,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::{ErrorType, OrErr};
 
+use crate::proxy::request::joined;
 use crate::tls::peer::PeerCertificate;
 
 /// `x-forwarded-client-cert`.
@@ -95,14 +96,7 @@ pub fn forwarding_headers(
     headers.reserve(4);
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
-        let mut prev = String::new();
-        for line in headers.get_all(&X_FORWARDED_FOR) {
-            let line = String::from_utf8_lossy(line.as_bytes());
-            if !prev.is_empty() {
-                prev.push(',');
-            }
-            prev.push_str(&line);
-        }
+        let prev = joined(headers.get_all(&X_FORWARDED_FOR)).unwrap_or_default();
         let prev = prev.trim();
         let xff = if prev.is_empty() { peer } else { format!("{prev},{peer}") };
         headers.insert(X_FORWARDED_FOR.clone(), value(xff)?);
@@ -161,9 +155,7 @@ fn client_cert_header(
             headers.insert(XFCC_NAME.clone(), value(xfcc(cert))?);
         }
         (Mode::AppendForward, Some(cert)) => {
-            use conf::matcher::RequestHeaders;
-            let prev = crate::proxy::request::HeaderView(headers).value(XFCC).map(|v| v.into_owned());
-            let prev = prev.filter(|v| !v.is_empty());
+            let prev = joined(headers.get_all(&XFCC_NAME)).map(|v| v.into_owned()).filter(|v| !v.is_empty());
             let joined = prev.map_or_else(|| xfcc(cert), |p| format!("{p},{}", xfcc(cert)));
             headers.insert(XFCC_NAME.clone(), value(joined)?);
         }

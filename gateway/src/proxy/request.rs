@@ -20,19 +20,24 @@ pub struct HeaderView<'a>(pub &'a http::HeaderMap);
 
 impl RequestHeaders for HeaderView<'_> {
     fn value(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self.0.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
-        let first = values.next()?;
-        let rest: Vec<Cow<'_, str>> = values.collect();
-        if rest.is_empty() {
-            return Some(first);
-        }
-        let mut joined = first.into_owned();
-        for v in rest {
-            joined.push(',');
-            joined.push_str(&v);
-        }
-        Some(Cow::Owned(joined))
+        joined(self.0.get_all(name))
     }
+}
+
+/// The lines of a repeated header as one value, comma-joined (RFC 9110 §5.3); `None` when absent.
+pub fn joined(lines: http::header::GetAll<'_, http::HeaderValue>) -> Option<Cow<'_, str>> {
+    let mut values = lines.into_iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let first = values.next()?;
+    let rest: Vec<Cow<'_, str>> = values.collect();
+    if rest.is_empty() {
+        return Some(first);
+    }
+    let mut joined = first.into_owned();
+    for v in rest {
+        joined.push(',');
+        joined.push_str(&v);
+    }
+    Some(Cow::Owned(joined))
 }
 
 /// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.

@@ -120,9 +120,11 @@ pub fn on_error(e: &Error, ctx: &mut Ctx) -> bool {
     covered && take(ctx)
 }
 
+/// `grpc-status`, parsed once (read from every response: here and by the metrics).
+pub static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// A response the policy retries (its status, `grpc-status` or `x-envoy-ratelimited`).
 fn retriable(resp: &ResponseHeader, ctx: &Ctx) -> bool {
-    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     static RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
     let status = resp.status.as_u16();
     let on = |c: &str| retries_on(ctx, c);

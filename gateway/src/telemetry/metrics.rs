@@ -343,11 +343,14 @@ impl Metrics {
 
     /// Counts one finished HTTP request.
     pub fn http(&self, r: &HttpRequest<'_>) {
+        // The status as text without formatting a number (0, no response, is not a status).
+        let status = http::StatusCode::from_u16(r.code).ok();
+        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
         let key = (r.destination.clone(), r.protocol, r.code, r.grpc_status, r.flags);
         let cached = self.http_cache.read().ok().and_then(|c| c.get(&key).cloned());
         let series = cached.unwrap_or_else(|| {
-            let (code, grpc) = (r.code.to_string(), r.grpc_status.map(|g| g.to_string()).unwrap_or_default());
-            let v = self.values(r.destination, r.protocol, &code, &grpc, r.flags);
+            let grpc = r.grpc_status.map(|g| g.to_string()).unwrap_or_default();
+            let v = self.values(r.destination, r.protocol, code, &grpc, r.flags);
             let made = Arc::new(HttpSeries {
                 requests: self.requests.with_label_values(&v),
                 duration: self.duration.with_label_values(&v),
@@ -363,9 +366,6 @@ impl Metrics {
         series.duration.observe(r.duration_ms);
         series.request_bytes.observe(r.request_bytes as f64);
         series.response_bytes.observe(r.response_bytes as f64);
-        // The status as text without formatting a number (0, no response, is not a status).
-        let status = http::StatusCode::from_u16(r.code).ok();
-        let code = status.as_ref().map_or("0", http::StatusCode::as_str);
         self.gateway_requests.with_label_values(&[r.gateway, r.server, r.route, code, r.flags]).inc();
     }
 

@@ -11,8 +11,6 @@ use super::Telemetry;
 use crate::error::Outcome;
 use crate::proxy::ctx::Ctx;
 
-static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
-
 /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
 fn details(ctx: &Ctx, code: u16) -> &str {
     if let Some(denied) = &ctx.denied {
@@ -86,8 +84,10 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let resp = session.response_written();
     let code = resp.map_or(0, |r| r.status.as_u16());
     let grpc = header(session, http::header::CONTENT_TYPE).starts_with("application/grpc");
-    let grpc_status =
-        resp.and_then(|r| r.headers.get(&GRPC_STATUS)).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let grpc_status = resp
+        .and_then(|r| r.headers.get(&crate::proxy::retry::GRPC_STATUS))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let flags = flags(ctx);
     let elapsed = ctx.started.elapsed();
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
