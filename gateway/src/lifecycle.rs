@@ -3,7 +3,7 @@
 //! stream, WebSocket or TCP connection has finished, instead of cancelling them all at once as
 //! `Runtime::shutdown_timeout` would.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -13,6 +13,9 @@ use tokio::sync::Notify;
 pub struct Tracker {
     active: AtomicUsize,
     changed: Notify,
+    /// Idle keep-alive connections are to close (the end of a drain).
+    closing_idle: AtomicBool,
+    close_idle: Notify,
 }
 
 /// Held by a connection's task; the connection counts until it is dropped.
@@ -41,6 +44,22 @@ impl Tracker {
     /// Connections open now.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Closes the keep-alive connections waiting between requests, now and from now on (the
+    /// end of a drain: in-flight requests go on).
+    pub fn close_idle(&self) {
+        self.closing_idle.store(true, Ordering::Release);
+        self.close_idle.notify_waiters();
+    }
+
+    /// Resolves once idle connections are to close.
+    pub async fn idle_closed(&self) {
+        let notified = self.close_idle.notified();
+        if self.closing_idle.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     /// Resolves once no connection is open.
@@ -76,5 +95,20 @@ mod tests {
         drop(b);
         tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
         assert_eq!(tracker.active(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_close_when_told_and_after() {
+        let tracker = Tracker::new();
+        let waiting = tokio::spawn({
+            let t = tracker.clone();
+            async move { t.idle_closed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished());
+        tracker.close_idle();
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        // A connection that goes idle later closes at once.
+        tokio::time::timeout(Duration::from_secs(1), tracker.idle_closed()).await.unwrap();
     }
 }

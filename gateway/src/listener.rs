@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::edge::buffered::Buffered;
+use crate::edge::head_deadline::HeadDeadline;
 use crate::proxy::Gateway;
 
 /// How long a new connection may stay silent before it is closed.
@@ -59,8 +60,9 @@ pub struct Env {
     pub apps: Apps,
     /// Turns true when draining starts.
     pub shutdown: ShutdownWatch,
-    /// Upstream connections for TCP proxying (plaintext or TLS origination).
-    pub connector: pingora::connectors::TransportConnector,
+    /// Upstream connections for TCP proxying (plaintext or TLS origination); made at the first
+    /// (it loads the system's CAs, which a gateway without TCP routes need not hold).
+    pub connector: std::sync::OnceLock<pingora::connectors::TransportConnector>,
     /// Open connections, for the drain.
     pub tracker: Arc<crate::lifecycle::Tracker>,
     /// Metrics and the access log.
@@ -69,6 +71,13 @@ pub struct Env {
     pub runtime: tokio::runtime::Handle,
     /// How long an HTTP/1.1 request head may take to arrive.
     pub head_timeout: Duration,
+}
+
+impl Env {
+    /// The connector for TCP proxying.
+    pub fn connector(&self) -> &pingora::connectors::TransportConnector {
+        self.connector.get_or_init(|| pingora::connectors::TransportConnector::new(None))
+    }
 }
 
 /// A socket bound for one listener of the plan.
@@ -261,8 +270,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, env: Arc<Env>) {
     if h2c {
         env.apps.http.process_new(Box::new(buffered(tcp, peer)), &env.shutdown).await;
     } else {
-        let stream = crate::edge::head_deadline::wrap(buffered(tcp, peer), env.head_timeout);
-        env.apps.http.process_new(stream, &env.shutdown).await;
+        let digest = socket_digest(&tcp, peer);
+        let conn = HeadDeadline::new(Buffered::with_digest(tcp, digest), env.head_timeout);
+        crate::edge::keepalive::serve(conn, &env.apps.http, &env.shutdown, &env.tracker).await;
     }
 }
 
@@ -295,11 +305,17 @@ async fn tcp_connection(tcp: TcpStream, peer: SocketAddr, key: ListenerKey, env:
 /// its socket digest (addresses) attached; `peer` is the client's address (the PROXY protocol's
 /// when it is on), which requests, policies and logs see.
 fn buffered(tcp: TcpStream, peer: SocketAddr) -> L4Stream {
-    let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(peer)));
+    let digest = socket_digest(&tcp, peer);
     let mut stream: L4Stream = VirtualSocketStream::new(Box::new(Buffered::new(tcp))).into();
     stream.set_socket_digest(digest);
     stream
+}
+
+/// The socket's addresses as Pingora reports them, with `peer` as the client's.
+fn socket_digest(tcp: &TcpStream, peer: SocketAddr) -> SocketDigest {
+    let digest = SocketDigest::from_raw_fd(tcp.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(pingora::protocols::l4::socket::SocketAddr::Inet(peer)));
+    digest
 }
 
 /// HTTP/1 (`Some(false)`) or h2c (`Some(true)`), from the first bytes; `None` when the connection

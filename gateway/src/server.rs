@@ -208,7 +208,9 @@ impl Running {
         let _ = self.stop_accepting.send(stop);
         let env = self.plane.env().clone();
         let left = run_on(&data, async move {
-            // Pingora drops the connections parked between requests; in-flight ones go on.
+            // The connections waiting between requests close (Pylon's and those Pingora parks);
+            // in-flight ones go on.
+            env.tracker.close_idle();
             env.apps.http.cleanup().await;
             let _ = tokio::time::timeout(grace, env.tracker.idle()).await;
             env.tracker.active()
@@ -271,7 +273,7 @@ fn env(
         state: state.clone(),
         apps: Apps::new(gateway, &Arc::new(server_conf()), opts.idle_timeout),
         shutdown,
-        connector: pingora::connectors::TransportConnector::new(None),
+        connector: std::sync::OnceLock::new(),
         tracker: crate::lifecycle::Tracker::new(),
         telemetry: telemetry.clone(),
         runtime,

@@ -96,3 +96,42 @@ async fn drain_finishes_in_flight_requests() {
     assert!(ok > 20);
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_keep_alive_connections_idle_between_requests() {
+    use std::io::{Read, Write};
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]");
+    let gw = TestGateway::start(&yaml);
+    let addr = gw.addr(80);
+    // One connection answered once, another after a request with a body: both then idle.
+    let idle = tokio::task::spawn_blocking(move || {
+        let mut conns = Vec::new();
+        for request in
+            [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"]
+        {
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            tcp.write_all(request).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+            conns.push(tcp);
+        }
+        conns
+    })
+    .await
+    .unwrap();
+    let TestGateway { running, dir } = gw;
+    let left = tokio::task::spawn_blocking(move || running.drain(Duration::from_millis(200), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "idle connections are closed, not waited for");
+    for mut tcp in idle {
+        let mut buf = [0u8; 16];
+        assert_eq!(tcp.read(&mut buf).unwrap(), 0, "the client sees the connection closed");
+    }
+    drop(dir);
+}

@@ -70,8 +70,11 @@ async fn http1_and_h2c_clients_share_one_upstream_connection_pool() {
         assert_eq!(get(&http1(), &gw.url(80), "x", "/api", &[]).await.status, 200);
         settle().await;
     }
+    // One HTTP/2 client: a client closing its connection just as its stream ends can make the
+    // proxy give up that upstream connection instead of pooling it (2 runs in 10 on a loaded machine).
+    let client = h2c();
     for _ in 0..3 {
-        assert_eq!(get(&h2c(), &gw.url(80), "", "/api", &[]).await.status, 200);
+        assert_eq!(get(&client, &gw.url(80), "", "/api", &[]).await.status, 200);
         settle().await;
     }
     assert!(up.seen().iter().all(|s| s.version == "HTTP/1.1"));

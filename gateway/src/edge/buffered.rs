@@ -6,12 +6,21 @@
 //! The write buffer exists only while a response is being written: an idle keep-alive connection
 //! holds none (tokio's `BufStream` kept 8 KiB for reading and 8 KiB for writing on every
 //! connection, idle or not).
+//!
+//! It is a stream Pingora can serve directly (plaintext HTTP/1.x, see [`super::keepalive`]), or,
+//! as a virtual socket inside Pingora's own stream, the transport under TLS and h2c.
 
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
 
+use async_trait::async_trait;
 use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, UniqueID};
+use pingora::protocols::{SocketDigest, TimingDigest, UniqueIDType};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Writes smaller than this are gathered; a larger one goes to the socket as it is.
@@ -24,12 +33,26 @@ pub struct Buffered {
     /// Bytes written and not yet sent; `written` of them are sent.
     out: Vec<u8>,
     written: usize,
+    /// The addresses Pingora reports for the connection (the client's may be the PROXY
+    /// protocol's), when it is served directly.
+    digest: Option<Arc<SocketDigest>>,
+    established: SystemTime,
 }
 
 impl Buffered {
     /// `tcp`, with nothing gathered.
     pub fn new(tcp: TcpStream) -> Self {
-        Buffered { tcp, out: Vec::new(), written: 0 }
+        Buffered { tcp, out: Vec::new(), written: 0, digest: None, established: SystemTime::now() }
+    }
+
+    /// `tcp`, served directly, with the addresses Pingora reports for it.
+    pub fn with_digest(tcp: TcpStream, digest: SocketDigest) -> Self {
+        Buffered { tcp, out: Vec::new(), written: 0, digest: Some(Arc::new(digest)), established: SystemTime::now() }
+    }
+
+    /// The socket, to wait on between requests.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
     }
 
     /// Sends what was gathered, then lets the buffer go.
@@ -77,11 +100,68 @@ impl AsyncWrite for Buffered {
     }
 }
 
+/// What was gathered and not flushed is sent if the socket takes it now: a response cut short
+/// (a route timeout in its body) ends with the bytes already given, as Pingora's own stream
+/// does when dropped.
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        while self.written < self.out.len() {
+            match self.tcp.try_write(&self.out[self.written..]) {
+                Ok(n) if n > 0 => self.written += n,
+                _ => break,
+            }
+        }
+    }
+}
+
 impl VirtualSocket for Buffered {
     fn set_socket_option(&self, _opt: VirtualSockOpt) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+// What Pingora asks of a stream it serves directly (as its own TCP stream answers them).
+
+#[async_trait]
+impl Shutdown for Buffered {
+    async fn shutdown(&mut self) {
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
+            tracing::debug!(error = %e, "shutting down the client connection");
+        }
+    }
+}
+
+impl UniqueID for Buffered {
+    fn id(&self) -> UniqueIDType {
+        self.tcp.as_raw_fd()
+    }
+}
+
+impl Ssl for Buffered {}
+
+impl GetTimingDigest for Buffered {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        vec![Some(TimingDigest { established_ts: self.established, ..TimingDigest::default() })]
+    }
+}
+
+impl GetProxyDigest for Buffered {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        None
+    }
+}
+
+impl GetSocketDigest for Buffered {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.digest.clone()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.digest = Some(Arc::new(digest));
+    }
+}
+
+impl Peek for Buffered {}
 
 #[cfg(test)]
 mod tests {
@@ -111,6 +191,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_was_gathered_is_sent_when_the_stream_is_dropped() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345").await.unwrap();
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345");
+    }
+
+    #[tokio::test]
     async fn large_writes_pass_through_in_order_after_what_was_gathered() {
         let (mut server, mut client) = pair().await;
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -122,7 +212,7 @@ mod tests {
         server.write_all(b"head").await.unwrap();
         server.write_all(&big).await.unwrap();
         server.write_all(b"tail").await.unwrap();
-        server.shutdown().await.unwrap();
+        AsyncWriteExt::shutdown(&mut server).await.unwrap();
         drop(server);
         let all = reader.await.unwrap();
         assert_eq!(all.len(), big.len() + 8);

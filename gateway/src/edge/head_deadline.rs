@@ -42,12 +42,32 @@ pub struct HeadDeadline<S> {
     inner: S,
     timeout: Duration,
     phase: Phase,
+    /// Bytes were read after the current request's head ended (its body, or pipelined requests).
+    past_head: bool,
 }
 
 impl<S> HeadDeadline<S> {
     /// `inner`, each of whose request heads must arrive within `timeout`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        HeadDeadline { inner, timeout, phase: Phase::Head { matched: 0, deadline: None, spaces: Some(0) } }
+        HeadDeadline {
+            inner,
+            timeout,
+            phase: Phase::Head { matched: 0, deadline: None, spaces: Some(0) },
+            past_head: false,
+        }
+    }
+
+    /// The stream under the deadline.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// True when a response was written and every byte read since its request began was that
+    /// request's head: the parser can hold nothing of a next request, so the connection may wait
+    /// for one on its socket alone. A body or pipelined bytes may have been read ahead (Pingora
+    /// hands those to the next request), so then it may not.
+    pub fn between_requests(&self) -> bool {
+        matches!(self.phase, Phase::Next) && !self.past_head
     }
 
     /// Follows `bytes` read from the client.
@@ -57,13 +77,17 @@ impl<S> HeadDeadline<S> {
     /// it and forward the request. That space becomes a line feed, which no parser accepts in a
     /// request line, so Pingora answers 400 too.
     fn saw(&mut self, bytes: &mut [u8]) {
-        if matches!(self.phase, Phase::Next) && !bytes.is_empty() {
-            self.phase = Phase::Head { matched: 0, deadline: None, spaces: Some(0) };
-        }
-        let Phase::Head { matched, deadline, spaces } = &mut self.phase else { return };
         if bytes.is_empty() {
             return;
         }
+        if matches!(self.phase, Phase::Next) {
+            self.phase = Phase::Head { matched: 0, deadline: None, spaces: Some(0) };
+            self.past_head = false;
+        }
+        let Phase::Head { matched, deadline, spaces } = &mut self.phase else {
+            self.past_head = true;
+            return;
+        };
         // Only spaces (in the request line), CR and LF matter: the bytes between them are
         // skipped with `memchr`, since this runs on every read of every HTTP/1.1 connection.
         let mut i = 0;
@@ -104,6 +128,7 @@ impl<S> HeadDeadline<S> {
             };
             if *matched == 4 {
                 self.phase = Phase::Rest;
+                self.past_head = at + 1 < bytes.len();
                 return;
             }
             i = at + 1;
@@ -293,6 +318,28 @@ mod tests {
         assert!(matches!(h.phase, Phase::Off));
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(h.phase, Phase::Off));
+    }
+
+    #[tokio::test]
+    async fn only_a_request_read_to_the_end_of_its_head_leaves_the_connection_between_requests() {
+        let answered = |reads: &[&[u8]]| {
+            let mut h = phase_after(reads);
+            h.wrote(b"HTTP/1.1 200 OK\r\n");
+            h.between_requests()
+        };
+        assert!(answered(&[b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]));
+        assert!(answered(&[b"GET / HTTP/1.1\r\nHo", b"st: x\r\n\r\n"]));
+        assert!(!answered(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"]), "a body in the head's read");
+        assert!(!answered(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"ok"]), "a body read after it");
+        assert!(!answered(&[b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"]), "pipelined");
+        let mut h = phase_after(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"ok"]);
+        assert!(!h.between_requests(), "no response yet");
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        h.saw(&mut b"G".to_vec());
+        assert!(!h.between_requests(), "the next request has begun");
+        h.saw(&mut b"ET / HTTP/1.1\r\n\r\n".to_vec());
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(h.between_requests(), "a request after one with a body, read to the end of its head");
     }
 
     /// The scan byte by byte, as the rules read: the skipping scan must agree with it.

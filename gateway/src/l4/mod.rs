@@ -42,7 +42,7 @@ where
         tracing::info!(%what, cluster = %upstream.name, "connection pool full; closing");
         return;
     }
-    let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), &env.connector).await;
+    let connected = connect(&upstream, &snap, cluster.unwrap_or_default(), env.connector()).await;
     drop(snap);
     let (up, _in_flight) = match connected {
         Ok(up) => up,

@@ -9,7 +9,7 @@
 //! in flight per process (more are dropped); each copy gets [`TIMEOUT`] in all.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,14 +29,17 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends mirror copies: a connection pool of its own and the count of copies in flight.
+#[derive(Default)]
 pub struct Mirrors {
-    connector: Connector,
+    /// Made at the first copy: each of its TLS contexts (HTTP/1 and HTTP/2) holds the system's
+    /// CAs, memory a gateway without mirrors would keep for nothing.
+    connector: OnceLock<Connector>,
     in_flight: AtomicUsize,
 }
 
-impl Default for Mirrors {
-    fn default() -> Self {
-        Mirrors { connector: Connector::new(None), in_flight: AtomicUsize::new(0) }
+impl Mirrors {
+    fn connector(&self) -> &Connector {
+        self.connector.get_or_init(|| Connector::new(None))
     }
 }
 
@@ -121,7 +124,7 @@ impl Mirrors {
         if !for_peer(&mut req, snap.upstreams.get(cluster).is_some_and(|u| u.http2)) {
             return;
         }
-        let Ok((mut http, _)) = self.connector.get_http_session(&peer).await else {
+        let Ok((mut http, _)) = self.connector().get_http_session(&peer).await else {
             tracing::debug!(peer = %peer, "mirror connect failed");
             return;
         };
@@ -136,7 +139,7 @@ impl Mirrors {
             Ok::<(), Box<pingora::Error>>(())
         };
         match sent.await {
-            Ok(()) => self.connector.release_http_session(http, &peer, None).await,
+            Ok(()) => self.connector().release_http_session(http, &peer, None).await,
             Err(e) => tracing::debug!(peer = %peer, error = %e, "mirror copy failed"),
         }
     }
