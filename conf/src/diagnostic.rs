@@ -282,14 +282,15 @@ impl<'a> Reporter<'a> {
         self.resource
     }
 
-    /// Records an error at `path`; returns it so a hint can be added.
-    pub fn error(&mut self, code: Code, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
-        self.report(Severity::Error, code, path.into(), message.into())
+    /// Records an error at `path` (written out only now: see `validate::at`); returns it so a
+    /// hint can be added.
+    pub fn error(&mut self, code: Code, path: impl std::fmt::Display, message: impl Into<String>) -> &mut Diagnostic {
+        self.report(Severity::Error, code, path.to_string(), message.into())
     }
 
     /// Records a warning at `path`; returns it so a hint can be added.
-    pub fn warn(&mut self, code: Code, path: impl Into<String>, message: impl Into<String>) -> &mut Diagnostic {
-        self.report(Severity::Warning, code, path.into(), message.into())
+    pub fn warn(&mut self, code: Code, path: impl std::fmt::Display, message: impl Into<String>) -> &mut Diagnostic {
+        self.report(Severity::Warning, code, path.to_string(), message.into())
     }
 
     fn report(&mut self, severity: Severity, code: Code, path: String, message: String) -> &mut Diagnostic {

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod at;
 pub mod compile;
 pub mod config;
 pub mod diagnostic;

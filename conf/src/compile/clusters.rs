@@ -89,7 +89,7 @@ impl<'a> Registry<'a> {
         dest: &raw::Destination,
         host: &str,
         listener_port: u16,
-        path: &str,
+        path: &dyn std::fmt::Display,
         r: &mut Reporter<'_>,
     ) -> ClusterId {
         let se = self.services.get(host).copied();
@@ -317,7 +317,7 @@ impl Registry<'_> {
 /// A Kubernetes service reached through the cluster's DNS: its name resolves to the Service's
 /// ClusterIP, and the destination port is the Service port. The protocol is HTTP/1.1 (Istio would
 /// infer it from the Service's port name, which is not known here).
-fn kubernetes_dns_service(host: &str, port: u16, path: &str, r: &mut Reporter<'_>) -> Service {
+fn kubernetes_dns_service(host: &str, port: u16, path: &dyn std::fmt::Display, r: &mut Reporter<'_>) -> Service {
     r.warn(
         Code::UnknownHost,
         path,
@@ -337,7 +337,13 @@ fn kubernetes_dns_service(host: &str, port: u16, path: &str, r: &mut Reporter<'_
 }
 
 /// Why requests to a cluster will fail, if they will.
-fn report(service: &Result<Service, String>, unknown_host: bool, name: &str, path: &str, r: &mut Reporter<'_>) {
+fn report(
+    service: &Result<Service, String>,
+    unknown_host: bool,
+    name: &str,
+    path: &dyn std::fmt::Display,
+    r: &mut Reporter<'_>,
+) {
     match service {
         Err(why) => {
             let code = if unknown_host {

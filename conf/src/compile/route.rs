@@ -3,6 +3,7 @@
 
 use super::select::{resolve_gateway_name, BoundVs, Rule};
 use super::Ctx;
+use crate::at::At;
 use crate::config::Resource;
 use crate::diagnostic::Reporter;
 use crate::matcher::{HeaderMatcher, PathMatcher, QueryMatcher, RouteMatch, StringMatcher};
@@ -152,8 +153,11 @@ fn action(r: &Rule<'_>, matcher: &RouteMatch, (port, tls): (u16, bool), ctx: &mu
     let mut destinations = Vec::new();
     for (k, d) in rule.route.iter().enumerate() {
         let (Some(dest), Some(weight)) = (&d.destination, share(several, d.weight)) else { continue };
-        let path = format!("spec.http[{i}].route[{k}].destination");
-        let (cluster, name) = destination(r.owner, dest, port, &path, ctx);
+        // The path is written out only if a diagnostic names it.
+        let rule_at = At::Index(&"spec.http", i);
+        let routes_at = At::Field(&rule_at, "route");
+        let item_at = At::Index(&routes_at, k);
+        let (cluster, name) = destination(r.owner, dest, port, &At::Field(&item_at, "destination"), ctx);
         let headers = d.headers.as_ref().map(super::extras::header_ops).filter(|h| !h.is_empty()).map(Box::new);
         destinations.push(WeightedCluster { cluster, name, weight, headers });
     }
@@ -174,7 +178,7 @@ pub(super) fn destination(
     owner: &Resource<VirtualService>,
     dest: &crate::raw::Destination,
     port: u16,
-    path: &str,
+    path: &dyn std::fmt::Display,
     ctx: &mut Ctx<'_, '_>,
 ) -> (usize, String) {
     let host = expand_short_name(&dest.host, owner.meta.namespace(), &ctx.sel.domain);

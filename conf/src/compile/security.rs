@@ -101,7 +101,7 @@ fn ext_authz_provider(
         ..Default::default()
     };
     let host = crate::model::host::expand_short_name(&http.service, &sel.namespace, &sel.domain);
-    let cluster = registry.cluster(&dest, &host, port, "spec.provider.name", r);
+    let cluster = registry.cluster(&dest, &host, port, &"spec.provider.name", r);
     Some(ExtAuthz { name: name.to_string(), cluster, timeout, provider: http.clone() })
 }
 

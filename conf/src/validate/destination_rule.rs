@@ -43,7 +43,7 @@ pub(super) fn validate(meta: &Meta, dr: &DestinationRule, r: &mut Reporter<'_>) 
         );
     }
     if let Some(sel) = &dr.workload_selector {
-        check_labels(r, "spec.workloadSelector.matchLabels", &sel.match_labels);
+        check_labels(r, &"spec.workloadSelector.matchLabels", &sel.match_labels);
     }
 }
 

@@ -1,5 +1,9 @@
 //! HTTP match validation (Istio `validateHTTPRouteMatchRequest`, `validateStringMatch`).
 
+use std::fmt::Display;
+
+use crate::at::At;
+
 use super::names::{is_dns1123_label, is_jwt_claim, validate_match_header_name, validate_port};
 use super::virtual_service::validate_gateway_names;
 use super::{check_labels, Regexes};
@@ -7,29 +11,35 @@ use crate::diagnostic::{Code, Reporter};
 use crate::matcher::MAX_REGEX_LEN;
 use crate::raw::{HttpMatchRequest, StringMatch};
 
-pub(super) fn validate_matches(matches: &[HttpMatchRequest], path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+pub(super) fn validate_matches(
+    matches: &[HttpMatchRequest],
+    path: &dyn Display,
+    r: &mut Reporter<'_>,
+    re: &mut Regexes,
+) {
     for (i, m) in matches.iter().enumerate() {
-        let at = format!("{path}.match[{i}]");
+        let matches = At::Field(path, "match");
+        let at = At::Index(&matches, i);
         validate_match(m, &at, r, re);
     }
 }
 
-fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
-    header_matches(&m.headers, "headers", &format!("{at}.headers"), r, re);
-    header_matches(&m.without_headers, "withoutHeaders", &format!("{at}.withoutHeaders"), r, re);
+fn validate_match(m: &HttpMatchRequest, at: &dyn Display, r: &mut Reporter<'_>, re: &mut Regexes) {
+    header_matches(&m.headers, "headers", &At::Field(at, "headers"), r, re);
+    header_matches(&m.without_headers, "withoutHeaders", &At::Field(at, "withoutHeaders"), r, re);
     if let Some(uri) = &m.uri {
-        one_of(uri, &format!("{at}.uri"), r);
+        one_of(uri, &At::Field(at, "uri"), r);
         if let Some(regex) = &uri.regex {
-            validate_regex(regex, "uri", &format!("{at}.uri.regex"), r, re);
+            validate_regex(regex, "uri", &At::Field(&At::Field(at, "uri"), "regex"), r, re);
         }
     }
     for (field, sm) in [("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
         if let Some(sm) = sm {
-            string_match(sm, field, &format!("{at}.{field}"), r, re);
+            string_match(sm, field, &At::Field(at, field), r, re);
         }
     }
     for (name, sm) in &m.query_params {
-        string_match(sm, "queryParams", &format!("{at}.queryParams[{name:?}]"), r, re);
+        string_match(sm, "queryParams", &At::Key(&At::Field(at, "queryParams"), name), r, re);
     }
     if let Some(port) = m.port.filter(|p| *p != 0) {
         if let Err(e) = validate_port(port) {
@@ -43,8 +53,8 @@ fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut
             "has no effect: it names Envoy's per-route statistics, and Pylon exports Istio's standard metrics only",
         );
     }
-    check_labels(r, &format!("{at}.sourceLabels"), &m.source_labels);
-    validate_gateway_names(&m.gateways, &format!("{at}.gateways"), r);
+    check_labels(r, &At::Field(at, "sourceLabels"), &m.source_labels);
+    validate_gateway_names(&m.gateways, &At::Field(at, "gateways"), r);
     if let Some(ns) = m.source_namespace.as_deref().filter(|n| !n.is_empty()) {
         if !is_dns1123_label(ns) {
             r.error(Code::Match, format!("{at}.sourceNamespace"), format!("sourceNamespace match {ns} is invalid"));
@@ -56,19 +66,19 @@ fn validate_match(m: &HttpMatchRequest, at: &str, r: &mut Reporter<'_>, re: &mut
 fn header_matches(
     map: &std::collections::BTreeMap<String, StringMatch>,
     field: &str,
-    at: &str,
+    at: &dyn Display,
     r: &mut Reporter<'_>,
     re: &mut Regexes,
 ) {
     for (name, sm) in map {
-        let path = format!("{at}[{name:?}]");
+        let path = At::Key(at, name);
         if let Err(e) = validate_match_header_name(name) {
-            r.error(Code::Header, path.clone(), e);
+            r.error(Code::Header, path, e);
         }
         if is_jwt_claim(name) {
             r.error(
                 Code::Unsupported,
-                path.clone(),
+                path,
                 "routing on JWT claims (@request.auth.claims) is not supported by this version (RequestAuthentication and AuthorizationPolicy claims are)",
             );
         }
@@ -81,7 +91,7 @@ fn header_matches(
 }
 
 /// A `StringMatch` is a protobuf oneof: at most one of exact, prefix and regex.
-fn one_of(sm: &StringMatch, path: &str, r: &mut Reporter<'_>) {
+fn one_of(sm: &StringMatch, path: &dyn Display, r: &mut Reporter<'_>) {
     let set = [sm.exact.is_some(), sm.prefix.is_some(), sm.regex.is_some()].iter().filter(|b| **b).count();
     if set > 1 {
         r.error(Code::Match, path, "only one of exact, prefix or regex may be set in a string match");
@@ -89,18 +99,18 @@ fn one_of(sm: &StringMatch, path: &str, r: &mut Reporter<'_>) {
 }
 
 /// Istio `validateStringMatch`: prefixes may not be empty, regexes must compile.
-fn string_match(sm: &StringMatch, where_: &str, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+fn string_match(sm: &StringMatch, where_: &str, path: &dyn Display, r: &mut Reporter<'_>, re: &mut Regexes) {
     one_of(sm, path, r);
     if sm.prefix.as_deref() == Some("") {
         r.error(Code::Match, format!("{path}.prefix"), format!("{where_:?}: prefix string match should not be empty"));
     }
     if let Some(regex) = &sm.regex {
-        validate_regex(regex, where_, &format!("{path}.regex"), r, re);
+        validate_regex(regex, where_, &At::Field(path, "regex"), r, re);
     }
 }
 
 /// Istio `validateStringMatchRegexp`: non-empty, at most 1024 characters, valid RE2.
-pub(super) fn validate_regex(regex: &str, where_: &str, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+pub(super) fn validate_regex(regex: &str, where_: &str, path: &dyn Display, r: &mut Reporter<'_>, re: &mut Regexes) {
     if regex.is_empty() {
         r.error(Code::Regex, path, format!("{where_:?}: regex string match should not be empty"));
     } else if regex.len() > MAX_REGEX_LEN {

@@ -1,5 +1,9 @@
 //! HTTP rule validation (Istio `validateHTTPRoute` and the checks it calls).
 
+use std::fmt::Display;
+
+use crate::at::At;
+
 use base64::Engine;
 
 use super::http_match::{validate_matches, validate_regex};
@@ -29,42 +33,42 @@ pub(super) enum RouteKind {
 pub(super) fn validate_http_route(
     http: &HttpRoute,
     kind: RouteKind,
-    path: &str,
+    path: &dyn Display,
     r: &mut Reporter<'_>,
     re: &mut Regexes,
 ) {
     validate_conflicts(http, kind, path, r);
     validate_matches(&http.matches, path, r, re);
     if let Some(h) = &http.headers {
-        validate_headers(h, &format!("{path}.headers"), r);
+        validate_headers(h, &At::Field(path, "headers"), r);
     }
     if let Some(cors) = &http.cors_policy {
-        validate_cors(cors, &format!("{path}.corsPolicy"), r, re);
+        validate_cors(cors, &At::Field(path, "corsPolicy"), r, re);
     }
     if let Some(fault) = &http.fault {
-        validate_fault(fault, &format!("{path}.fault"), r);
+        validate_fault(fault, &At::Field(path, "fault"), r);
     }
     validate_mirror(http, path, r);
     if let Some(redirect) = &http.redirect {
-        validate_redirect(redirect, http, &format!("{path}.redirect"), r);
+        validate_redirect(redirect, http, &At::Field(path, "redirect"), r);
     }
     if let Some(dr) = &http.direct_response {
-        validate_direct_response(dr, &format!("{path}.directResponse"), r);
+        validate_direct_response(dr, &At::Field(path, "directResponse"), r);
     }
     if let Some(retry) = &http.retries {
-        validate_retry(retry, &format!("{path}.retries"), r);
+        validate_retry(retry, &At::Field(path, "retries"), r);
     }
     if let Some(rewrite) = &http.rewrite {
-        validate_rewrite(rewrite, &format!("{path}.rewrite"), r, re);
+        validate_rewrite(rewrite, &At::Field(path, "rewrite"), r, re);
     }
     validate_authority_rewrite(http, path, r);
-    validate_http_destinations(&http.route, &format!("{path}.route"), r);
+    validate_http_destinations(&http.route, &At::Field(path, "route"), r);
     if let Some(t) = &http.timeout {
-        check_duration(r, &format!("{path}.timeout"), t);
+        check_duration(r, &At::Field(path, "timeout"), t);
     }
 }
 
-fn validate_conflicts(http: &HttpRoute, kind: RouteKind, path: &str, r: &mut Reporter<'_>) {
+fn validate_conflicts(http: &HttpRoute, kind: RouteKind, path: &dyn Display, r: &mut Reporter<'_>) {
     let name = http.name.as_deref().unwrap_or_default();
     if kind == RouteKind::Root {
         if http.redirect.is_some() {
@@ -118,11 +122,13 @@ fn validate_conflicts(http: &HttpRoute, kind: RouteKind, path: &str, r: &mut Rep
 }
 
 /// Header operations of a rule or a destination.
-fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
+fn validate_headers(h: &Headers, path: &dyn Display, r: &mut Reporter<'_>) {
     if let Some(req) = &h.request {
         for (op, map) in [("set", &req.set), ("add", &req.add)] {
             for (name, value) in map {
-                let at = format!("{path}.request.{op}[{name:?}]");
+                let section = At::Field(path, "request");
+                let field = At::Field(&section, op);
+                let at = At::Key(&field, name);
                 if let Err(e) = validate_request_header_op_name(name).and_then(|()| validate_header_value(value)) {
                     r.error(Code::Header, at, e);
                 } else {
@@ -139,7 +145,9 @@ fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
     if let Some(resp) = &h.response {
         for (op, map) in [("set", &resp.set), ("add", &resp.add)] {
             for (name, value) in map {
-                let at = format!("{path}.response.{op}[{name:?}]");
+                let section = At::Field(path, "response");
+                let field = At::Field(&section, op);
+                let at = At::Key(&field, name);
                 if let Err(e) = validate_header_op_name(name).and_then(|()| validate_header_value(value)) {
                     r.error(Code::Header, at, e);
                 } else {
@@ -157,7 +165,7 @@ fn validate_headers(h: &Headers, path: &str, r: &mut Reporter<'_>) {
 
 /// Envoy substitutes `%NAME%` variables in header values; Pylon does not yet, so it refuses them
 /// rather than sending the text literally.
-fn unsupported_variables(value: &str, at: &str, r: &mut Reporter<'_>) {
+fn unsupported_variables(value: &str, at: &dyn Display, r: &mut Reporter<'_>) {
     if let Ok(vars) = super::names::header_variables(value) {
         if let Some(var) = vars.first() {
             r.error(Code::Unsupported, at, format!("header value variable %{var}% is not supported by this version"))
@@ -168,9 +176,10 @@ fn unsupported_variables(value: &str, at: &str, r: &mut Reporter<'_>) {
 
 const CORS_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "OPTIONS", "TRACE", "DELETE", "CONNECT"];
 
-fn validate_cors(cors: &CorsPolicy, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+fn validate_cors(cors: &CorsPolicy, path: &dyn Display, r: &mut Reporter<'_>, re: &mut Regexes) {
     for (i, origin) in cors.allow_origins.iter().enumerate() {
-        let at = format!("{path}.allowOrigins[{i}]");
+        let origins = At::Field(path, "allowOrigins");
+        let at = At::Index(&origins, i);
         let value = origin.exact.as_deref().or(origin.prefix.as_deref()).or(origin.regex.as_deref()).unwrap_or("");
         if value.is_empty() {
             r.error(Code::Cors, at, format!("'{value}' is not a valid match type for CORS allow origins"));
@@ -195,7 +204,7 @@ fn validate_cors(cors: &CorsPolicy, path: &str, r: &mut Reporter<'_>, re: &mut R
         }
     }
     if let Some(max_age) = &cors.max_age {
-        let at = format!("{path}.maxAge");
+        let at = At::Field(path, "maxAge");
         if check_duration(r, &at, max_age).is_some_and(Duration::finer_than_seconds) {
             r.error(Code::Cors, at, "max_age duration is accurate only to seconds precision");
         }
@@ -209,20 +218,20 @@ fn validate_cors(cors: &CorsPolicy, path: &str, r: &mut Reporter<'_>, re: &mut R
     }
 }
 
-fn check_percentage(p: Option<&Percent>, path: &str, r: &mut Reporter<'_>) {
+fn check_percentage(p: Option<&Percent>, path: &dyn Display, r: &mut Reporter<'_>) {
     let Some(p) = p else { return };
     if p.value < 0.0 || p.value > 100.0 || (p.value > 0.0 && p.value < 0.0001) {
         r.error(Code::Fault, path, format!("percentage {} is neither 0.0, nor in range [0.0001, 100.0]", p.value));
     }
 }
 
-fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) {
+fn validate_fault(fault: &HttpFaultInjection, path: &dyn Display, r: &mut Reporter<'_>) {
     if fault.abort.is_none() && fault.delay.is_none() {
         r.error(Code::Fault, path, "HTTP fault injection must have an abort and/or a delay");
     }
     if let Some(abort) = &fault.abort {
-        let at = format!("{path}.abort");
-        check_percentage(abort.percentage.as_ref(), &format!("{at}.percentage"), r);
+        let at = At::Field(path, "abort");
+        check_percentage(abort.percentage.as_ref(), &At::Field(&at, "percentage"), r);
         if let Some(status) = &abort.grpc_status {
             if crate::model::grpc::status_code(status).is_none() {
                 r.error(
@@ -246,13 +255,13 @@ fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) 
         }
     }
     if let Some(delay) = &fault.delay {
-        let at = format!("{path}.delay");
-        check_percentage(delay.percentage.as_ref(), &format!("{at}.percentage"), r);
+        let at = At::Field(path, "delay");
+        check_percentage(delay.percentage.as_ref(), &At::Field(&at, "percentage"), r);
         if let Some(d) = &delay.fixed_delay {
-            check_duration(r, &format!("{at}.fixedDelay"), d);
+            check_duration(r, &At::Field(&at, "fixedDelay"), d);
         }
         if let Some(d) = &delay.exponential_delay {
-            check_duration(r, &format!("{at}.exponentialDelay"), d);
+            check_duration(r, &At::Field(&at, "exponentialDelay"), d);
             r.error(Code::Fault, format!("{at}.exponentialDelay"), "exponentialDelay not supported yet");
         }
         if delay.percent.is_some() {
@@ -261,7 +270,7 @@ fn validate_fault(fault: &HttpFaultInjection, path: &str, r: &mut Reporter<'_>) 
     }
 }
 
-fn validate_mirror(http: &HttpRoute, path: &str, r: &mut Reporter<'_>) {
+fn validate_mirror(http: &HttpRoute, path: &dyn Display, r: &mut Reporter<'_>) {
     if let Some(value) = http.mirror_percent {
         if value > 100 {
             r.error(
@@ -277,7 +286,7 @@ fn validate_mirror(http: &HttpRoute, path: &str, r: &mut Reporter<'_>) {
         );
     }
     if let Some(p) = &http.mirror_percentage {
-        let at = format!("{path}.mirrorPercentage");
+        let at = At::Field(path, "mirrorPercentage");
         if p.value > 100.0 {
             r.error(
                 Code::Mirror,
@@ -289,19 +298,19 @@ fn validate_mirror(http: &HttpRoute, path: &str, r: &mut Reporter<'_>) {
         }
     }
     if let Some(m) = &http.mirror {
-        validate_destination(m, &format!("{path}.mirror"), r);
+        validate_destination(m, &At::Field(path, "mirror"), r);
     }
-    validate_mirrors(&http.mirrors, &format!("{path}.mirrors"), r);
+    validate_mirrors(&http.mirrors, &At::Field(path, "mirrors"), r);
 }
 
-fn validate_mirrors(mirrors: &[HttpMirrorPolicy], path: &str, r: &mut Reporter<'_>) {
+fn validate_mirrors(mirrors: &[HttpMirrorPolicy], path: &dyn Display, r: &mut Reporter<'_>) {
     for (i, m) in mirrors.iter().enumerate() {
-        let at = format!("{path}[{i}]");
+        let at = At::Index(path, i);
         let Some(dest) = &m.destination else {
             r.error(Code::Mirror, format!("{at}.destination"), "destination is required for mirrors");
             continue;
         };
-        validate_destination(dest, &format!("{at}.destination"), r);
+        validate_destination(dest, &At::Field(&at, "destination"), r);
         if let Some(p) = &m.percentage {
             if p.value > 100.0 {
                 r.error(
@@ -320,7 +329,7 @@ fn validate_mirrors(mirrors: &[HttpMirrorPolicy], path: &str, r: &mut Reporter<'
     }
 }
 
-fn validate_redirect(redirect: &HttpRedirect, http: &HttpRoute, path: &str, r: &mut Reporter<'_>) {
+fn validate_redirect(redirect: &HttpRedirect, http: &HttpRoute, path: &dyn Display, r: &mut Reporter<'_>) {
     let has_port = redirect.port.is_some() || redirect.derive_port.is_some();
     let empty = |s: &Option<String>| s.as_deref().unwrap_or_default().is_empty();
     if empty(&redirect.uri)
@@ -374,7 +383,7 @@ fn validate_redirect(redirect: &HttpRedirect, http: &HttpRoute, path: &str, r: &
 const MAX_DIRECT_RESPONSE: usize = 1024 * 1024;
 const WARN_DIRECT_RESPONSE: usize = 100 * 1024;
 
-fn validate_direct_response(dr: &HttpDirectResponse, path: &str, r: &mut Reporter<'_>) {
+fn validate_direct_response(dr: &HttpDirectResponse, path: &dyn Display, r: &mut Reporter<'_>) {
     if let Some(body) = &dr.body {
         let size = match (&body.string, &body.bytes) {
             (Some(s), _) => Some(s.len()),
@@ -445,7 +454,7 @@ fn known_status(code: u32) -> bool {
     matches!(code, 100..=103 | 200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451 | 500..=508 | 510 | 511)
 }
 
-fn validate_retry(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
+fn validate_retry(retry: &HttpRetry, path: &dyn Display, r: &mut Reporter<'_>) {
     if retry.attempts < 0 {
         r.error(Code::Retry, format!("{path}.attempts"), "attempts cannot be negative");
     }
@@ -455,7 +464,7 @@ fn validate_retry(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
         r.error(Code::Retry, path, "http retry policy configured when attempts are set to 0 (disabled)");
     }
     if let Some(t) = &retry.per_try_timeout {
-        check_duration(r, &format!("{path}.perTryTimeout"), t);
+        check_duration(r, &At::Field(path, "perTryTimeout"), t);
     }
     if let Some(on) = retry.retry_on.as_deref().filter(|s| !s.is_empty()) {
         for policy in on.split(',') {
@@ -469,13 +478,13 @@ fn validate_retry(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
         }
     }
     if let Some(b) = &retry.backoff {
-        check_duration(r, &format!("{path}.backoff"), b);
+        check_duration(r, &At::Field(path, "backoff"), b);
     }
     retry_no_effect(retry, path, r);
 }
 
 /// Retry settings Istio accepts that cannot act at a Pylon gateway.
-fn retry_no_effect(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
+fn retry_no_effect(retry: &HttpRetry, path: &dyn Display, r: &mut Reporter<'_>) {
     if retry.retry_remote_localities.is_some() {
         r.warn(
             Code::NoEffect,
@@ -493,7 +502,7 @@ fn retry_no_effect(retry: &HttpRetry, path: &str, r: &mut Reporter<'_>) {
     }
 }
 
-fn validate_rewrite(rewrite: &HttpRewrite, path: &str, r: &mut Reporter<'_>, re: &mut Regexes) {
+fn validate_rewrite(rewrite: &HttpRewrite, path: &dyn Display, r: &mut Reporter<'_>, re: &mut Regexes) {
     let uri = rewrite.uri.as_deref().unwrap_or_default();
     let authority = rewrite.authority.as_deref().unwrap_or_default();
     if !uri.is_empty() && rewrite.uri_regex_rewrite.is_some() {
@@ -507,7 +516,7 @@ fn validate_rewrite(rewrite: &HttpRewrite, path: &str, r: &mut Reporter<'_>, re:
         );
     }
     if let Some(rr) = &rewrite.uri_regex_rewrite {
-        let at = format!("{path}.uriRegexRewrite");
+        let at = At::Field(path, "uriRegexRewrite");
         if rr.pattern.is_empty() || rr.rewrite.is_empty() {
             r.error(Code::Rewrite, at, "UriRegexRewrite requires both Rewrite and Match fields to be specified");
         } else if let Err(e) = re.get(&rr.pattern, false) {
@@ -521,7 +530,7 @@ fn validate_rewrite(rewrite: &HttpRewrite, path: &str, r: &mut Reporter<'_>, re:
 }
 
 /// Istio `validateAuthorityRewrite`: the authority may be set once (rewrite or a request header op).
-fn validate_authority_rewrite(http: &HttpRoute, path: &str, r: &mut Reporter<'_>) {
+fn validate_authority_rewrite(http: &HttpRoute, path: &dyn Display, r: &mut Reporter<'_>) {
     let mut current = http.rewrite.as_ref().and_then(|rw| rw.authority.clone()).unwrap_or_default();
     let Some(req) = http.headers.as_ref().and_then(|h| h.request.as_ref()) else {
         return;
@@ -542,7 +551,7 @@ fn validate_authority_rewrite(http: &HttpRoute, path: &str, r: &mut Reporter<'_>
 }
 
 /// Istio `validateDestination`.
-pub(super) fn validate_destination(d: &Destination, path: &str, r: &mut Reporter<'_>) {
+pub(super) fn validate_destination(d: &Destination, path: &dyn Display, r: &mut Reporter<'_>) {
     if d.host == "*" {
         r.error(Code::Destination, format!("{path}.host"), "invalid destination host *");
     } else if let Err(e) = validate_wildcard_domain(&d.host) {
@@ -561,7 +570,7 @@ pub(super) fn validate_destination(d: &Destination, path: &str, r: &mut Reporter
 }
 
 /// Istio `validateHTTPRouteDestinations`.
-fn validate_http_destinations(route: &[HttpRouteDestination], path: &str, r: &mut Reporter<'_>) {
+fn validate_http_destinations(route: &[HttpRouteDestination], path: &dyn Display, r: &mut Reporter<'_>) {
     let items: Vec<_> = route.iter().map(|d| (d.destination.as_ref(), d.weight, d.headers.as_ref())).collect();
     validate_weighted(&items, path, r);
 }
@@ -571,20 +580,20 @@ fn validate_http_destinations(route: &[HttpRouteDestination], path: &str, r: &mu
 /// destination-level headers).
 pub(super) fn validate_weighted(
     items: &[(Option<&Destination>, i32, Option<&Headers>)],
-    path: &str,
+    path: &dyn Display,
     r: &mut Reporter<'_>,
 ) {
     let mut total: i64 = 0;
     for (i, (dest, weight, headers)) in items.iter().enumerate() {
-        let at = format!("{path}[{i}]");
+        let at = At::Index(path, i);
         match dest {
             None => {
                 r.error(Code::Destination, format!("{at}.destination"), "destination is required");
             }
-            Some(dest) => validate_destination(dest, &format!("{at}.destination"), r),
+            Some(dest) => validate_destination(dest, &At::Field(&at, "destination"), r),
         }
         if let Some(h) = headers {
-            validate_headers(h, &format!("{at}.headers"), r);
+            validate_headers(h, &At::Field(&at, "headers"), r);
         }
         if *weight < 0 {
             r.error(Code::Weight, format!("{at}.weight"), format!("weight {weight} < 0"));

@@ -16,6 +16,8 @@ mod service_entry;
 mod unreachable;
 mod virtual_service;
 
+use std::fmt::Display;
+
 use std::collections::HashMap;
 
 pub use gateway::{is_valid_cipher_suite, is_valid_ecdh_curve};
@@ -86,7 +88,7 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
 }
 
 /// Istio `ValidateDuration`: at least 1ms, whole milliseconds. Returns the duration when valid.
-fn check_duration(r: &mut Reporter<'_>, path: &str, value: &str) -> Option<Duration> {
+fn check_duration(r: &mut Reporter<'_>, path: &dyn Display, value: &str) -> Option<Duration> {
     match Duration::parse(value) {
         Err(e) => {
             r.error(Code::Duration, path, e);
@@ -105,7 +107,7 @@ fn check_duration(r: &mut Reporter<'_>, path: &str, value: &str) -> Option<Durat
 }
 
 /// A duration that may be zero (connection-pool timeouts, where `0s` disables).
-fn check_duration_or_zero(r: &mut Reporter<'_>, path: &str, value: &str) {
+fn check_duration_or_zero(r: &mut Reporter<'_>, path: &dyn Display, value: &str) {
     match Duration::parse(value) {
         Err(e) => {
             r.error(Code::Duration, path, e);
@@ -150,7 +152,7 @@ fn check_export_to(r: &mut Reporter<'_>, path: &str, namespace: &str, export_to:
 }
 
 /// Validates a label map (selectors, endpoint labels).
-fn check_labels(r: &mut Reporter<'_>, path: &str, labels: &std::collections::BTreeMap<String, String>) {
+fn check_labels(r: &mut Reporter<'_>, path: &dyn Display, labels: &std::collections::BTreeMap<String, String>) {
     if let Err(e) = names::validate_labels(labels) {
         r.error(Code::Name, path, e);
     }

@@ -1,5 +1,9 @@
 //! VirtualService validation (Istio `ValidateVirtualService`, TLS and TCP routes).
 
+use std::fmt::Display;
+
+use crate::at::At;
+
 use super::http_route::{validate_http_route, validate_weighted, RouteKind};
 use super::names::{is_dns1123_label, is_ip, is_jwt_claim, validate_fqdn, validate_port, validate_wildcard_domain};
 use super::{check_export_to, check_labels, unreachable, Regexes};
@@ -21,7 +25,7 @@ pub(super) fn validate(meta: &Meta, vs: &VirtualService, r: &mut Reporter<'_>, r
             r.error(Code::Delegate, "spec.tcp", "delegate virtual service must have no tcp route specified");
         }
     }
-    validate_gateway_names(&vs.gateways, "spec.gateways", r);
+    validate_gateway_names(&vs.gateways, &"spec.gateways", r);
     let applies_to_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
     if applies_to_mesh {
         check_jwt_claims(vs, r);
@@ -36,7 +40,7 @@ pub(super) fn validate(meta: &Meta, vs: &VirtualService, r: &mut Reporter<'_>, r
             (false, true) => RouteKind::Root,
             (false, false) => RouteKind::Independent,
         };
-        validate_http_route(route, kind, &format!("spec.http[{i}]"), r, regexes);
+        validate_http_route(route, kind, &At::Index(&"spec.http", i), r, regexes);
     }
     validate_tls_routes(vs, r);
     validate_tcp_routes(vs, r);
@@ -56,7 +60,7 @@ fn validate_tls_routes(vs: &VirtualService, r: &mut Reporter<'_>) {
         if tls.route.is_empty() {
             r.error(Code::Route, format!("{path}.route"), "TLS route is required");
         }
-        validate_route_destinations(&tls.route, &format!("{path}.route"), r);
+        validate_route_destinations(&tls.route, &At::Field(&path, "route"), r);
     }
 }
 
@@ -65,13 +69,13 @@ fn validate_tcp_routes(vs: &VirtualService, r: &mut Reporter<'_>) {
         let path = format!("spec.tcp[{i}]");
         for (j, m) in tcp.matches.iter().enumerate() {
             let at = format!("{path}.match[{j}]");
-            check_subnets(&m.destination_subnets, &format!("{at}.destinationSubnets"), r);
+            check_subnets(&m.destination_subnets, &At::Field(&at, "destinationSubnets"), r);
             if let Some(subnet) = m.source_subnet.as_deref().filter(|s| !s.is_empty()) {
-                check_subnets(&[subnet.to_string()], &format!("{at}.sourceSubnet"), r);
+                check_subnets(&[subnet.to_string()], &At::Field(&at, "sourceSubnet"), r);
             }
             check_match_port(m.port, &at, r);
-            check_labels(r, &format!("{at}.sourceLabels"), &m.source_labels);
-            validate_gateway_names(&m.gateways, &format!("{at}.gateways"), r);
+            check_labels(r, &At::Field(&at, "sourceLabels"), &m.source_labels);
+            validate_gateway_names(&m.gateways, &At::Field(&at, "gateways"), r);
             l4_no_effect(
                 m.destination_subnets.is_empty()
                     && m.source_subnet.is_none()
@@ -84,12 +88,12 @@ fn validate_tcp_routes(vs: &VirtualService, r: &mut Reporter<'_>) {
         if tcp.route.is_empty() {
             r.error(Code::Route, format!("{path}.route"), "TCP route is required");
         }
-        validate_route_destinations(&tcp.route, &format!("{path}.route"), r);
+        validate_route_destinations(&tcp.route, &At::Field(&path, "route"), r);
     }
 }
 
 /// Istio `validateGatewayNames` (every entry is checked, where Istio stops at the first short name).
-pub(super) fn validate_gateway_names(names: &[String], path: &str, r: &mut Reporter<'_>) {
+pub(super) fn validate_gateway_names(names: &[String], path: &dyn Display, r: &mut Reporter<'_>) {
     for (i, name) in names.iter().enumerate() {
         let at = format!("{path}[{i}]");
         match name.split_once('/') {
@@ -172,7 +176,7 @@ fn validate_hosts(vs: &VirtualService, applies_to_mesh: bool, r: &mut Reporter<'
     }
 }
 
-fn validate_tls_match(m: &TlsMatchAttributes, hosts: &[String], at: &str, r: &mut Reporter<'_>) {
+fn validate_tls_match(m: &TlsMatchAttributes, hosts: &[String], at: &dyn Display, r: &mut Reporter<'_>) {
     if m.sni_hosts.is_empty() {
         r.error(Code::Match, format!("{at}.sniHosts"), "TLS match must have at least one SNI host");
     }
@@ -202,15 +206,15 @@ fn validate_tls_match(m: &TlsMatchAttributes, hosts: &[String], at: &str, r: &mu
             Ok(()) => {}
         }
     }
-    check_subnets(&m.destination_subnets, &format!("{at}.destinationSubnets"), r);
+    check_subnets(&m.destination_subnets, &At::Field(at, "destinationSubnets"), r);
     check_match_port(m.port, at, r);
-    check_labels(r, &format!("{at}.sourceLabels"), &m.source_labels);
-    validate_gateway_names(&m.gateways, &format!("{at}.gateways"), r);
+    check_labels(r, &At::Field(at, "sourceLabels"), &m.source_labels);
+    validate_gateway_names(&m.gateways, &At::Field(at, "gateways"), r);
     l4_no_effect(m.destination_subnets.is_empty() && m.source_labels.is_empty() && m.source_namespace.is_none(), at, r);
 }
 
 /// Istio evaluates only `port` and `gateways` of TLS and TCP matches at a gateway (`l4SingleMatch`).
-fn l4_no_effect(nothing_ignored: bool, at: &str, r: &mut Reporter<'_>) {
+fn l4_no_effect(nothing_ignored: bool, at: &dyn Display, r: &mut Reporter<'_>) {
     if !nothing_ignored {
         r.warn(
             Code::NoEffect,
@@ -220,7 +224,7 @@ fn l4_no_effect(nothing_ignored: bool, at: &str, r: &mut Reporter<'_>) {
     }
 }
 
-fn check_match_port(port: Option<u32>, at: &str, r: &mut Reporter<'_>) {
+fn check_match_port(port: Option<u32>, at: &dyn Display, r: &mut Reporter<'_>) {
     if let Some(p) = port.filter(|p| *p != 0) {
         if let Err(e) = validate_port(p) {
             r.error(Code::Port, format!("{at}.port"), e);
@@ -228,7 +232,7 @@ fn check_match_port(port: Option<u32>, at: &str, r: &mut Reporter<'_>) {
     }
 }
 
-fn check_subnets(subnets: &[String], path: &str, r: &mut Reporter<'_>) {
+fn check_subnets(subnets: &[String], path: &dyn Display, r: &mut Reporter<'_>) {
     for (i, s) in subnets.iter().enumerate() {
         if s.parse::<ipnet::IpNet>().is_err() && !is_ip(s) {
             r.error(Code::Match, format!("{path}[{i}]"), format!("{s} is not a valid CIDR block"));
@@ -237,7 +241,7 @@ fn check_subnets(subnets: &[String], path: &str, r: &mut Reporter<'_>) {
 }
 
 /// Istio `validateRouteDestinations` (TLS and TCP routes).
-fn validate_route_destinations(route: &[RouteDestination], path: &str, r: &mut Reporter<'_>) {
+fn validate_route_destinations(route: &[RouteDestination], path: &dyn Display, r: &mut Reporter<'_>) {
     let items: Vec<_> = route.iter().map(|d| (d.destination.as_ref(), d.weight, None)).collect();
     validate_weighted(&items, path, r);
 }
