@@ -152,13 +152,3 @@ async fn an_ejected_endpoint_is_tried_again_after_its_ejection_time() {
     }
     assert_eq!(bad.requests(), 4, "back after 500 ms, then ejected again after two more 503s");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http_idle_timeout_of_0s_keeps_pooled_connections() {
-    let up = Upstream::start("up").await;
-    let gw = TestGateway::start(&config(&[(up.port(), 1)], "{connectionPool: {http: {idleTimeout: 0s}}}"));
-    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
-    assert_eq!(up.connections(), 1, "0s turns the idle timeout off, as in Envoy");
-}

@@ -211,8 +211,9 @@ fn validate_pool(cp: &ConnectionPoolSettings, path: &str, r: &mut Reporter<'_>) 
             "max concurrent streams must be non-negative",
             r,
         );
+        // Unlike `tcp.idleTimeout`, Istio takes no `0s` here (`validateConnectionPool`).
         if let Some(t) = &h.idle_timeout {
-            check_duration_or_zero(r, &format!("{at}.idleTimeout"), t);
+            check_duration(r, &format!("{at}.idleTimeout"), t);
         }
         if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) && h.use_client_protocol == Some(true) {
             r.error(Code::TrafficPolicy, at, "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
@@ -335,15 +336,31 @@ fn validate_consistent_hash(ch: &ConsistentHashLb, at: &str, r: &mut Reporter<'_
     }
 }
 
+/// Istio `agent.ValidateTLS`. An empty string counts as unset, as in Istio's protos.
 fn validate_client_tls(tls: &ClientTlsSettings, path: &str, r: &mut Reporter<'_>) {
-    if tls.insecure_skip_verify == Some(true)
-        && (tls.ca_certificates.is_some() || tls.credential_name.is_some() || !tls.subject_alt_names.is_empty())
-    {
-        r.error(
-            Code::Tls,
-            path,
-            "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true",
-        );
+    let given = |field: &Option<String>| field.as_deref().is_some_and(|v| !v.is_empty());
+    let (ca, credential, sans) =
+        (given(&tls.ca_certificates), given(&tls.credential_name), !tls.subject_alt_names.is_empty());
+    if tls.insecure_skip_verify == Some(true) {
+        // SIMPLE takes its CA from caCertificates or credentialName; MUTUAL's credentialName
+        // holds the client certificate too, so only there may it go with insecureSkipVerify.
+        match tls.mode {
+            ClientTlsMode::Simple if ca || credential || sans => {
+                r.error(
+                    Code::Tls,
+                    path,
+                    "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            ClientTlsMode::Mutual if ca || sans => {
+                r.error(
+                    Code::Tls,
+                    path,
+                    "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true",
+                );
+            }
+            _ => {}
+        }
     }
     if tls.mode == ClientTlsMode::IstioMutual {
         r.error(
@@ -354,12 +371,8 @@ fn validate_client_tls(tls: &ClientTlsSettings, path: &str, r: &mut Reporter<'_>
         .hint = Some("use MUTUAL with clientCertificate, privateKey and caCertificates, or credentialName".into());
         return;
     }
-    if matches!(tls.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) && tls.credential_name.is_some() {
-        if tls.client_certificate.is_some()
-            || tls.ca_certificates.is_some()
-            || tls.private_key.is_some()
-            || tls.ca_crl.is_some()
-        {
+    if matches!(tls.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) && credential {
+        if given(&tls.client_certificate) || ca || given(&tls.private_key) || given(&tls.ca_crl) {
             r.error(
                 Code::Tls,
                 path,
@@ -369,10 +382,10 @@ fn validate_client_tls(tls: &ClientTlsSettings, path: &str, r: &mut Reporter<'_>
         return;
     }
     if tls.mode == ClientTlsMode::Mutual {
-        if tls.client_certificate.is_none() {
+        if !given(&tls.client_certificate) {
             r.error(Code::Tls, format!("{path}.clientCertificate"), "client certificate required for mutual tls");
         }
-        if tls.private_key.is_none() {
+        if !given(&tls.private_key) {
             r.error(Code::Tls, format!("{path}.privateKey"), "private key required for mutual tls");
         }
     }

@@ -159,28 +159,93 @@ pub fn validate_header_value(value: &str) -> Result<(), String> {
     if value.chars().any(|c| (c < ' ' && c != '\t') || c == '\u{7f}') {
         return Err(format!("header value configuration {value} is invalid"));
     }
-    header_variables(value).map(|_| ())
+    header_variables(value).map(|_| ()).map_err(|e| format!("header value configuration: {e}"))
 }
 
-/// The Envoy variables (`%NAME%`) a header value uses; `%%` is a literal `%`.
+/// Where [`header_variables`] is in a header value.
+#[derive(Clone, Copy)]
+enum Format {
+    Literal,
+    /// In a variable's name, which starts at this byte.
+    Name(usize),
+    ExpectArray,
+    ExpectString,
+    InString,
+    ExpectDelimiterOrEnd,
+    ExpectArgsEnd,
+    ExpectVariableEnd,
+}
+
+/// The Envoy variables a header value uses, by name (`%NAME%`, or `%NAME(args)%` whose arguments
+/// may hold `%` and quoted strings); `%%` is a literal `%`. Istio's `validateHeaderValue` state
+/// machine (pkg/config/validation/header_value_validator.go), with its messages.
 pub fn header_variables(value: &str) -> Result<Vec<&str>, String> {
-    let mut vars = Vec::new();
-    let mut rest = value;
-    while let Some(at) = rest.find('%') {
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('%') {
-            rest = tail;
-            continue;
-        }
-        let end = after.find('%').ok_or_else(|| {
-            format!(
-                "header value configuration: invalid header configuration. Un-terminated variable expression '{after}'"
-            )
-        })?;
-        vars.push(&after[..end]);
-        rest = &after[end + 1..];
+    let fail = |why: &str| Err(format!("invalid header configuration. {why}"));
+    let bytes = value.as_bytes();
+    let (mut vars, mut state, mut pos) = (Vec::new(), Format::Literal, 0);
+    while pos < bytes.len() {
+        let (ch, next) = (bytes[pos], bytes.get(pos + 1).copied());
+        state = match state {
+            Format::Literal if ch == b'%' => match next {
+                None => return fail("Un-escaped %"),
+                Some(b'%') => {
+                    pos += 1;
+                    Format::Literal
+                }
+                Some(_) => Format::Name(pos + 1),
+            },
+            Format::Literal => Format::Literal,
+            Format::Name(start) if ch == b'%' || ch == b'(' => {
+                vars.push(&value[start..pos]);
+                if ch == b'%' {
+                    Format::Literal
+                } else {
+                    Format::ExpectArray
+                }
+            }
+            Format::Name(start) => Format::Name(start),
+            args => {
+                let (state, skip) =
+                    in_arguments(args, ch, next).map_err(|why| format!("invalid header configuration. {why}"))?;
+                pos += usize::from(skip);
+                state
+            }
+        };
+        pos += 1;
+    }
+    if !matches!(state, Format::Literal) {
+        return fail(&format!("Un-terminated variable expression '{value}'"));
     }
     Ok(vars)
+}
+
+/// One byte of a variable's arguments (`(["a", "b"])`, or a bare string up to `)`): the next state,
+/// and whether the byte after it is skipped (escaped).
+fn in_arguments(state: Format, ch: u8, next: Option<u8>) -> Result<(Format, bool), &'static str> {
+    Ok(match (state, ch) {
+        (Format::ExpectArray, b'[') => (Format::ExpectString, false),
+        (Format::ExpectArray, b' ') => (Format::ExpectArray, false),
+        (Format::ExpectArray, _) => (Format::InString, false),
+        (Format::ExpectDelimiterOrEnd, b',') => (Format::ExpectString, false),
+        (Format::ExpectDelimiterOrEnd, b']') => (Format::ExpectArgsEnd, false),
+        (Format::ExpectDelimiterOrEnd, b' ') => (Format::ExpectDelimiterOrEnd, false),
+        (Format::ExpectDelimiterOrEnd, _) => return Err("Expecting ',', ']', or whitespace"),
+        (Format::ExpectString, b'"') => (Format::InString, false),
+        (Format::ExpectString, b' ') => (Format::ExpectString, false),
+        (Format::ExpectString, _) => return Err("Expecting '\"'"),
+        (Format::InString, b'\\') if next.is_none() => return Err("Un-terminated backslash in JSON string"),
+        (Format::InString, b'\\') => (Format::InString, true),
+        (Format::InString, b')') => (Format::ExpectVariableEnd, false),
+        (Format::InString, b'"') => (Format::ExpectDelimiterOrEnd, false),
+        (Format::InString, _) => (Format::InString, false),
+        (Format::ExpectArgsEnd, b')') => (Format::ExpectVariableEnd, false),
+        (Format::ExpectArgsEnd, b' ') => (Format::ExpectArgsEnd, false),
+        (Format::ExpectArgsEnd, _) => return Err("Expecting ')' or whitespace after '{}', but found '{}'"),
+        (Format::ExpectVariableEnd, b'%') => (Format::Literal, false),
+        (Format::ExpectVariableEnd, b' ') => (Format::ExpectVariableEnd, false),
+        (Format::ExpectVariableEnd, _) => return Err("Expecting '%' or whitespace after"),
+        (Format::Literal | Format::Name(_), _) => (state, false),
+    })
 }
 
 /// Kubernetes label key/value rules, as Istio's `labels.Instance.Validate` applies them.
@@ -234,7 +299,18 @@ mod tests {
     fn header_values_allow_escaped_percent_and_name_variables() {
         assert_eq!(header_variables("100%%").unwrap(), Vec::<&str>::new());
         assert_eq!(header_variables("ip=%DOWNSTREAM_REMOTE_ADDRESS%").unwrap(), vec!["DOWNSTREAM_REMOTE_ADDRESS"]);
-        assert!(validate_header_value("50% off").is_err());
+        assert_eq!(
+            validate_header_value("50% off").unwrap_err(),
+            "header value configuration: invalid header configuration. Un-terminated variable expression '50% off'"
+        );
+        assert_eq!(
+            validate_header_value("100%").unwrap_err(),
+            "header value configuration: invalid header configuration. Un-escaped %"
+        );
+        // Arguments may hold `%` and quoted strings (Envoy's format strings).
+        assert_eq!(header_variables("%START_TIME(%s.%3f)%").unwrap(), vec!["START_TIME"]);
+        assert_eq!(header_variables(r#"%REQ(x-a)% and %METADATA(["a", "b\"c"])%"#).unwrap(), vec!["REQ", "METADATA"]);
+        assert!(header_variables(r#"%METADATA(["a" x])%"#).is_err());
         assert!(validate_header_value("a\nb").is_err());
     }
 

@@ -149,25 +149,25 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub struct Timeouts {
     /// `tcp.connectTimeout` (Istio's 10 s).
     pub connect: Duration,
-    /// `http.idleTimeout` of pooled connections (Istio's 1 h; `None`: `0s`, never).
+    /// `http.idleTimeout` of pooled connections (Istio's 1 h).
     pub http_idle: Option<Duration>,
     /// `tcp.idleTimeout` of TCP routes (`None`: the default; `0s`: never).
     pub tcp_idle: Option<Duration>,
 }
 
 impl Timeouts {
-    /// The timeouts a connection pool sets, with Istio's defaults; `0s` turns an idle timeout off,
-    /// as in Envoy.
+    /// The timeouts a connection pool sets, with Istio's defaults; `0s` turns the TCP idle timeout
+    /// off, as in Envoy.
     pub fn of(pool: Option<&ConnectionPoolSettings>) -> Self {
         use super::duration;
         let tcp = pool.and_then(|p| p.tcp.as_ref());
         let http = pool.and_then(|p| p.http.as_ref());
         Timeouts {
             connect: duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(super::DEFAULT_CONNECT_TIMEOUT),
-            http_idle: match duration(http.and_then(|h| h.idle_timeout.as_ref())) {
-                Some(d) if d.is_zero() => None,
-                d => Some(d.unwrap_or(super::DEFAULT_HTTP_IDLE_TIMEOUT)),
-            },
+            // Validation refuses `0s` here, as Istio does.
+            http_idle: Some(
+                duration(http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(super::DEFAULT_HTTP_IDLE_TIMEOUT),
+            ),
             tcp_idle: duration(tcp.and_then(|t| t.idle_timeout.as_ref())).map(|d| if d.is_zero() { NEVER } else { d }),
         }
     }
