@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use crate::raw::{ClientTlsMode, ClientTlsSettings};
 use crate::table::ClientTls;
 
-use base64::Engine;
-
 use super::servers::tls_mode;
 use super::Selection;
 use crate::config::Config;
@@ -165,14 +163,8 @@ impl Store<'_> {
     fn secret(&self, name: &str) -> Option<(String, SecretData)> {
         let s =
             self.config.secrets.iter().find(|s| s.meta.name() == name && s.meta.namespace() == self.sel.namespace)?;
-        let mut data: Vec<(String, Vec<u8>)> = s
-            .spec
-            .data
-            .iter()
-            .filter_map(|(k, v)| {
-                base64::engine::general_purpose::STANDARD.decode(v.trim()).ok().map(|b| (k.clone(), b))
-            })
-            .collect();
+        let mut data: Vec<(String, Vec<u8>)> =
+            s.spec.data.iter().filter_map(|(k, v)| crate::raw::Secret::decode(v).map(|b| (k.clone(), b))).collect();
         for (k, v) in &s.spec.string_data {
             data.retain(|(dk, _)| dk != k);
             data.push((k.clone(), v.clone().into_bytes()));

@@ -219,7 +219,14 @@ fn validate_bind(server: &Server, path: &str, r: &mut Reporter<'_>) {
     }
 }
 
+/// A string field as Istio's protos see it: empty is unset.
+fn given(field: &Option<String>) -> bool {
+    field.as_deref().is_some_and(|v| !v.is_empty())
+}
+
+/// Istio `validateTLSOptions`, in its order.
 fn validate_tls(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
+    validate_ciphers(tls, path, r);
     if tls.mode == ServerTlsMode::IstioMutual {
         validate_istio_mutual(tls, path, r);
         return;
@@ -232,20 +239,27 @@ fn validate_tls(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
         )
         .hint = Some("use PASSTHROUGH with VirtualService tls routes".into());
     }
-    let has_files = tls.server_certificate.is_some() || tls.private_key.is_some() || tls.ca_certificates.is_some();
-    if matches!(tls.mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough)
-        && (tls.ca_crl.is_some() || has_files || tls.credential_name.is_some())
-    {
+    let credential = given(&tls.credential_name) || !tls.credential_names.is_empty();
+    let any_certificate =
+        [&tls.ca_crl, &tls.server_certificate, &tls.private_key, &tls.ca_certificates].into_iter().any(given)
+            || !tls.tls_certificates.is_empty()
+            || credential;
+    if matches!(tls.mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough) && any_certificate {
         r.warn(Code::Tls, path, format!("{} mode does not use certificates, they will be ignored", tls.mode.as_str()));
     }
+    // Only a certificate together with its key counts as a source.
     let sources = [
-        tls.credential_name.is_some(),
+        given(&tls.credential_name),
         !tls.credential_names.is_empty(),
-        tls.server_certificate.is_some() || tls.private_key.is_some(),
+        given(&tls.server_certificate) && given(&tls.private_key),
         !tls.tls_certificates.is_empty(),
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
-        r.error(Code::Tls, path, "only one of credential_name, credential_names, server_certificate/private_key, tls_certificates should be specified");
+        let e = r.error(Code::Tls, path, "only one of credential_name, credential_names, server_certificate/private_key, tls_certificates should be specified");
+        let sds = |f: &Option<String>| f.as_deref() == Some("sds");
+        if given(&tls.credential_name) && sds(&tls.server_certificate) && sds(&tls.private_key) {
+            e.hint = Some("remove serverCertificate: sds and privateKey: sds, placeholders older Istio versions wanted next to credentialName (refused since Istio 1.27)".into());
+        }
     }
     if tls.credential_names.len() > 2 {
         r.error(
@@ -254,12 +268,16 @@ fn validate_tls(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
             "credentialNames can support up to 2 server certificates",
         );
     }
-    if tls.tls_certificates.len() > 2 {
-        r.warn(Code::Tls, format!("{path}.tlsCertificates"), "tlsCertificates can support up to 2 server certificates");
+    let terminates = matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual);
+    if terminates && credential {
+        // The credential holds everything, CRL included: Istio checks nothing more.
+        return;
     }
-    validate_required_files(tls, path, r);
-    if tls.ca_crl.is_some() {
-        if tls.credential_name.is_some() {
+    if terminates {
+        validate_required_files(tls, path, r);
+    }
+    if given(&tls.ca_crl) {
+        if given(&tls.credential_name) {
             r.error(
                 Code::Tls,
                 format!("{path}.caCrl"),
@@ -270,29 +288,36 @@ fn validate_tls(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
             r.error(Code::Tls, format!("{path}.caCrl"), "CRL is not supported with SIMPLE TLS");
         }
     }
-    validate_ciphers(tls, path, r);
 }
 
-/// Istio: a terminating server without a credential needs certificate, key (and CA for MUTUAL) files.
+/// Istio: a terminating server without a credential needs a certificate and a key (in every
+/// `tlsCertificates` entry, when given), and a CA for MUTUAL.
 fn validate_required_files(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {
-    let terminates = matches!(tls.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual);
-    let uses_credential =
-        tls.credential_name.is_some() || !tls.credential_names.is_empty() || !tls.tls_certificates.is_empty();
-    if terminates && !uses_credential {
-        let mode = if tls.mode == ServerTlsMode::Simple { "SIMPLE" } else { "MUTUAL" };
-        if tls.server_certificate.is_none() {
-            r.error(
-                Code::Tls,
-                format!("{path}.serverCertificate"),
-                format!("{mode} TLS requires a server certificate"),
-            )
-            .hint = Some("set credentialName, or serverCertificate and privateKey".into());
+    let mode = if tls.mode == ServerTlsMode::Simple { "SIMPLE TLS" } else { "MUTUAL TLS" };
+    if tls.mode != ServerTlsMode::Simple && !given(&tls.ca_certificates) {
+        r.error(Code::Tls, format!("{path}.caCertificates"), format!("{mode} requires a client CA bundle"));
+    }
+    if tls.tls_certificates.len() > 2 {
+        r.warn(Code::Tls, format!("{path}.tlsCertificates"), format!("{mode} can support up to 2 server certificates"));
+    }
+    let pairs: Vec<(String, bool, bool)> = if tls.tls_certificates.is_empty() {
+        vec![(path.to_string(), given(&tls.server_certificate), given(&tls.private_key))]
+    } else {
+        tls.tls_certificates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (format!("{path}.tlsCertificates[{i}]"), !c.server_certificate.is_empty(), !c.private_key.is_empty())
+            })
+            .collect()
+    };
+    for (at, certificate, key) in pairs {
+        if !certificate {
+            r.error(Code::Tls, format!("{at}.serverCertificate"), format!("{mode} requires a server certificate"))
+                .hint = Some("set credentialName, or serverCertificate and privateKey".into());
         }
-        if tls.private_key.is_none() {
-            r.error(Code::Tls, format!("{path}.privateKey"), format!("{mode} TLS requires a private key"));
-        }
-        if tls.mode != ServerTlsMode::Simple && tls.ca_certificates.is_none() {
-            r.error(Code::Tls, format!("{path}.caCertificates"), "MUTUAL TLS requires a client CA bundle");
+        if !key {
+            r.error(Code::Tls, format!("{at}.privateKey"), format!("{mode} requires a private key"));
         }
     }
 }

@@ -1,0 +1,91 @@
+//! Istio's own validation test tables, row by row: each row of `tests/istio-tables/<Test>.json` (from
+//! istio/istio `pkg/config/validation`, at the commit the file names) is a configuration and Istio's
+//! verdict: an error containing its message, a warning containing its message, or neither. Pylon
+//! must agree, except for the rows the file lists as deviations, each with its reason (the README's
+//! deviations say the same). Every disagreement is listed at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness fails by panicking
+
+use serde_json::{json, Value};
+
+struct Table {
+    rows: Vec<Value>,
+    deviations: serde_json::Map<String, Value>,
+}
+
+fn table(name: &str) -> Table {
+    let path = format!("{}/tests/istio-tables/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = doc["rows"].as_array().unwrap().clone();
+    let deviations = doc["deviations"].as_object_mut().map(std::mem::take).unwrap_or_default();
+    Table { rows, deviations }
+}
+
+/// The errors and warnings Pylon gives under `path` for `document` (JSON is YAML). Left out: the
+/// credentials and files Pylon cannot find (code `credential`), a fact of the machine it runs on,
+/// not of the configuration, which Istio's validation does not look at either.
+fn verdict(document: &Value, path: &str) -> (Vec<String>, Vec<String>) {
+    let built = conf::build_str("row.yaml", &document.to_string(), &conf::Selection::default());
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for d in &built.diagnostics.0 {
+        let conf::diagnostic::Location::Resource { path: at, .. } = &d.location else { continue };
+        if !at.starts_with(path) || d.code == conf::diagnostic::Code::Credential {
+            continue;
+        }
+        match d.severity {
+            conf::diagnostic::Severity::Error => errors.push(d.message.clone()),
+            conf::diagnostic::Severity::Warning => warnings.push(d.message.clone()),
+        }
+    }
+    (errors, warnings)
+}
+
+/// Why Pylon's `(errors, warnings)` disagree with Istio's row, if they do.
+fn disagreement(row: &Value, errors: &[String], warnings: &[String]) -> Option<String> {
+    let expect = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+    let (error, warning) = (expect("error"), expect("warning"));
+    let says = |found: &[String], want: &str| found.iter().any(|m| m.contains(want));
+    if error.is_empty() && !errors.is_empty() {
+        return Some(format!("Istio accepts; Pylon: {errors:?}"));
+    }
+    if !error.is_empty() && !says(errors, &error) {
+        return Some(format!("Istio: error {error:?}; Pylon errors: {errors:?}"));
+    }
+    if !warning.is_empty() && !says(warnings, &warning) {
+        return Some(format!("Istio: warning {warning:?}; Pylon warnings: {warnings:?}"));
+    }
+    if warning.is_empty() && error.is_empty() && !warnings.is_empty() {
+        return Some(format!("Istio warns of nothing; Pylon: {warnings:?}"));
+    }
+    None
+}
+
+fn check(name: &str, document: impl Fn(&Value) -> Value, path: &str) {
+    let Table { rows, deviations } = table(name);
+    let mut wrong = Vec::new();
+    for row in &rows {
+        let id = row["row"].as_str().unwrap();
+        let (errors, warnings) = verdict(&document(row), path);
+        let differs = disagreement(row, &errors, &warnings);
+        match (differs, deviations.contains_key(id)) {
+            (Some(why), false) => wrong.push(format!("{name}/{id}: {why}")),
+            (None, true) => wrong.push(format!("{name}/{id}: listed as a deviation, but Pylon agrees with Istio")),
+            _ => {}
+        }
+    }
+    println!("{name}: {} rows, {} deviations", rows.len(), deviations.len());
+    assert!(wrong.is_empty(), "{} of {} rows disagree with Istio:\n{}", wrong.len(), rows.len(), wrong.join("\n"));
+}
+
+#[test]
+fn gateway_tls_options_as_istio_validates_them() {
+    let gateway = |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+            "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{
+                "port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"], "tls": row["tls"],
+            }]},
+        })
+    };
+    check("TestValidateTlsOptions", gateway, "spec.servers[0].tls");
+}
