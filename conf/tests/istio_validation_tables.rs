@@ -23,13 +23,16 @@ fn table(name: &str) -> Table {
 
 /// The errors and warnings Pylon gives under `path` for `document` (JSON is YAML). Left out: the
 /// credentials and files Pylon cannot find (code `credential`), a fact of the machine it runs on,
-/// not of the configuration, which Istio's validation does not look at either.
+/// not of the configuration, which Istio's validation does not look at either; and Pylon's
+/// `no-effect` warnings, about fields that work in Istio's proxies but not at a Pylon gateway.
 fn verdict(document: &Value, path: &str) -> (Vec<String>, Vec<String>) {
     let built = conf::build_str("row.yaml", &document.to_string(), &conf::Selection::default());
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
     for d in &built.diagnostics.0 {
         let conf::diagnostic::Location::Resource { path: at, .. } = &d.location else { continue };
-        if !at.starts_with(path) || d.code == conf::diagnostic::Code::Credential {
+        if !at.starts_with(path)
+            || matches!(d.code, conf::diagnostic::Code::Credential | conf::diagnostic::Code::NoEffect)
+        {
             continue;
         }
         match d.severity {
@@ -40,14 +43,19 @@ fn verdict(document: &Value, path: &str) -> (Vec<String>, Vec<String>) {
     (errors, warnings)
 }
 
-/// Why Pylon's `(errors, warnings)` disagree with Istio's row, if they do. A row says either
-/// `valid` (Istio's table checks only that), or the `error` and `warning` Istio gives.
+/// Why Pylon's `(errors, warnings)` disagree with Istio's row, if they do. A row gives either
+/// `errs` and `warns` (Istio's table checks only whether there are any), or the `error` and
+/// `warning` messages Istio gives (empty: none).
 fn disagreement(row: &Value, errors: &[String], warnings: &[String]) -> Option<String> {
-    match row["valid"].as_bool() {
-        Some(true) if !errors.is_empty() => return Some(format!("Istio accepts; Pylon: {errors:?}")),
-        Some(false) if errors.is_empty() => return Some("Istio rejects; Pylon accepts".into()),
-        Some(_) => return None,
-        None => {}
+    if let Some(errs) = row["errs"].as_bool() {
+        let warns = row["warns"].as_bool().unwrap_or(false);
+        return match (errs, errors.is_empty(), warns, warnings.is_empty()) {
+            (false, false, _, _) => Some(format!("Istio accepts; Pylon: {errors:?}")),
+            (true, true, _, _) => Some("Istio rejects; Pylon accepts".into()),
+            (_, _, true, true) => Some("Istio warns; Pylon does not".into()),
+            (_, _, false, false) => Some(format!("Istio warns of nothing; Pylon: {warnings:?}")),
+            _ => None,
+        };
     }
     let expect = |key: &str| row[key].as_str().unwrap_or_default().to_string();
     let (error, warning) = (expect("error"), expect("warning"));
@@ -106,4 +114,22 @@ fn destination_rule_client_tls_as_istio_validates_it() {
         })
     };
     check("TestValidateTLS", rule, "spec.trafficPolicy.tls");
+}
+
+#[test]
+fn locality_load_balancing_as_istio_validates_it() {
+    let rule = |row: &Value| {
+        let mut policy = json!({});
+        if !row["in"].is_null() {
+            policy["loadBalancer"] = json!({"localityLbSetting": row["in"]});
+        }
+        if !row["outlier"].is_null() {
+            policy["outlierDetection"] = row["outlier"].clone();
+        }
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "dr"},
+            "spec": {"host": "a.internal", "trafficPolicy": policy},
+        })
+    };
+    check("TestValidateLocalityLbSetting", rule, "spec.trafficPolicy.loadBalancer");
 }

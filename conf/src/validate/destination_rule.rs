@@ -136,7 +136,7 @@ fn validate_policy_parts(
         validate_pool(cp, &format!("{path}.connectionPool"), r);
     }
     if let Some(lb) = lb {
-        validate_lb(lb, &format!("{path}.loadBalancer"), r);
+        validate_lb(lb, od.is_some(), &format!("{path}.loadBalancer"), r);
     }
     if let Some(tls) = tls {
         validate_client_tls(tls, &format!("{path}.tls"), r);
@@ -245,23 +245,119 @@ fn is_prime(n: u64) -> bool {
     n >= 2 && (2..).take_while(|i| i * i <= n).all(|i| !n.is_multiple_of(i))
 }
 
-fn validate_lb(lb: &LoadBalancerSettings, path: &str, r: &mut Reporter<'_>) {
+fn validate_lb(lb: &LoadBalancerSettings, outlier: bool, path: &str, r: &mut Reporter<'_>) {
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         r.error(Code::TrafficPolicy, path, "only one of simple or consistentHash may be set");
     }
     if let Some(ch) = &lb.consistent_hash {
         validate_consistent_hash(ch, &format!("{path}.consistentHash"), r);
     }
-    if lb.locality_lb_setting.is_some() {
-        r.warn(
-            Code::NoEffect,
-            format!("{path}.localityLbSetting"),
-            "locality load balancing has no effect: Pylon endpoints carry no locality",
-        );
+    if let Some(locality) = &lb.locality_lb_setting {
+        let at = format!("{path}.localityLbSetting");
+        validate_locality_lb(locality, outlier, &at, r);
+        r.warn(Code::NoEffect, at, "locality load balancing has no effect: Pylon endpoints carry no locality");
     }
     if let Some(w) = &lb.warmup {
         validate_warmup(w, &format!("{path}.warmup"), r);
     }
+}
+
+/// Istio `ValidateLocalityLbSetting`, which stops at the first of some problems.
+fn validate_locality_lb(lb: &crate::raw::LocalityLbSetting, outlier: bool, at: &str, r: &mut Reporter<'_>) {
+    let error = |r: &mut Reporter<'_>, msg: &str| {
+        r.error(Code::TrafficPolicy, at, msg);
+    };
+    if !lb.distribute.is_empty() && !lb.failover.is_empty() {
+        return error(r, "can not simultaneously specify 'distribute' and 'failover'");
+    }
+    const TOPOLOGY: [&str; 3] =
+        ["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"];
+    if !lb.failover.is_empty() {
+        if let Some(label) = lb.failover_priority.iter().find(|l| TOPOLOGY.contains(&l.as_str())) {
+            return error(
+                r,
+                &format!("can not simultaneously set 'failover' and topology label '{label}' in 'failover_priority'"),
+            );
+        }
+    }
+    for d in &lb.distribute {
+        if d.to.values().any(|w| *w == 0 || *w > 100) {
+            return error(r, "locality weight must be in range [1, 100]");
+        }
+        let total: u64 = d.to.values().map(|w| u64::from(*w)).sum();
+        if total != 100 {
+            return error(r, &format!("total locality weight {total} != 100"));
+        }
+        if let Err(e) = validate_localities(d.to.keys().map(String::as_str)) {
+            error(r, &e);
+        }
+    }
+    if let Err(e) = validate_localities(lb.distribute.iter().map(|d| d.from.as_str())) {
+        error(r, &e);
+    }
+    if (!lb.failover.is_empty() || !lb.failover_priority.is_empty()) && !outlier {
+        r.warn(Code::TrafficPolicy, at, "outlier detection policy must be provided for failover");
+    }
+    for f in &lb.failover {
+        if f.from == f.to {
+            error(r, "locality lb failover settings must specify different regions");
+        }
+        if f.from.contains('/') || f.to.contains('/') {
+            error(r, "locality lb failover only specify region");
+        }
+        if f.from.contains('*') || f.to.contains('*') {
+            error(r, "locality lb failover region should not contain '*' wildcard");
+        }
+    }
+}
+
+/// Istio `validateLocalities`: `region[/zone[/subzone]]`, a `*` only at the end, none empty, and
+/// none overlapping another (a region and one of its zones, the same zone twice, ...).
+fn validate_localities<'a>(localities: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // region → zone → subzones; `*` stands for "all of them".
+    let mut seen: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+    for locality in localities {
+        let stars = locality.matches('*').count();
+        if stars > 1 || (stars == 1 && !locality.ends_with('*')) {
+            return Err(format!("locality {locality} wildcard '*' number can not exceed 1 and must be in the end"));
+        }
+        let overlap = || Err(format!("locality {locality} overlap with previous specified ones"));
+        if seen.contains_key("*") {
+            return overlap();
+        }
+        let parts: Vec<&str> = locality.splitn(3, '/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(format!("locality {locality} must not contain empty region/zone/subzone info"));
+        }
+        match parts[..] {
+            [region] => {
+                if seen.contains_key(region) {
+                    return overlap();
+                }
+                seen.insert(region, BTreeMap::from([("*", BTreeSet::from(["*"]))]));
+            }
+            [region, zone] => {
+                let zones = seen.entry(region).or_default();
+                if zones.contains_key("*") || zones.contains_key(zone) {
+                    return overlap();
+                }
+                zones.insert(zone, BTreeSet::from(["*"]));
+            }
+            [region, zone, subzone] => {
+                let zones = seen.entry(region).or_default();
+                if zones.contains_key("*") {
+                    return overlap();
+                }
+                let subzones = zones.entry(zone).or_default();
+                if subzones.contains("*") || !subzones.insert(subzone) {
+                    return overlap();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Istio `validateWarmupConfiguration`.
