@@ -44,16 +44,16 @@ fn verdict(document: &Value, path: &str) -> (Vec<String>, Vec<String>) {
 }
 
 /// Why Pylon's `(errors, warnings)` disagree with Istio's row, if they do. A row gives either
-/// `errs` and `warns` (Istio's table checks only whether there are any), or the `error` and
-/// `warning` messages Istio gives (empty: none).
+/// `errs` and perhaps `warns` (Istio's table checks only whether there are any), or the `error`
+/// and `warning` messages Istio gives (empty: none).
 fn disagreement(row: &Value, errors: &[String], warnings: &[String]) -> Option<String> {
     if let Some(errs) = row["errs"].as_bool() {
-        let warns = row["warns"].as_bool().unwrap_or(false);
-        return match (errs, errors.is_empty(), warns, warnings.is_empty()) {
+        // Without `warns`, Istio's table does not check warnings, and neither does this.
+        return match (errs, errors.is_empty(), row["warns"].as_bool(), warnings.is_empty()) {
             (false, false, _, _) => Some(format!("Istio accepts; Pylon: {errors:?}")),
             (true, true, _, _) => Some("Istio rejects; Pylon accepts".into()),
-            (_, _, true, true) => Some("Istio warns; Pylon does not".into()),
-            (_, _, false, false) => Some(format!("Istio warns of nothing; Pylon: {warnings:?}")),
+            (_, _, Some(true), true) => Some("Istio warns; Pylon does not".into()),
+            (_, _, Some(false), false) => Some(format!("Istio warns of nothing; Pylon: {warnings:?}")),
             _ => None,
         };
     }
@@ -116,12 +116,12 @@ fn destination_rule_client_tls_as_istio_validates_it() {
     check("TestValidateTLS", rule, "spec.trafficPolicy.tls");
 }
 
-#[test]
-fn locality_load_balancing_as_istio_validates_it() {
-    let rule = |row: &Value| {
+/// A DestinationRule whose `loadBalancer.<field>` is the row's `in`, with the row's `outlier`.
+fn load_balancer_part(field: &'static str) -> impl Fn(&Value) -> Value {
+    move |row: &Value| {
         let mut policy = json!({});
         if !row["in"].is_null() {
-            policy["loadBalancer"] = json!({"localityLbSetting": row["in"]});
+            policy["loadBalancer"] = json!({field: row["in"]});
         }
         if !row["outlier"].is_null() {
             policy["outlierDetection"] = row["outlier"].clone();
@@ -130,6 +130,48 @@ fn locality_load_balancing_as_istio_validates_it() {
             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "dr"},
             "spec": {"host": "a.internal", "trafficPolicy": policy},
         })
-    };
-    check("TestValidateLocalityLbSetting", rule, "spec.trafficPolicy.loadBalancer");
+    }
+}
+
+#[test]
+fn locality_load_balancing_as_istio_validates_it() {
+    check("TestValidateLocalityLbSetting", load_balancer_part("localityLbSetting"), "spec.trafficPolicy.loadBalancer");
+}
+
+#[test]
+fn zone_aware_load_balancing_as_istio_validates_it() {
+    check(
+        "TestValidateZoneAwareLbSetting",
+        load_balancer_part("zoneAwareLbSetting"),
+        "spec.trafficPolicy.loadBalancer",
+    );
+}
+
+/// A DestinationRule whose `trafficPolicy.<field>` is the row's `in`.
+fn traffic_policy_part(field: &'static str) -> impl Fn(&Value) -> Value {
+    move |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "dr"},
+            "spec": {"host": "a.internal", "trafficPolicy": {field: row["in"]}},
+        })
+    }
+}
+
+#[test]
+fn connection_pools_as_istio_validates_them() {
+    check("TestValidateConnectionPool", traffic_policy_part("connectionPool"), "spec.trafficPolicy.connectionPool");
+}
+
+#[test]
+fn load_balancers_as_istio_validates_them() {
+    check("TestValidateLoadBalancer", traffic_policy_part("loadBalancer"), "spec.trafficPolicy.loadBalancer");
+}
+
+#[test]
+fn outlier_detection_as_istio_validates_it() {
+    check(
+        "TestValidateOutlierDetection",
+        traffic_policy_part("outlierDetection"),
+        "spec.trafficPolicy.outlierDetection",
+    );
 }

@@ -152,6 +152,9 @@ pub struct LoadBalancerSettings {
     /// Locality-weighted load balancing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<LocalityLbSetting>,
+    /// Zone-aware load balancing (istio/api 2026).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_aware_lb_setting: Option<ZoneAwareLbSetting>,
     /// Deprecated warm-up duration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_duration_secs: Option<String>,
@@ -247,6 +250,21 @@ pub struct LocalityLbSetting {
     /// Enable or disable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+}
+
+/// Istio `ZoneAwareLoadBalancerSetting` (istio/api 2026).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ZoneAwareLbSetting {
+    /// Enable or disable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The order of the cross-region tiers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<LocalityFailover>,
+    /// Labels ordering endpoint priorities.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failover_priority: Vec<String>,
 }
 
 /// Istio `LocalityLoadBalancerSetting.Distribute`.
@@ -371,6 +389,21 @@ pub struct HttpSettings {
     /// HTTP/2 concurrent streams.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<i32>,
+    /// HTTP/2 keepalive pings on upstream connections (istio/api 2026).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_keep_alive: Option<ConnectionKeepalive>,
+}
+
+/// Istio `ConnectionPoolSettings.HTTPSettings.ConnectionKeepalive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConnectionKeepalive {
+    /// Time between pings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// How long to wait for a ping's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// Istio `OutlierDetection`.

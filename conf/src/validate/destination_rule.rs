@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use super::names::{is_dns1123_label, validate_wildcard_domain};
 use super::{check_duration, check_duration_or_zero, check_export_to, check_labels};
+use crate::at::At;
 use crate::config::Meta;
 use crate::diagnostic::{Code, Reporter};
 use crate::raw::{
@@ -185,39 +186,7 @@ fn validate_pool(cp: &ConnectionPoolSettings, path: &str, r: &mut Reporter<'_>) 
         return;
     }
     if let Some(h) = &cp.http {
-        let at = format!("{path}.http");
-        non_negative(
-            h.http1_max_pending_requests,
-            format!("{at}.http1MaxPendingRequests"),
-            "http1 max pending requests must be non-negative",
-            r,
-        );
-        non_negative(
-            h.http2_max_requests,
-            format!("{at}.http2MaxRequests"),
-            "http2 max requests must be non-negative",
-            r,
-        );
-        non_negative(
-            h.max_requests_per_connection,
-            format!("{at}.maxRequestsPerConnection"),
-            "max requests per connection must be non-negative",
-            r,
-        );
-        non_negative(h.max_retries, format!("{at}.maxRetries"), "max retries must be non-negative", r);
-        non_negative(
-            h.max_concurrent_streams,
-            format!("{at}.maxConcurrentStreams"),
-            "max concurrent streams must be non-negative",
-            r,
-        );
-        // Unlike `tcp.idleTimeout`, Istio takes no `0s` here (`validateConnectionPool`).
-        if let Some(t) = &h.idle_timeout {
-            check_duration(r, &format!("{at}.idleTimeout"), t);
-        }
-        if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) && h.use_client_protocol == Some(true) {
-            r.error(Code::TrafficPolicy, at, "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
-        }
+        validate_http_pool(h, &format!("{path}.http"), r);
     }
     if let Some(t) = &cp.tcp {
         let at = format!("{path}.tcp");
@@ -241,6 +210,40 @@ fn validate_pool(cp: &ConnectionPoolSettings, path: &str, r: &mut Reporter<'_>) 
     }
 }
 
+/// `connectionPool.http`, as Istio's `validateConnectionPool` checks it.
+fn validate_http_pool(h: &crate::raw::HttpSettings, at: &str, r: &mut Reporter<'_>) {
+    non_negative(
+        h.http1_max_pending_requests,
+        format!("{at}.http1MaxPendingRequests"),
+        "http1 max pending requests must be non-negative",
+        r,
+    );
+    non_negative(h.http2_max_requests, format!("{at}.http2MaxRequests"), "http2 max requests must be non-negative", r);
+    non_negative(
+        h.max_requests_per_connection,
+        format!("{at}.maxRequestsPerConnection"),
+        "max requests per connection must be non-negative",
+        r,
+    );
+    non_negative(h.max_retries, format!("{at}.maxRetries"), "max retries must be non-negative", r);
+    non_negative(
+        h.max_concurrent_streams,
+        format!("{at}.maxConcurrentStreams"),
+        "max concurrent streams must be non-negative",
+        r,
+    );
+    // Unlike `tcp.idleTimeout`, Istio takes no `0s` here (`validateConnectionPool`).
+    if let Some(t) = &h.idle_timeout {
+        check_duration(r, &format!("{at}.idleTimeout"), t);
+    }
+    if let Some(ka) = &h.http2_keep_alive {
+        validate_http2_keepalive(ka, &format!("{at}.http2KeepAlive"), r);
+    }
+    if h.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade) && h.use_client_protocol == Some(true) {
+        r.error(Code::TrafficPolicy, at, "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
+    }
+}
+
 fn is_prime(n: u64) -> bool {
     n >= 2 && (2..).take_while(|i| i * i <= n).all(|i| !n.is_multiple_of(i))
 }
@@ -252,6 +255,14 @@ fn validate_lb(lb: &LoadBalancerSettings, outlier: bool, path: &str, r: &mut Rep
     if let Some(ch) = &lb.consistent_hash {
         validate_consistent_hash(ch, &format!("{path}.consistentHash"), r);
     }
+    if lb.locality_lb_setting.is_some() && lb.zone_aware_lb_setting.is_some() {
+        r.error(Code::TrafficPolicy, path, "only one of localityLbSetting and zoneAwareLbSetting can be set");
+    }
+    if let Some(zone_aware) = &lb.zone_aware_lb_setting {
+        let at = format!("{path}.zoneAwareLbSetting");
+        validate_zone_aware_lb(zone_aware, outlier, &at, r);
+        r.warn(Code::NoEffect, at, "zone-aware load balancing has no effect: Pylon endpoints carry no locality");
+    }
     if let Some(locality) = &lb.locality_lb_setting {
         let at = format!("{path}.localityLbSetting");
         validate_locality_lb(locality, outlier, &at, r);
@@ -262,6 +273,10 @@ fn validate_lb(lb: &LoadBalancerSettings, outlier: bool, path: &str, r: &mut Rep
     }
 }
 
+/// The region, zone and subzone labels (Istio `label.LabelTopologyRegion`, ...).
+const TOPOLOGY_LABELS: [&str; 3] =
+    ["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"];
+
 /// Istio `ValidateLocalityLbSetting`, which stops at the first of some problems.
 fn validate_locality_lb(lb: &crate::raw::LocalityLbSetting, outlier: bool, at: &str, r: &mut Reporter<'_>) {
     let error = |r: &mut Reporter<'_>, msg: &str| {
@@ -270,10 +285,8 @@ fn validate_locality_lb(lb: &crate::raw::LocalityLbSetting, outlier: bool, at: &
     if !lb.distribute.is_empty() && !lb.failover.is_empty() {
         return error(r, "can not simultaneously specify 'distribute' and 'failover'");
     }
-    const TOPOLOGY: [&str; 3] =
-        ["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"];
     if !lb.failover.is_empty() {
-        if let Some(label) = lb.failover_priority.iter().find(|l| TOPOLOGY.contains(&l.as_str())) {
+        if let Some(label) = lb.failover_priority.iter().find(|l| TOPOLOGY_LABELS.contains(&l.as_str())) {
             return error(
                 r,
                 &format!("can not simultaneously set 'failover' and topology label '{label}' in 'failover_priority'"),
@@ -307,6 +320,35 @@ fn validate_locality_lb(lb: &crate::raw::LocalityLbSetting, outlier: bool, at: &
         }
         if f.from.contains('*') || f.to.contains('*') {
             error(r, "locality lb failover region should not contain '*' wildcard");
+        }
+    }
+}
+
+/// Istio `ValidateZoneAwareLbSetting`.
+fn validate_zone_aware_lb(lb: &crate::raw::ZoneAwareLbSetting, outlier: bool, at: &str, r: &mut Reporter<'_>) {
+    for label in lb.failover_priority.iter().filter(|l| TOPOLOGY_LABELS.contains(&l.as_str())) {
+        r.error(
+            Code::TrafficPolicy,
+            at,
+            format!("'failover_priority' for zone aware lb must not use topology label '{label}'; region- and zone-level routing are handled automatically"),
+        );
+    }
+    if (!lb.failover.is_empty() || !lb.failover_priority.is_empty()) && !outlier {
+        r.warn(Code::TrafficPolicy, at, "outlier detection policy must be provided for failover");
+    }
+    for f in &lb.failover {
+        if f.from == f.to {
+            r.error(Code::TrafficPolicy, at, "zone aware lb failover settings must specify different regions");
+        }
+        if f.from.contains('/') || f.to.contains('/') {
+            r.error(
+                Code::TrafficPolicy,
+                at,
+                "zone aware lb failover only specifies region; zone and subzone failover are handled automatically",
+            );
+        }
+        if f.from.contains('*') || f.to.contains('*') {
+            r.error(Code::TrafficPolicy, at, "zone aware lb failover region should not contain '*' wildcard");
         }
     }
 }
@@ -360,6 +402,21 @@ fn validate_localities<'a>(localities: impl Iterator<Item = &'a str>) -> Result<
     Ok(())
 }
 
+/// Istio `validateConnectionPool`: `http.http2KeepAlive` needs both durations.
+fn validate_http2_keepalive(ka: &crate::raw::ConnectionKeepalive, at: &str, r: &mut Reporter<'_>) {
+    for (field, value) in [("interval", &ka.interval), ("timeout", &ka.timeout)] {
+        match value {
+            None => {
+                r.error(Code::TrafficPolicy, at, format!("http2 keepalive {field} is required"));
+            }
+            Some(d) => {
+                check_duration(r, &At::Field(&at, field), d);
+            }
+        }
+    }
+    r.warn(Code::NoEffect, at, "HTTP/2 keepalive pings to upstreams are not sent by this version");
+}
+
 /// Istio `validateWarmupConfiguration`.
 fn validate_warmup(w: &crate::raw::WarmupConfiguration, at: &str, r: &mut Reporter<'_>) {
     match &w.duration {
@@ -402,6 +459,14 @@ fn validate_consistent_hash(ch: &ConsistentHashLb, at: &str, r: &mut Reporter<'_
         }
         let mut seen = HashSet::new();
         for a in &cookie.attributes {
+            if a.name.is_empty() {
+                r.error(
+                    Code::TrafficPolicy,
+                    format!("{at}.httpCookie.attributes"),
+                    "cookie attribute name cannot be empty",
+                );
+                continue;
+            }
             if !seen.insert(a.name.as_str()) {
                 r.error(
                     Code::TrafficPolicy,
