@@ -43,6 +43,7 @@ test: bootstrap
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked
 	scripts/bench-smoke
+	scripts/istio-tables --self-test
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
