@@ -119,6 +119,9 @@ pub struct RetryBudget {
     pub percent: Option<super::Percent>,
     /// Retries always allowed.
     pub min_retry_concurrency: u32,
+    /// How long requests count toward the budget (istio/api 2026).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_interval: Option<String>,
 }
 
 /// Istio `LoadBalancerSettings.SimpleLB`.
@@ -265,6 +268,9 @@ pub struct ZoneAwareLbSetting {
     /// Labels ordering endpoint priorities.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failover_priority: Vec<String>,
+    /// Hosts needed in the local region for zone awareness (default 6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_cluster_size: Option<u64>,
 }
 
 /// Istio `LocalityLoadBalancerSetting.Distribute`.
@@ -437,6 +443,9 @@ pub struct OutlierDetection {
     /// Panic threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_health_percent: Option<i32>,
+    /// The response codes that count as errors (istio/api 2026; default: 5xx).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outlier_detection_http_error_codes: Vec<u32>,
 }
 
 /// Istio `ClientTLSSettings.TLSmode`.

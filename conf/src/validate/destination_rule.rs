@@ -145,6 +145,20 @@ fn validate_policy_parts(
 }
 
 fn validate_outlier(od: &OutlierDetection, path: &str, r: &mut Reporter<'_>) {
+    // The CRD's bounds (istio/api: list-value-validation Minimum=100, Maximum=599).
+    if let Some(code) = od.outlier_detection_http_error_codes.iter().find(|c| !(100..=599).contains(*c)) {
+        r.error(
+            Code::TrafficPolicy,
+            format!("{path}.outlierDetectionHttpErrorCodes"),
+            format!("status code {code} is not in range [100, 599]"),
+        );
+    } else if !od.outlier_detection_http_error_codes.is_empty() {
+        r.warn(
+            Code::NoEffect,
+            format!("{path}.outlierDetectionHttpErrorCodes"),
+            "not implemented: outlier detection counts 5xx responses (and gateway errors) as errors",
+        );
+    }
     if let Some(t) = &od.base_ejection_time {
         check_duration(r, &format!("{path}.baseEjectionTime"), t);
     }
@@ -326,6 +340,10 @@ fn validate_locality_lb(lb: &crate::raw::LocalityLbSetting, outlier: bool, at: &
 
 /// Istio `ValidateZoneAwareLbSetting`.
 fn validate_zone_aware_lb(lb: &crate::raw::ZoneAwareLbSetting, outlier: bool, at: &str, r: &mut Reporter<'_>) {
+    // The CRD's bound (istio/api: kubebuilder Minimum=1).
+    if lb.min_cluster_size == Some(0) {
+        r.error(Code::TrafficPolicy, format!("{at}.minClusterSize"), "minClusterSize must be at least 1");
+    }
     for label in lb.failover_priority.iter().filter(|l| TOPOLOGY_LABELS.contains(&l.as_str())) {
         r.error(
             Code::TrafficPolicy,
