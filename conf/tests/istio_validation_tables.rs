@@ -230,3 +230,26 @@ fn http_rule_parts_as_istio_validates_them() {
     check("TestValidateHTTPRedirect", http_rule_part("redirect", false), "spec.http[0].redirect");
     check("TestValidateHTTPDirectResponse", http_rule_part("directResponse", false), "spec.http[0].directResponse");
 }
+
+#[test]
+fn domains_as_istio_validates_them() {
+    let rule = |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "dr"},
+            "spec": {"host": row["in"]},
+        })
+    };
+    check("TestValidateWildcardDomain", rule, "spec.host");
+    // A VirtualService bound to a gateway; with `sni`, a TLS rule matching the host as SNI.
+    let service = |row: &Value| {
+        let mut spec = json!({"hosts": [row["in"]], "gateways": ["gw"]});
+        if row["sni"].as_bool() == Some(true) {
+            spec["tls"] =
+                json!([{"match": [{"sniHosts": [row["in"]]}], "route": [{"destination": {"host": "a.internal"}}]}]);
+        } else {
+            spec["http"] = json!([{"route": [{"destination": {"host": "a.internal"}}]}]);
+        }
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"}, "spec": spec})
+    };
+    check("TestValidateWildcardDomainForVirtualServiceBoundToGateway", service, "spec.hosts");
+}

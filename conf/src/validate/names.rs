@@ -55,6 +55,37 @@ pub fn validate_fqdn(fqdn: &str) -> Result<(), String> {
     dns1123_labels(fqdn)
 }
 
+/// Istio `ValidateWildcardDomainForVirtualServiceBoundToGateway`: a VirtualService bound to a
+/// gateway may name, where SNI applies, the SNI Istio generates for mesh services
+/// (`outbound_.<PORT>_._.<HOSTNAME>`, which is no DNS name); otherwise a wildcard domain.
+pub fn validate_gateway_bound_domain(sni: bool, domain: &str) -> Result<(), String> {
+    if domain.len() > 255 {
+        return Err(format!("domain name {domain:?} too long (max 255)"));
+    }
+    if domain.is_empty() {
+        return Err("empty domain name not allowed".into());
+    }
+    if !(sni && domain.starts_with("outbound_")) {
+        return validate_wildcard_domain(domain);
+    }
+    const FORMAT: &str = "outbound_.<PORT>_._.<HOSTNAME>";
+    let parts: Vec<&str> = domain.split('_').collect();
+    if parts.len() < 4 {
+        return Err(format!("domain name {domain} invalid, should follow '{FORMAT}' format"));
+    }
+    let (port, hostname) = (parts[1].trim_matches('.'), parts[3].trim_matches('.'));
+    // Istio's checks: the port label holds a digit, the host label a letter.
+    if !port.chars().any(|c| c.is_ascii_digit()) {
+        return Err(format!("domain name {domain:?} invalid (label {port:?} invalid). should follow {FORMAT} format"));
+    }
+    if !hostname.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "domain name {domain:?} invalid (label {hostname:?} invalid). should follow {FORMAT} format"
+        ));
+    }
+    Ok(())
+}
+
 /// Istio `ValidateWildcardDomain`: only the first label may be a wildcard.
 pub fn validate_wildcard_domain(domain: &str) -> Result<(), String> {
     preconditions(domain)?;

@@ -55,7 +55,7 @@ fn validate_tls_routes(vs: &VirtualService, r: &mut Reporter<'_>) {
             r.error(Code::Route, format!("{path}.match"), "TLS route must have at least one match condition");
         }
         for (j, m) in tls.matches.iter().enumerate() {
-            validate_tls_match(m, &vs.hosts, &format!("{path}.match[{j}]"), r);
+            validate_tls_match(m, vs, &format!("{path}.match[{j}]"), r);
         }
         if tls.route.is_empty() {
             r.error(Code::Route, format!("{path}.route"), "TLS route is required");
@@ -143,11 +143,25 @@ fn check_jwt_claims(vs: &VirtualService, r: &mut Reporter<'_>) {
     }
 }
 
+/// Istio `isGateway`: the VirtualService is not bound to the mesh.
+fn bound_to_gateway(vs: &VirtualService) -> bool {
+    !vs.gateways.iter().any(|g| g == "mesh")
+}
+
 fn validate_hosts(vs: &VirtualService, applies_to_mesh: bool, r: &mut Reporter<'_>) {
     let mut all_valid = true;
+    // Istio: with gateways listed and none of them the mesh, hosts may be Istio's generated SNI
+    // names when a TLS rule matches on SNI.
+    let applies_to_gateway = !vs.gateways.is_empty() && bound_to_gateway(vs);
+    let sni = vs.tls.iter().any(|t| t.matches.iter().any(|m| !m.sni_hosts.is_empty()));
     for (i, h) in vs.hosts.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
-        match validate_wildcard_domain(h) {
+        let checked = if applies_to_gateway {
+            super::names::validate_gateway_bound_domain(sni, h)
+        } else {
+            validate_wildcard_domain(h)
+        };
+        match checked {
             Err(e) if !is_ip(h) => {
                 r.error(Code::Host, at, e);
                 all_valid = false;
@@ -176,13 +190,19 @@ fn validate_hosts(vs: &VirtualService, applies_to_mesh: bool, r: &mut Reporter<'
     }
 }
 
-fn validate_tls_match(m: &TlsMatchAttributes, hosts: &[String], at: &dyn Display, r: &mut Reporter<'_>) {
+fn validate_tls_match(m: &TlsMatchAttributes, vs: &VirtualService, at: &dyn Display, r: &mut Reporter<'_>) {
+    let hosts = &vs.hosts;
     if m.sni_hosts.is_empty() {
         r.error(Code::Match, format!("{at}.sniHosts"), "TLS match must have at least one SNI host");
     }
     for (k, sni) in m.sni_hosts.iter().enumerate() {
         let path = format!("{at}.sniHosts[{k}]");
-        match validate_wildcard_domain(sni) {
+        let checked = if bound_to_gateway(vs) {
+            super::names::validate_gateway_bound_domain(true, sni)
+        } else {
+            validate_wildcard_domain(sni)
+        };
+        match checked {
             Err(_) if is_ip(sni) => {
                 r.warn(
                     Code::Match,
