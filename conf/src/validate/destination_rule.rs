@@ -44,7 +44,7 @@ pub(super) fn validate(meta: &Meta, dr: &DestinationRule, r: &mut Reporter<'_>) 
         );
     }
     if let Some(sel) = &dr.workload_selector {
-        check_labels(r, &"spec.workloadSelector.matchLabels", &sel.match_labels);
+        super::check_workload_selector(&sel.match_labels, "spec.workloadSelector", "matchLabels", Code::Name, r);
     }
 }
 
@@ -452,7 +452,7 @@ fn validate_warmup(w: &crate::raw::WarmupConfiguration, at: &str, r: &mut Report
             "minimumPercent value should be less than or equal to 100",
         );
     }
-    if w.aggression.is_some_and(|a| a < 1.0) {
+    if w.aggression.is_some_and(|a| a <= 0.0) {
         r.error(Code::TrafficPolicy, format!("{at}.aggression"), "aggression should be greater than 0");
     }
 }

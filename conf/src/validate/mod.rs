@@ -158,6 +158,30 @@ fn check_labels(r: &mut Reporter<'_>, path: &dyn Display, labels: &std::collecti
     }
 }
 
+/// Istio `validateWorkloadSelector` (and `ValidateAlphaWorkloadSelector`, the same for
+/// ServiceEntry's `labels`): no empty keys, no `*`, and a warning for a selector without labels.
+/// `at` is the selector, `field` its labels (`matchLabels` or `labels`).
+fn check_workload_selector(
+    labels: &std::collections::BTreeMap<String, String>,
+    at: &str,
+    field: &str,
+    code: Code,
+    r: &mut Reporter<'_>,
+) {
+    if labels.is_empty() {
+        r.warn(code, at, "workload selector specified without labels");
+    }
+    for (k, v) in labels {
+        let pair = format!("{k}={v}");
+        if k.is_empty() {
+            r.error(code, format!("{at}.{field}"), format!("empty key is not supported in selector: {pair:?}"));
+        }
+        if k.contains('*') || v.contains('*') {
+            r.error(code, format!("{at}.{field}"), format!("wildcard is not supported in selector: {pair:?}"));
+        }
+    }
+}
+
 /// A `GatewayPolicy`'s `authorization` and `requestAuthentication` are validated as the Istio
 /// kinds they embed, with paths under their field; they may not carry their own scope.
 fn embedded_security(p: &crate::config::Resource<crate::raw::GatewayPolicy>, out: &mut Diagnostics) {

@@ -72,17 +72,7 @@ fn scope(
         r.error(Code::Policy, "spec", "only one of targetRefs or workloadSelector can be set");
     }
     if let Some(s) = selector {
-        if s.match_labels.is_empty() {
-            r.warn(Code::Policy, "spec.selector", "workload selector specified without labels");
-        }
-        for (k, v) in &s.match_labels {
-            let at = "spec.selector.matchLabels";
-            if k.is_empty() {
-                r.error(Code::Policy, at, format!("empty key is not supported in selector: {:?}", format!("{k}={v}")));
-            } else if k.contains('*') || v.contains('*') {
-                r.error(Code::Policy, at, format!("wildcard is not supported in selector: {:?}", format!("{k}={v}")));
-            }
-        }
+        super::check_workload_selector(&s.match_labels, "spec.selector", "matchLabels", Code::Policy, r);
     }
     let named = target_ref.map(|t| ("spec.targetRef".to_string(), t));
     let many = target_refs.iter().enumerate().map(|(i, t)| (format!("spec.targetRefs[{i}]"), t));

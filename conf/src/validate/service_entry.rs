@@ -12,6 +12,9 @@ use crate::model::Protocol;
 use crate::raw::{Resolution, ServiceEntry, WorkloadEntry};
 
 pub(super) fn validate(meta: &Meta, se: &ServiceEntry, r: &mut Reporter<'_>) {
+    if let Some(sel) = &se.workload_selector {
+        super::check_workload_selector(&sel.labels, "spec.workloadSelector", "labels", Code::Name, r);
+    }
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {
         r.error(Code::Endpoint, "spec", "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
     }
@@ -144,7 +147,8 @@ fn validate_dns(se: &ServiceEntry, port_names: &HashSet<String>, r: &mut Reporte
             format!("there must only be 0 or 1 endpoint for resolution mode {mode}"),
         );
     }
-    let tcp = se.ports.iter().any(|p| Protocol::parse(&p.protocol).is_some_and(Protocol::is_tcp));
+    // Istio's `IsTCP` here counts HTTPS and TLS ports as TCP too.
+    let tcp = se.ports.iter().any(|p| Protocol::parse(&p.protocol).is_some_and(|p| p.is_tcp() || p.is_tls()));
     if !se.addresses.is_empty() && tcp && se.hosts.len() > 1 {
         r.warn(
             Code::Resolution,
