@@ -253,3 +253,34 @@ fn domains_as_istio_validates_them() {
     };
     check("TestValidateWildcardDomainForVirtualServiceBoundToGateway", service, "spec.hosts");
 }
+
+#[test]
+fn header_names_and_values_as_istio_validates_them() {
+    let rule = |part: Value| {
+        let mut rule = json!({"route": [{"destination": {"host": "a.internal"}}]});
+        rule.as_object_mut().unwrap().extend(part.as_object().unwrap().clone());
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
+            "spec": {"hosts": ["a.example.com"], "gateways": ["gw"], "http": [rule]},
+        })
+    };
+    let name = |row: &Value| row["in"].as_str().unwrap_or_default().to_string();
+    check(
+        "TestValidateHTTPHeaderName",
+        |row: &Value| rule(json!({"match": [{"headers": {name(row): {"exact": "v"}}}]})),
+        "spec.http[0].match",
+    );
+    check(
+        "TestValidateHTTPHeaderValue",
+        |row: &Value| rule(json!({"headers": {"request": {"set": {"x-h": row["in"]}}}})),
+        "spec.http[0].headers",
+    );
+    let auth = |row: &Value| {
+        json!({
+            "apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication", "metadata": {"name": "ra"},
+            "spec": {"jwtRules": [{"issuer": "https://issuer.example", "jwksUri": "https://issuer.example/jwks",
+                "outputClaimToHeaders": [{"header": row["in"], "claim": "sub"}]}]},
+        })
+    };
+    check("TestStrictValidateHTTPHeaderName", auth, "spec.jwtRules[0].outputClaimToHeaders");
+}
