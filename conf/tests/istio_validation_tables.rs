@@ -284,3 +284,22 @@ fn header_names_and_values_as_istio_validates_them() {
     };
     check("TestStrictValidateHTTPHeaderName", auth, "spec.jwtRules[0].outputClaimToHeaders");
 }
+
+#[test]
+fn gateway_servers_as_istio_validates_them() {
+    let gateway = |server: Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
+            "spec": {"selector": {"istio": "ingressgateway"}, "servers": [server]},
+        })
+    };
+    check("TestValidateServer", |row: &Value| gateway(row["in"].clone()), "spec.servers[0]");
+    let port = |row: &Value| {
+        let mut server = json!({"port": row["in"], "hosts": ["*"]});
+        if row["bind"].as_str().is_some_and(|b| !b.is_empty()) {
+            server["bind"] = row["bind"].clone();
+        }
+        gateway(server)
+    };
+    check("TestValidateServerPort", port, "spec.servers[0]");
+}

@@ -215,7 +215,7 @@ fn validate_bind(server: &Server, path: &str, r: &mut Reporter<'_>) {
         r.error(Code::Unsupported, at, "unix domain socket binds are not supported by this version").hint =
             Some("bind an IP address instead".into());
     } else if !is_ip(bind) {
-        r.error(Code::Bind, at, format!("{bind:?} is not a valid IP"));
+        r.error(Code::Bind, at, format!("{bind} is not a valid IP"));
     }
 }
 
