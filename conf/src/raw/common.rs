@@ -17,6 +17,19 @@ pub struct StringMatch {
     /// RE2 regular expression, matched against the whole value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
+    /// Written as `null` (a header match Istio refuses: `header match NAME cannot be null`).
+    #[serde(skip)]
+    pub null: bool,
+}
+
+/// A map of string matches whose `null` values are kept (as [`StringMatch::null`]) for validation
+/// to refuse, instead of reading as empty matches.
+pub fn nullable_matches<'de, D>(d: D) -> Result<BTreeMap<String, StringMatch>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let map: BTreeMap<String, Option<StringMatch>> = Deserialize::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(StringMatch { null: true, ..StringMatch::default() }))).collect())
 }
 
 /// Istio `Percent`: a double in 0..=100.

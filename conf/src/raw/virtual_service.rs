@@ -98,7 +98,7 @@ pub struct HttpMatchRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authority: Option<StringMatch>,
     /// Header matches (lower-case names).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "super::common::nullable_matches")]
     pub headers: BTreeMap<String, StringMatch>,
     /// Config-time filter: the gateway server port.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -72,6 +72,9 @@ fn header_matches(
 ) {
     for (name, sm) in map {
         let path = At::Key(at, name);
+        if sm.null {
+            r.error(Code::Header, path, format!("header match {name} cannot be null"));
+        }
         if let Err(e) = validate_match_header_name(name) {
             r.error(Code::Header, path, e);
         }
