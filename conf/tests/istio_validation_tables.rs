@@ -340,3 +340,38 @@ fn virtual_services_as_istio_validates_them() {
     };
     check("TestValidateHTTPRoute", rule, "spec.http[0]");
 }
+
+#[test]
+fn destination_rules_as_istio_validates_them() {
+    // Istio's table validates them as `foo` in namespace `bar`.
+    let rule = |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "foo", "namespace": "bar"}, "spec": row["in"],
+        })
+    };
+    check("TestValidateDestinationRule", rule, "spec");
+    check("TestValidateTrafficPolicy", traffic_policy(), "spec.trafficPolicy");
+}
+
+/// A DestinationRule whose `trafficPolicy` is the row's `in`.
+fn traffic_policy() -> impl Fn(&Value) -> Value {
+    |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "dr"},
+            "spec": {"host": "a.internal", "trafficPolicy": row["in"]},
+        })
+    }
+}
+
+#[test]
+fn service_entries_as_istio_validates_them() {
+    let entry = |row: &Value| {
+        let mut metadata = json!({"name": "foo", "namespace": "bar"});
+        if row["labels"].is_object() {
+            metadata["labels"] = row["labels"].clone();
+        }
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": metadata, "spec": row["in"]})
+    };
+    check("TestValidateServiceEntries", entry, "spec");
+}

@@ -61,6 +61,7 @@ fn convert(
             protocol: protocol.map(|p| p.as_str().to_string()).unwrap_or_default(),
             name: p.name.clone(),
             target_port,
+            null: false,
         });
     }
     let export_to = svc

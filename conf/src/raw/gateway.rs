@@ -49,6 +49,9 @@ pub struct Port {
     /// Deprecated; rejected on Gateways, the endpoint port on ServiceEntries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u32>,
+    /// Written as `null` in a ServiceEntry's ports (refused: `service entry port may not be null`).
+    #[serde(skip)]
+    pub null: bool,
 }
 
 /// Istio `ServerTLSSettings.TLSmode`.

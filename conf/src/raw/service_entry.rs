@@ -15,7 +15,8 @@ pub struct ServiceEntry {
     /// Virtual IPs (sidecar capture only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
-    /// Ports.
+    /// Ports (a `null` one kept as [`Port::null`], for validation to refuse).
+    #[serde(deserialize_with = "nullable_ports")]
     pub ports: Vec<Port>,
     /// Inside or outside the mesh.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,4 +101,13 @@ pub struct WorkloadEntry {
     /// Service account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+}
+
+/// A list of ports whose `null` entries are kept (as [`Port::null`]).
+fn nullable_ports<'de, D>(d: D) -> Result<Vec<Port>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let ports: Vec<Option<Port>> = serde::Deserialize::deserialize(d)?;
+    Ok(ports.into_iter().map(|p| p.unwrap_or(Port { null: true, ..Port::default() })).collect())
 }

@@ -171,15 +171,30 @@ fn check_workload_selector(
     if labels.is_empty() {
         r.warn(code, at, "workload selector specified without labels");
     }
+    selector_problems(labels, at, field, code, r);
+}
+
+/// The empty keys and `*` of a workload selector, reported; true when there were any.
+fn selector_problems(
+    labels: &std::collections::BTreeMap<String, String>,
+    at: &str,
+    field: &str,
+    code: Code,
+    r: &mut Reporter<'_>,
+) -> bool {
+    let mut found = false;
     for (k, v) in labels {
         let pair = format!("{k}={v}");
         if k.is_empty() {
             r.error(code, format!("{at}.{field}"), format!("empty key is not supported in selector: {pair:?}"));
+            found = true;
         }
         if k.contains('*') || v.contains('*') {
             r.error(code, format!("{at}.{field}"), format!("wildcard is not supported in selector: {pair:?}"));
+            found = true;
         }
     }
+    found
 }
 
 /// A `GatewayPolicy`'s `authorization` and `requestAuthentication` are validated as the Istio

@@ -13,7 +13,16 @@ use crate::raw::{Resolution, ServiceEntry, WorkloadEntry};
 
 pub(super) fn validate(meta: &Meta, se: &ServiceEntry, r: &mut Reporter<'_>) {
     if let Some(sel) = &se.workload_selector {
-        super::check_workload_selector(&sel.labels, "spec.workloadSelector", "labels", Code::Name, r);
+        // Istio (ValidateServiceEntry) reports a bad selector alone, and words the warning its way.
+        if sel.labels.is_empty() {
+            r.warn(
+                Code::Name,
+                "spec.workloadSelector",
+                "service entry: workload selector specified without labels, will be applied to all services in namespace",
+            );
+        } else if super::selector_problems(&sel.labels, "spec.workloadSelector", "labels", Code::Name, r) {
+            return;
+        }
     }
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {
         r.error(Code::Endpoint, "spec", "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
@@ -28,10 +37,14 @@ pub(super) fn validate(meta: &Meta, se: &ServiceEntry, r: &mut Reporter<'_>) {
     if cidr && !matches!(se.resolution, Resolution::None | Resolution::Static) {
         r.error(Code::Resolution, "spec.addresses", "CIDR addresses are allowed only for NONE/STATIC resolution types");
     }
-    let port_names = validate_ports(se, r);
+    let port_names = validate_ports(se, auto_allocates(meta, se), r);
     validate_resolution(se, &port_names, r);
     if se.resolution != Resolution::None && se.hosts.len() > 1 {
-        let opaque = se.ports.iter().any(|p| !Protocol::parse(&p.protocol).is_some_and(|p| p.is_http() || p.is_tls()));
+        let opaque = se
+            .ports
+            .iter()
+            .filter(|p| !p.null)
+            .any(|p| !Protocol::parse(&p.protocol).is_some_and(|p| p.is_http() || p.is_tls()));
         if opaque {
             r.error(Code::Resolution, "spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports");
         }
@@ -58,11 +71,24 @@ fn validate_hosts(se: &ServiceEntry, r: &mut Reporter<'_>) {
     }
 }
 
-fn validate_ports(se: &ServiceEntry, r: &mut Reporter<'_>) -> HashSet<String> {
+/// Istio `ShouldV2AutoAllocateIPFromConfig` (auto-allocation on, as in Istio's default): Istio
+/// gives addresses to a ServiceEntry unless its resolution is NONE or it opts out with the label
+/// `networking.istio.io/enable-autoallocate-ip: "false"`.
+fn auto_allocates(meta: &Meta, se: &ServiceEntry) -> bool {
+    let opted_out =
+        meta.labels.get("networking.istio.io/enable-autoallocate-ip").is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    se.resolution != Resolution::None && !opted_out
+}
+
+fn validate_ports(se: &ServiceEntry, auto_allocation: bool, r: &mut Reporter<'_>) -> HashSet<String> {
     let mut names = HashSet::new();
     let mut numbers = HashSet::new();
     for (i, p) in se.ports.iter().enumerate() {
         let at = format!("spec.ports[{i}]");
+        if p.null {
+            r.error(Code::Port, at, "service entry port may not be null");
+            continue;
+        }
         if !names.insert(p.name.clone()) {
             r.error(Code::Port, format!("{at}.name"), format!("service entry port name {:?} already defined", p.name));
         }
@@ -83,9 +109,8 @@ fn validate_ports(se: &ServiceEntry, r: &mut Reporter<'_>) -> HashSet<String> {
         if let Err(e) = validate_port(p.number) {
             r.error(Code::Port, format!("{at}.number"), e);
         }
-        // Istio: without addresses (and auto-allocation, which Pylon does not do) a TCP port cannot
-        // be captured by sidecars.
-        if se.addresses.is_empty() && (p.protocol.is_empty() || p.protocol == "TCP") {
+        // Istio: without addresses, given or allocated, a TCP port cannot be captured by sidecars.
+        if se.addresses.is_empty() && !auto_allocation && (p.protocol.is_empty() || p.protocol == "TCP") {
             r.warn(
                 Code::Port,
                 format!("{at}.protocol"),
@@ -148,7 +173,11 @@ fn validate_dns(se: &ServiceEntry, port_names: &HashSet<String>, r: &mut Reporte
         );
     }
     // Istio's `IsTCP` here counts HTTPS and TLS ports as TCP too.
-    let tcp = se.ports.iter().any(|p| Protocol::parse(&p.protocol).is_some_and(|p| p.is_tcp() || p.is_tls()));
+    let tcp = se
+        .ports
+        .iter()
+        .filter(|p| !p.null)
+        .any(|p| Protocol::parse(&p.protocol).is_some_and(|p| p.is_tcp() || p.is_tls()));
     if !se.addresses.is_empty() && tcp && se.hosts.len() > 1 {
         r.warn(
             Code::Resolution,
