@@ -375,3 +375,39 @@ fn service_entries_as_istio_validates_them() {
     };
     check("TestValidateServiceEntries", entry, "spec");
 }
+
+#[test]
+fn workload_entries_destinations_and_export_to_as_istio_validates_them() {
+    let entry = |row: &Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry", "metadata": {"name": "we"}, "spec": row["in"]});
+    check("TestValidateWorkloadEntry", entry, "spec");
+    let http = |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
+            "spec": {"hosts": ["a.example.com"], "gateways": ["gw"], "http": [{"route": [{"destination": row["in"]}]}]},
+        })
+    };
+    check("TestValidateDestination", http, "spec.http[0].route[0].destination");
+    let tcp = |row: &Value| {
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
+            "spec": {"hosts": ["a.example.com"], "gateways": ["gw"], "tcp": [{"route": row["in"]}]},
+        })
+    };
+    check("TestValidateRouteDestination", tcp, "spec.tcp[0].route");
+    // validateExportTo for a ServiceEntry, a DestinationRule with a workload selector, or any kind.
+    let export_to = |row: &Value| {
+        let metadata = json!({"name": "r", "namespace": row["namespace"]});
+        let export = row["in"].clone();
+        if row["isServiceEntry"].as_bool() == Some(true) {
+            let spec = json!({"hosts": ["a.example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS", "exportTo": export});
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": metadata, "spec": spec})
+        } else {
+            let mut spec = json!({"host": "a.internal", "exportTo": export});
+            if row["isDestinationRuleWithSelector"].as_bool() == Some(true) {
+                spec["workloadSelector"] = json!({"matchLabels": {"app": "a"}});
+            }
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": metadata, "spec": spec})
+        }
+    };
+    check("Test_validateExportTo", export_to, "spec");
+}
