@@ -24,7 +24,8 @@ fn table(name: &str) -> Table {
 
 /// Pylon's diagnostics that Istio's validation has no counterpart for: missing files and
 /// credentials (facts of the machine), fields without effect at a gateway, and what `istioctl
-/// analyze` would report across resources (unknown hosts, gateways, subsets, ...). (Unreachable
+/// analyze` would report across resources (unknown hosts, gateways, subsets, ...), and whether a
+/// resource applies to this workload at all (`skipped`, `unselected`). (Unreachable
 /// rules and ineffective matches are Istio's validation warnings too, and are compared.)
 fn beyond_validation(code: conf::diagnostic::Code) -> bool {
     use conf::diagnostic::Code;
@@ -40,6 +41,7 @@ fn beyond_validation(code: conf::diagnostic::Code) -> bool {
             | Code::NoEndpoints
             | Code::NoGateway
             | Code::Unselected
+            | Code::Skipped
     )
 }
 
@@ -410,4 +412,27 @@ fn workload_entries_destinations_and_export_to_as_istio_validates_them() {
         }
     };
     check("Test_validateExportTo", export_to, "spec");
+}
+
+#[test]
+fn security_policies_as_istio_validates_them() {
+    // Istio's tables validate an AuthorizationPolicy `name` and a RequestAuthentication named by the
+    // row, both in their namespaces, with the row's annotations.
+    let policy = |kind: &str, name: &Value, namespace: &str, row: &Value| {
+        let mut metadata = json!({"name": name, "namespace": namespace});
+        if row["annotations"].is_object() {
+            metadata["annotations"] = row["annotations"].clone();
+        }
+        json!({"apiVersion": "security.istio.io/v1", "kind": kind, "metadata": metadata, "spec": row["in"]})
+    };
+    check(
+        "TestValidateAuthorizationPolicy",
+        |row: &Value| policy("AuthorizationPolicy", &json!("name"), "namespace", row),
+        "",
+    );
+    check(
+        "TestValidateRequestAuthentication",
+        |row: &Value| policy("RequestAuthentication", &row["configName"], "bar", row),
+        "",
+    );
 }
