@@ -436,3 +436,26 @@ fn security_policies_as_istio_validates_them() {
         "",
     );
 }
+
+#[test]
+fn port_names_statuses_durations_and_subnets_as_istio_validates_them() {
+    let entry = |spec: Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "se"}, "spec": spec});
+    let port_name = |row: &Value| {
+        entry(
+            json!({"hosts": ["a.example.com"], "ports": [{"number": 80, "protocol": "HTTP", "name": row["in"]}], "resolution": "DNS"}),
+        )
+    };
+    check("TestValidatePortName", port_name, "spec.ports[0].name");
+    let subnet = |row: &Value| {
+        entry(
+            json!({"hosts": ["a.example.com"], "addresses": [row["in"]], "ports": [{"number": 80, "protocol": "HTTP", "name": "http"}], "resolution": "STATIC"}),
+        )
+    };
+    check("TestValidationIPSubnet", subnet, "spec.addresses");
+    let abort = |row: &Value| {
+        let status = json!({"in": {"httpStatus": row["in"], "percentage": {"value": 100}}});
+        http_rule_part("fault.abort", true)(&status)
+    };
+    check("TestValidateHTTPStatus", abort, "spec.http[0].fault");
+    check("TestValidateDuration", http_rule_part("timeout", true), "spec.http[0].timeout");
+}
