@@ -59,7 +59,7 @@ pub fn build_str(name: &str, text: &str, sel: &Selection) -> Built {
 
 fn finish(loaded: load::Loaded, sel: &Selection) -> Built {
     let mut diagnostics = loaded.diagnostics;
-    let mut regexes = validate::validate(&loaded.config, &mut diagnostics);
+    let mut regexes = validate::validate(&loaded.config, &sel.namespace, &mut diagnostics);
     let table = compile::compile(&loaded.config, sel, &mut regexes, &mut diagnostics);
     parallel::drop_elsewhere(loaded.config, |c| c.virtual_services.len());
     // A VirtualService bound on several ports reports the same destination problem once.

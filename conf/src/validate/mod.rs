@@ -43,8 +43,9 @@ impl Regexes {
     }
 }
 
-/// Validates every resource of `config`, appending problems to `out`; returns the compiled regexes.
-pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
+/// Validates every resource of `config` for a workload in `namespace`, appending problems to `out`;
+/// returns the compiled regexes.
+pub fn validate(config: &Config, namespace: &str, out: &mut Diagnostics) -> Regexes {
     let mut regexes = Regexes::default();
     for gw in &config.gateways {
         gateway::validate(&gw.meta, &gw.spec, &mut Reporter::new(&gw.meta.id, out));
@@ -71,7 +72,8 @@ pub fn validate(config: &Config, out: &mut Diagnostics) -> Regexes {
     for we in &config.workload_entries {
         service_entry::validate_workload_entry(&we.spec, &mut Reporter::new(&we.meta.id, out));
     }
-    for secret in &config.secrets {
+    // A credentialName reads Secrets in the workload's namespace only: the others are not Pylon's.
+    for secret in config.secrets.iter().filter(|s| s.meta.namespace() == namespace) {
         secret::validate(&secret.spec, &mut Reporter::new(&secret.meta.id, out));
     }
     for p in &config.authorization_policies {
