@@ -118,6 +118,26 @@ fn disagreement(row: &Value, errors: &[String], warnings: &[String]) -> Option<S
     None
 }
 
+/// A resource of `kind` with `metadata` and `spec` (the security kinds in security.istio.io, the
+/// others in networking.istio.io).
+fn resource(kind: &str, metadata: Value, spec: Value) -> Value {
+    let api = if matches!(kind, "AuthorizationPolicy" | "RequestAuthentication") {
+        "security.istio.io/v1"
+    } else {
+        "networking.istio.io/v1"
+    };
+    json!({"apiVersion": api, "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+/// A VirtualService bound to the Gateway `gw`, with these HTTP rules.
+fn bound_virtual_service(http: Value) -> Value {
+    resource(
+        "VirtualService",
+        json!({"name": "vs"}),
+        json!({"hosts": ["a.example.com"], "gateways": ["gw"], "http": http}),
+    )
+}
+
 fn check(name: &str, document: impl Fn(&Value) -> Value, path: &str) {
     let Table { rows, deviations } = table(name);
     let mut wrong = Vec::new();
@@ -268,7 +288,7 @@ fn domains_as_istio_validates_them() {
         } else {
             spec["http"] = json!([{"route": [{"destination": {"host": "a.internal"}}]}]);
         }
-        json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"}, "spec": spec})
+        resource("VirtualService", json!({"name": "vs"}), spec)
     };
     check("TestValidateWildcardDomainForVirtualServiceBoundToGateway", service, "spec.hosts");
 }
@@ -325,21 +345,16 @@ fn gateway_servers_as_istio_validates_them() {
 
 #[test]
 fn gateways_as_istio_validates_them() {
-    let gateway = |row: &Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw"}, "spec": row["in"]});
+    let gateway = |row: &Value| resource("Gateway", json!({"name": "gw"}), row["in"].clone());
     check("TestValidateGateway", gateway, "spec");
 }
 
 #[test]
 fn virtual_services_as_istio_validates_them() {
-    let service = |row: &Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"}, "spec": row["in"]});
+    let service = |row: &Value| resource("VirtualService", json!({"name": "vs"}), row["in"].clone());
     check("TestValidateVirtualService", service, "spec");
     // One HTTP rule of a VirtualService bound to a gateway.
-    let rule = |row: &Value| {
-        json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
-            "spec": {"hosts": ["a.example.com"], "gateways": ["gw"], "http": [row["in"]]},
-        })
-    };
+    let rule = |row: &Value| bound_virtual_service(json!([row["in"]]));
     check("TestValidateHTTPRoute", rule, "spec.http[0]");
 }
 
@@ -373,21 +388,16 @@ fn service_entries_as_istio_validates_them() {
         if row["labels"].is_object() {
             metadata["labels"] = row["labels"].clone();
         }
-        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": metadata, "spec": row["in"]})
+        resource("ServiceEntry", metadata, row["in"].clone())
     };
     check("TestValidateServiceEntries", entry, "spec");
 }
 
 #[test]
 fn workload_entries_destinations_and_export_to_as_istio_validates_them() {
-    let entry = |row: &Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry", "metadata": {"name": "we"}, "spec": row["in"]});
+    let entry = |row: &Value| resource("WorkloadEntry", json!({"name": "we"}), row["in"].clone());
     check("TestValidateWorkloadEntry", entry, "spec");
-    let http = |row: &Value| {
-        json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "vs"},
-            "spec": {"hosts": ["a.example.com"], "gateways": ["gw"], "http": [{"route": [{"destination": row["in"]}]}]},
-        })
-    };
+    let http = |row: &Value| bound_virtual_service(json!([{"route": [{"destination": row["in"]}]}]));
     check("TestValidateDestination", http, "spec.http[0].route[0].destination");
     let tcp = |row: &Value| {
         json!({
@@ -402,13 +412,13 @@ fn workload_entries_destinations_and_export_to_as_istio_validates_them() {
         let export = row["in"].clone();
         if row["isServiceEntry"].as_bool() == Some(true) {
             let spec = json!({"hosts": ["a.example.com"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "DNS", "exportTo": export});
-            json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": metadata, "spec": spec})
+            resource("ServiceEntry", metadata, spec)
         } else {
             let mut spec = json!({"host": "a.internal", "exportTo": export});
             if row["isDestinationRuleWithSelector"].as_bool() == Some(true) {
                 spec["workloadSelector"] = json!({"matchLabels": {"app": "a"}});
             }
-            json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": metadata, "spec": spec})
+            resource("DestinationRule", metadata, spec)
         }
     };
     check("Test_validateExportTo", export_to, "spec");
@@ -439,7 +449,7 @@ fn security_policies_as_istio_validates_them() {
 
 #[test]
 fn port_names_statuses_durations_and_subnets_as_istio_validates_them() {
-    let entry = |spec: Value| json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "se"}, "spec": spec});
+    let entry = |spec: Value| resource("ServiceEntry", json!({"name": "se"}), spec);
     let port_name = |row: &Value| {
         entry(
             json!({"hosts": ["a.example.com"], "ports": [{"number": 80, "protocol": "HTTP", "name": row["in"]}], "resolution": "DNS"}),
