@@ -150,6 +150,29 @@ async fn a_malformed_upstream_response_is_a_502_with_envoys_protocol_error() {
     assert!(out.ends_with("reset reason: protocol error"), "{out}");
 }
 
+/// Pipelined requests arriving in two writes, the first cut inside a head's blank line: the gateway
+/// holds the start of request 2 when request 1 is answered, and must not wait for more bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_split_inside_a_head_are_all_answered() {
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(&config(&up));
+    let addr = gw.addr(80);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        tcp.write_all(b"\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = tcp.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_all_answered_in_order() {
     let up = Upstream::start("up").await;

@@ -42,8 +42,11 @@ pub struct HeadDeadline<S> {
     inner: S,
     timeout: Duration,
     phase: Phase,
-    /// Bytes were read after the current request's head ended (its body, or pipelined requests).
-    past_head: bool,
+    /// Some exchange on this connection read past its request's head (a body, or pipelined
+    /// requests). From then on the scan cannot tell where a head begins: Pingora may hold the
+    /// start of the next request (its pipelined prefix, which it does not expose), so a read after
+    /// a response may begin in the middle of a head. It stays set.
+    read_ahead: bool,
 }
 
 impl<S> HeadDeadline<S> {
@@ -53,7 +56,7 @@ impl<S> HeadDeadline<S> {
             inner,
             timeout,
             phase: Phase::Head { matched: 0, deadline: None, spaces: Some(0) },
-            past_head: false,
+            read_ahead: false,
         }
     }
 
@@ -62,12 +65,12 @@ impl<S> HeadDeadline<S> {
         &self.inner
     }
 
-    /// True when a response was written and every byte read since its request began was that
-    /// request's head: the parser can hold nothing of a next request, so the connection may wait
-    /// for one on its socket alone. A body or pipelined bytes may have been read ahead (Pingora
-    /// hands those to the next request), so then it may not.
+    /// True when a response was written and every byte read on this connection belonged to the
+    /// heads of its requests: the parser can hold nothing of a next request, so the connection may
+    /// wait for one on its socket alone. Once a body or pipelined bytes were read ahead, never:
+    /// Pingora may hold (part of) the next request.
     pub fn between_requests(&self) -> bool {
-        matches!(self.phase, Phase::Next) && !self.past_head
+        matches!(self.phase, Phase::Next) && !self.read_ahead
     }
 
     /// Follows `bytes` read from the client.
@@ -81,11 +84,13 @@ impl<S> HeadDeadline<S> {
             return;
         }
         if matches!(self.phase, Phase::Next) {
-            self.phase = Phase::Head { matched: 0, deadline: None, spaces: Some(0) };
-            self.past_head = false;
+            // After a read-ahead these bytes may continue a head Pingora holds the start of: the
+            // request-line rule (a third space) would then hit a header value.
+            let spaces = if self.read_ahead { None } else { Some(0) };
+            self.phase = Phase::Head { matched: 0, deadline: None, spaces };
         }
         let Phase::Head { matched, deadline, spaces } = &mut self.phase else {
-            self.past_head = true;
+            self.read_ahead = true;
             return;
         };
         // Only spaces (in the request line), CR and LF matter: the bytes between them are
@@ -128,7 +133,7 @@ impl<S> HeadDeadline<S> {
             };
             if *matched == 4 {
                 self.phase = Phase::Rest;
-                self.past_head = at + 1 < bytes.len();
+                self.read_ahead |= at + 1 < bytes.len();
                 return;
             }
             i = at + 1;
@@ -332,14 +337,40 @@ mod tests {
         assert!(!answered(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"]), "a body in the head's read");
         assert!(!answered(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"ok"]), "a body read after it");
         assert!(!answered(&[b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"]), "pipelined");
-        let mut h = phase_after(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"ok"]);
+        let mut h = phase_after(&[b"GET / HTTP/1.1\r\n\r\n"]);
         assert!(!h.between_requests(), "no response yet");
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         h.saw(&mut b"G".to_vec());
         assert!(!h.between_requests(), "the next request has begun");
         h.saw(&mut b"ET / HTTP/1.1\r\n\r\n".to_vec());
         h.wrote(b"HTTP/1.1 200 OK\r\n");
-        assert!(h.between_requests(), "a request after one with a body, read to the end of its head");
+        assert!(h.between_requests(), "a second request read to the end of its head");
+    }
+
+    #[tokio::test]
+    async fn after_a_read_ahead_a_connection_never_waits_on_its_socket_again() {
+        // Pipelined: request 2 is cut inside its blank line, so Pingora holds `GET /2 ...\r\n` as
+        // the start of the next request and the next read begins with the rest of that line.
+        let mut h = phase_after(&[b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n"]);
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        h.saw(&mut b"\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(!h.between_requests(), "request 3 may still be Pingora's");
+        // After a body, too: the next read cannot be known to start a head.
+        let mut h = phase_after(&[b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"ok"]);
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        h.saw(&mut b"GET / HTTP/1.1\r\n\r\n".to_vec());
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(!h.between_requests());
+    }
+
+    #[tokio::test]
+    async fn a_head_resumed_after_a_read_ahead_keeps_the_spaces_of_its_header_values() {
+        let mut h = phase_after(&[b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nUser-Agent: a"]);
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        let mut rest = b" b c d\r\n\r\n".to_vec();
+        h.saw(&mut rest);
+        assert_eq!(rest, b" b c d\r\n\r\n", "a header value, not a request line");
     }
 
     /// The scan byte by byte, as the rules read: the skipping scan must agree with it.
