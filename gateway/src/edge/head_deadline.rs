@@ -154,6 +154,11 @@ impl<S> HeadDeadline<S> {
             self.phase = Phase::Off;
         } else if !bytes.starts_with(b"HTTP/1.1 100 ") && matches!(self.phase, Phase::Rest) {
             self.phase = Phase::Next;
+        } else if let (true, Phase::Head { deadline, .. }) = (self.read_ahead, &mut self.phase) {
+            // After a read-ahead the scan may have missed a head's end (it began in Pingora's
+            // buffer): a response shows that request was whole, so no head is being waited for.
+            // The phase stays: the scan cannot know where the next head starts either.
+            *deadline = None;
         }
     }
 }
@@ -361,6 +366,19 @@ mod tests {
         h.wrote(b"HTTP/1.1 200 OK\r\n");
         h.saw(&mut b"GET / HTTP/1.1\r\n\r\n".to_vec());
         h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(!h.between_requests());
+    }
+
+    #[tokio::test]
+    async fn after_a_read_ahead_a_response_disarms_a_deadline_the_scan_set_by_mistake() {
+        // Request 2 is cut after `\r\n\r`: the next read's `\n` ends it, but the scan, starting
+        // over, sees only part of a blank line and waits for the rest of a head.
+        let mut h = phase_after(&[b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r"]);
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        h.saw(&mut b"\nGET /3 HTTP/1.1\r\nHo".to_vec());
+        assert!(matches!(h.phase, Phase::Head { deadline: Some(_), .. }));
+        h.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(matches!(h.phase, Phase::Head { deadline: None, .. }), "answered: no head is late");
         assert!(!h.between_requests());
     }
 
