@@ -8,8 +8,8 @@
 //!
 //! The wait ends at the next request (served as Pingora would), when the client closes, when the
 //! keep-alive timeout passes, or when a drain closes idle connections ([`Tracker::close_idle`]).
-//! A connection whose last exchange read ahead (a body, pipelined requests) is not parked:
-//! Pingora may hold the next request's bytes, and it serves them without waiting.
+//! A connection that has ever read past a request head (a body, pipelined requests) is not parked:
+//! Pingora may hold the start of its next request, and serves it without waiting.
 
 use std::future::poll_fn;
 use std::sync::Arc;
