@@ -44,7 +44,8 @@ pub(super) fn validate(meta: &Meta, dr: &DestinationRule, r: &mut Reporter<'_>) 
         );
     }
     if let Some(sel) = &dr.workload_selector {
-        super::check_workload_selector(&sel.match_labels, "spec.workloadSelector", "matchLabels", Code::Name, r);
+        let at = ("spec.workloadSelector", "matchLabels");
+        super::check_workload_selector(&sel.match_labels, at, Code::Name, super::WITHOUT_LABELS, r);
     }
 }
 

@@ -161,29 +161,19 @@ fn check_labels(r: &mut Reporter<'_>, path: &dyn Display, labels: &std::collecti
 }
 
 /// Istio `validateWorkloadSelector` (and `ValidateAlphaWorkloadSelector`, the same for
-/// ServiceEntry's `labels`): no empty keys, no `*`, and a warning for a selector without labels.
-/// `at` is the selector, `field` its labels (`matchLabels` or `labels`).
+/// ServiceEntry's `labels`): no empty keys, no `*`, and `without_labels` as a warning for a
+/// selector without labels. `at` is the selector, `field` its labels (`matchLabels` or `labels`).
+/// True when there were errors.
 fn check_workload_selector(
     labels: &std::collections::BTreeMap<String, String>,
-    at: &str,
-    field: &str,
+    (at, field): (&str, &str),
     code: Code,
-    r: &mut Reporter<'_>,
-) {
-    if labels.is_empty() {
-        r.warn(code, at, "workload selector specified without labels");
-    }
-    selector_problems(labels, at, field, code, r);
-}
-
-/// The empty keys and `*` of a workload selector, reported; true when there were any.
-fn selector_problems(
-    labels: &std::collections::BTreeMap<String, String>,
-    at: &str,
-    field: &str,
-    code: Code,
+    without_labels: &str,
     r: &mut Reporter<'_>,
 ) -> bool {
+    if labels.is_empty() {
+        r.warn(code, at, without_labels);
+    }
     let mut found = false;
     for (k, v) in labels {
         let pair = format!("{k}={v}");
@@ -198,6 +188,9 @@ fn selector_problems(
     }
     found
 }
+
+/// Istio's warning for a selector without labels.
+const WITHOUT_LABELS: &str = "workload selector specified without labels";
 
 /// A `GatewayPolicy`'s `authorization` and `requestAuthentication` are validated as the Istio
 /// kinds they embed, with paths under their field; they may not carry their own scope.

@@ -72,7 +72,8 @@ fn scope(
         r.error(Code::Policy, "spec", "only one of targetRefs or workloadSelector can be set");
     }
     if let Some(s) = selector {
-        super::check_workload_selector(&s.match_labels, "spec.selector", "matchLabels", Code::Policy, r);
+        let at = ("spec.selector", "matchLabels");
+        super::check_workload_selector(&s.match_labels, at, Code::Policy, super::WITHOUT_LABELS, r);
     }
     let named = target_ref.map(|t| ("spec.targetRef".to_string(), t));
     let many = target_refs.iter().enumerate().map(|(i, t)| (format!("spec.targetRefs[{i}]"), t));

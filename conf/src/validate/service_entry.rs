@@ -14,13 +14,15 @@ use crate::raw::{Resolution, ServiceEntry, WorkloadEntry};
 pub(super) fn validate(meta: &Meta, se: &ServiceEntry, r: &mut Reporter<'_>) {
     if let Some(sel) = &se.workload_selector {
         // Istio (ValidateServiceEntry) reports a bad selector alone, and words the warning its way.
-        if sel.labels.is_empty() {
-            r.warn(
-                Code::Name,
-                "spec.workloadSelector",
-                "service entry: workload selector specified without labels, will be applied to all services in namespace",
-            );
-        } else if super::selector_problems(&sel.labels, "spec.workloadSelector", "labels", Code::Name, r) {
+        let without_labels =
+            "service entry: workload selector specified without labels, will be applied to all services in namespace";
+        if super::check_workload_selector(
+            &sel.labels,
+            ("spec.workloadSelector", "labels"),
+            Code::Name,
+            without_labels,
+            r,
+        ) {
             return;
         }
     }
