@@ -126,7 +126,7 @@ pub struct Upstream {
     /// `useClientProtocol`: HTTP/2 to the endpoints when the client spoke HTTP/2.
     pub use_client_protocol: bool,
     /// How long a pooled upstream connection may stay unused (`http.idleTimeout`; Istio's 1 h).
-    pub http_idle_timeout: Option<Duration>,
+    pub http_idle_timeout: Duration,
     /// `http.maxRequestsPerConnection` and `tcp.maxConnectionDuration`.
     pub connection_limits: Option<pool::ConnectionLimits>,
     /// `http.maxRetries`: the retries in flight to the cluster.
@@ -469,7 +469,7 @@ mod tests {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             http2: false,
             use_client_protocol: false,
-            http_idle_timeout: Some(DEFAULT_HTTP_IDLE_TIMEOUT),
+            http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
             connection_limits: None,
             retry_budget: None,
             tcp_keepalive: None,

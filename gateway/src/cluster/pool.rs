@@ -150,7 +150,7 @@ pub struct Timeouts {
     /// `tcp.connectTimeout` (Istio's 10 s).
     pub connect: Duration,
     /// `http.idleTimeout` of pooled connections (Istio's 1 h).
-    pub http_idle: Option<Duration>,
+    pub http_idle: Duration,
     /// `tcp.idleTimeout` of TCP routes (`None`: the default; `0s`: never).
     pub tcp_idle: Option<Duration>,
 }
@@ -165,9 +165,7 @@ impl Timeouts {
         Timeouts {
             connect: duration(tcp.and_then(|t| t.connect_timeout.as_ref())).unwrap_or(super::DEFAULT_CONNECT_TIMEOUT),
             // Validation refuses `0s` here, as Istio does.
-            http_idle: Some(
-                duration(http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(super::DEFAULT_HTTP_IDLE_TIMEOUT),
-            ),
+            http_idle: duration(http.and_then(|h| h.idle_timeout.as_ref())).unwrap_or(super::DEFAULT_HTTP_IDLE_TIMEOUT),
             tcp_idle: duration(tcp.and_then(|t| t.idle_timeout.as_ref())).map(|d| if d.is_zero() { NEVER } else { d }),
         }
     }

@@ -50,7 +50,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     };
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     // A pooled connection unused this long is closed (`http.idleTimeout`; `0s`: never).
-    peer.options.idle_timeout = upstream.http_idle_timeout;
+    peer.options.idle_timeout = Some(upstream.http_idle_timeout);
     peer.options.tcp_keepalive.clone_from(&upstream.tcp_keepalive);
     // The route's timeout (what is left of it) and the per-try timeout bound every wait of this
     // attempt.
