@@ -210,7 +210,7 @@ fn string_conflict(root: Option<&StringMatch>, leaf: Option<&StringMatch>) -> bo
     let (Some(root), Some(leaf)) = (root, leaf) else {
         return false;
     };
-    let set = |s: &Option<String>| s.as_deref().is_some_and(|v| !v.is_empty());
+    let set = crate::raw::given;
     let leaf_any = set(&leaf.regex) || set(&leaf.prefix) || set(&leaf.exact);
     let root_any = set(&root.regex) || set(&root.prefix) || set(&root.exact);
     if (set(&root.regex) && leaf_any) || (set(&leaf.regex) && root_any) {

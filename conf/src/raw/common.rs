@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A string field as Istio's protos see it: an empty string is unset.
+pub fn given(field: &Option<String>) -> bool {
+    field.as_deref().is_some_and(|v| !v.is_empty())
+}
+
 /// Istio `StringMatch`: exactly one of `exact`, `prefix`, `regex` (validation checks the "one of").
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]

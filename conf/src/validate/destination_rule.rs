@@ -8,8 +8,8 @@ use crate::at::At;
 use crate::config::Meta;
 use crate::diagnostic::{Code, Reporter};
 use crate::raw::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, DestinationRule, H2UpgradePolicy,
-    LoadBalancerSettings, OutlierDetection, TrafficPolicy,
+    given, ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, DestinationRule,
+    H2UpgradePolicy, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
 };
 
 pub(super) fn validate(meta: &Meta, dr: &DestinationRule, r: &mut Reporter<'_>) {
@@ -518,7 +518,6 @@ fn validate_consistent_hash(ch: &ConsistentHashLb, at: &str, r: &mut Reporter<'_
 
 /// Istio `agent.ValidateTLS`. An empty string counts as unset, as in Istio's protos.
 fn validate_client_tls(tls: &ClientTlsSettings, path: &str, r: &mut Reporter<'_>) {
-    let given = |field: &Option<String>| field.as_deref().is_some_and(|v| !v.is_empty());
     let (ca, credential, sans) =
         (given(&tls.ca_certificates), given(&tls.credential_name), !tls.subject_alt_names.is_empty());
     if tls.insecure_skip_verify == Some(true) {

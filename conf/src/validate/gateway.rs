@@ -6,7 +6,7 @@ use super::names::{is_dns1123_label, is_ip, validate_partial_wildcard, validate_
 use crate::config::Meta;
 use crate::diagnostic::{Code, Reporter};
 use crate::model::Protocol;
-use crate::raw::{Gateway, Port, Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use crate::raw::{given, Gateway, Port, Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
 
 /// Cipher suites Istio accepts on a Gateway server (`ValidCipherSuites` in Istio's
 /// `pkg/config/security/security.go`: BoringSSL's names without PSK suites).
@@ -217,11 +217,6 @@ fn validate_bind(server: &Server, path: &str, r: &mut Reporter<'_>) {
     } else if !is_ip(bind) {
         r.error(Code::Bind, at, format!("{bind} is not a valid IP"));
     }
-}
-
-/// A string field as Istio's protos see it: empty is unset.
-fn given(field: &Option<String>) -> bool {
-    field.as_deref().is_some_and(|v| !v.is_empty())
 }
 
 /// Istio `validateTLSOptions`, in its order.
