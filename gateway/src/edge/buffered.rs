@@ -47,7 +47,9 @@ impl Buffered {
 
     /// `tcp`, served directly, with the addresses Pingora reports for it.
     pub fn with_digest(tcp: TcpStream, digest: SocketDigest) -> Self {
-        Buffered { tcp, out: Vec::new(), written: 0, digest: Some(Arc::new(digest)), established: SystemTime::now() }
+        let mut b = Buffered::new(tcp);
+        b.digest = Some(Arc::new(digest));
+        b
     }
 
     /// The socket, to wait on between requests.
