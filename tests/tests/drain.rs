@@ -54,13 +54,17 @@ async fn load(client: reqwest::Client, url: String, stop: Arc<AtomicBool>, count
     }
 }
 
+/// One route to `up`.
+fn config(up: &Upstream) -> String {
+    gateway(80, &["*"])
+        + &service("up", "up.internal", &[up])
+        + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_requests() {
     let up = Upstream::start("up").await;
-    let yaml = gateway(80, &["*"])
-        + &service("up", "up.internal", &[&up])
-        + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]");
-    let gw = TestGateway::start(&yaml);
+    let gw = TestGateway::start(&config(&up));
     let url = format!("{}/load", gw.url(80));
     let (stop, counts) = (Arc::new(AtomicBool::new(false)), Arc::new(Counts::default()));
     // Four kept-alive HTTP/1.1 clients and one HTTP/2 client.
@@ -101,10 +105,7 @@ async fn drain_finishes_in_flight_requests() {
 async fn a_drain_closes_keep_alive_connections_idle_between_requests() {
     use std::io::{Read, Write};
     let up = Upstream::start("up").await;
-    let yaml = gateway(80, &["*"])
-        + &service("up", "up.internal", &[&up])
-        + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]");
-    let gw = TestGateway::start(&yaml);
+    let gw = TestGateway::start(&config(&up));
     let addr = gw.addr(80);
     // One connection answered once, another after a request with a body: both then idle.
     let idle = tokio::task::spawn_blocking(move || {
