@@ -383,4 +383,8 @@ fn cluster(out: &mut String, c: &Cluster) {
     if !c.policy.from.is_empty() {
         let _ = writeln!(out, "      policy from DestinationRule {}", c.policy.from.join(", "));
     }
+    if let Some(b) = &c.source {
+        let ports = b.ports.map(|(l, h)| format!(" ports {l}-{h}")).unwrap_or_default();
+        let _ = writeln!(out, "      connections from {}{ports} (GatewayPolicy {})", b.address, b.policy);
+    }
 }

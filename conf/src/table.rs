@@ -712,6 +712,31 @@ pub struct Cluster {
     pub service: Result<Service, String>,
     /// Effective DestinationRule policy for this port and subset.
     pub policy: ClusterPolicy,
+    /// Where connections to it are made from (GatewayPolicy `upstreamBind`); unset: the kernel
+    /// chooses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceBind>,
+}
+
+/// The local address (and port range) a cluster's connections are made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceBind {
+    /// The GatewayPolicy that says so, `namespace/name`.
+    pub policy: String,
+    /// The local address.
+    pub address: std::net::IpAddr,
+    /// The local ports, `(low, high)` inclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<(u16, u16)>,
+}
+
+impl SourceBind {
+    /// `LOW-HIGH` with `1 <= LOW < HIGH` (what Linux's `IP_LOCAL_PORT_RANGE` takes).
+    pub fn port_range(text: &str) -> Option<(u16, u16)> {
+        let (low, high) = text.split_once('-')?;
+        let (low, high) = (low.trim().parse::<u16>().ok()?, high.trim().parse::<u16>().ok()?);
+        (low >= 1 && low < high).then_some((low, high))
+    }
 }
 
 /// What the registry knows of a cluster's service.

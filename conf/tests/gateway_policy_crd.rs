@@ -34,9 +34,11 @@ fn the_crd_and_pylon_accept_the_same_fields() {
             "cache",
             "clientAddress",
             "authorization",
-            "requestAuthentication"
+            "requestAuthentication",
+            "upstreamBind"
         ]
     );
+    assert_eq!(names(&spec["properties"]["upstreamBind"]), ["sourceAddress", "sourcePorts"]);
     assert_eq!(
         names(&spec["properties"]["cache"]),
         [

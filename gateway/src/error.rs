@@ -107,7 +107,16 @@ impl Outcome {
             ErrorType::ConnectTimedout
             | ErrorType::ConnectRefused
             | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError => Some(Outcome::ConnectFailure),
+            | ErrorType::ConnectError
+            // The source address (GatewayPolicy `upstreamBind`) is not this host's, or its port
+            // range is used up: the connection is never made (Envoy: a connect failure).
+            | ErrorType::BindError => Some(Outcome::ConnectFailure),
+            // Pingora wraps what failed while connecting (a bind error) in an internal error.
+            ErrorType::InternalError if e.esource() == &pingora::ErrorSource::Upstream => {
+                let cause = e.cause.as_ref()?;
+                let inner = cause.downcast_ref::<Box<Error>>().map(AsRef::as_ref).or_else(|| cause.downcast_ref::<Error>());
+                inner.and_then(Outcome::of_error)
+            }
             ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H2Error
                 if e.esource() == &pingora::ErrorSource::Upstream =>
             {

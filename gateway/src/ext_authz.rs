@@ -99,6 +99,7 @@ async fn ask(snap: &Snapshot, p: &ExtAuthz, req: &RequestHeader) -> Result<(Resp
     let upstream = snap.upstreams.get(p.cluster).ok_or("no cluster")?;
     let chosen = upstream.pick(&[]).ok_or_else(|| format!("{} has no endpoint", upstream.name))?;
     let mut peer = HttpPeer::new(chosen.endpoint().addr, false, String::new());
+    upstream.bind_source(&mut peer);
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     let (mut session, _) = connector().get_http_session(&peer).await.map_err(|e| e.to_string())?;
     session.write_request_header(Box::new(check_request(p, req)?)).await.map_err(|e| e.to_string())?;

@@ -40,6 +40,12 @@ impl TestDns {
         self.records.lock().unwrap().insert(name.trim_end_matches('.').to_ascii_lowercase(), (ips.to_vec(), ttl));
     }
 
+    /// Answers `name` with a server failure (SERVFAIL) from now on: a lookup that failed, which
+    /// says nothing of the name, unlike NXDOMAIN.
+    pub fn fail(&self, name: &str) {
+        self.records.lock().unwrap().insert(name.trim_end_matches('.').to_ascii_lowercase(), (Vec::new(), SERVFAIL));
+    }
+
     /// The names asked so far (A queries).
     pub fn queries(&self) -> Vec<String> {
         self.queries.lock().unwrap().clone()
@@ -51,6 +57,9 @@ impl Drop for TestDns {
         self.task.abort();
     }
 }
+
+/// The TTL that stands for "answer SERVFAIL" in [`Records`].
+const SERVFAIL: u32 = u32::MAX;
 
 /// Name → (addresses, TTL).
 type Records = Arc<Mutex<HashMap<String, (Vec<Ipv4Addr>, u32)>>>;
@@ -67,10 +76,12 @@ fn respond(q: &[u8], records: &Records, queries: &Arc<Mutex<Vec<String>>>) -> Op
         queries.lock().unwrap().push(name.clone());
         records.lock().unwrap().get(&name).cloned()
     } else {
-        // AAAA and others: no data (but the name may exist).
-        Some((Vec::new(), 5))
+        // AAAA and others: no data (but the name may exist), or the same server failure.
+        let failing = records.lock().unwrap().get(&name).is_some_and(|(_, ttl)| *ttl == SERVFAIL);
+        Some((Vec::new(), if failing { SERVFAIL } else { 5 }))
     };
     let (ips, ttl, rcode) = match answer {
+        Some((_, SERVFAIL)) => (Vec::new(), 0, 2u8),
         Some((ips, ttl)) if !ips.is_empty() || qtype != 1 => (ips, ttl, 0u8),
         _ => (Vec::new(), 0, 3),
     };

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod faulty;
 pub mod gateway;
 pub mod jwks;
+pub mod netns;
 pub mod tls;
 pub mod upstream;
 pub mod yaml;

@@ -242,10 +242,17 @@ pub struct TlsUpstream {
     pub served: Arc<AtomicUsize>,
     /// TLS handshakes completed.
     pub handshakes: Arc<AtomicUsize>,
+    /// The SNI of each handshake (empty: none sent).
+    pub sni: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsUpstream {
+    /// Starts it on `addr` (a loopback address standing for a public host's).
+    pub async fn start_on(name: &str, cert: &Issued, addr: SocketAddr) -> TlsUpstream {
+        Self::serve(name, cert, None, TcpListener::bind(addr).await.unwrap())
+    }
+
     /// Starts it on an ephemeral loopback port.
     pub async fn start(name: &str, cert: &Issued) -> TlsUpstream {
         Self::start_with(name, cert, None).await
@@ -253,15 +260,19 @@ impl TlsUpstream {
 
     /// Starts it requiring a client certificate issued by `client_ca`, if given.
     pub async fn start_with(name: &str, cert: &Issued, client_ca: Option<&X509>) -> TlsUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(name, cert, client_ca, TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    fn serve(name: &str, cert: &Issued, client_ca: Option<&X509>, listener: TcpListener) -> TlsUpstream {
         let addr = listener.local_addr().unwrap();
         let acceptor = Arc::new(acceptor(cert, client_ca));
         let (served, handshakes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (name, s, h) = (name.to_string(), served.clone(), handshakes.clone());
+        let sni: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let (name, s, h, n) = (name.to_string(), served.clone(), handshakes.clone(), sni.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, name, s, h) = (acceptor.clone(), name.clone(), s.clone(), h.clone());
+                let (acceptor, name, s, h, n) = (acceptor.clone(), name.clone(), s.clone(), h.clone(), n.clone());
                 tokio::spawn(async move {
                     let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
                     let mut tls = SslStream::new(ssl, tcp).unwrap();
@@ -269,6 +280,8 @@ impl TlsUpstream {
                         return;
                     }
                     h.fetch_add(1, Ordering::Relaxed);
+                    let server_name = tls.ssl().servername(openssl::ssl::NameType::HOST_NAME).unwrap_or("");
+                    n.lock().unwrap().push(server_name.to_string());
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         s.fetch_add(1, Ordering::Relaxed);
                         let body = format!("{name} {} {:?}", req.uri().path(), req.version());
@@ -287,7 +300,7 @@ impl TlsUpstream {
                 });
             }
         });
-        TlsUpstream { addr, served, handshakes, task }
+        TlsUpstream { addr, served, handshakes, sni, task }
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Seen {
     pub version: String,
     /// Headers, lower-case names, in order.
     pub headers: Vec<(String, String)>,
+    /// The address the connection came from.
+    pub peer: SocketAddr,
 }
 
 impl Seen {
@@ -57,7 +59,16 @@ impl Upstream {
 
     /// Starts an upstream on `addr`.
     pub async fn start_on(name: &str, addr: &str) -> std::io::Result<Upstream> {
-        let listener = TcpListener::bind(addr).await?;
+        Self::serve(name, TcpListener::bind(addr).await?)
+    }
+
+    /// Starts an upstream on a listening socket made elsewhere (in another network namespace).
+    pub fn start_with(name: &str, listener: std::net::TcpListener) -> std::io::Result<Upstream> {
+        listener.set_nonblocking(true)?;
+        Self::serve(name, TcpListener::from_std(listener)?)
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> std::io::Result<Upstream> {
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -67,12 +78,12 @@ impl Upstream {
         let task = tokio::spawn(async move {
             let mut open = tokio::task::JoinSet::new();
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, peer)) = listener.accept().await else { continue };
                 while open.try_join_next().is_some() {}
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (n, s) = (n.clone(), s.clone());
                 open.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone()));
+                    let service = hyper::service::service_fn(move |req| answer(req, n.clone(), s.clone(), peer));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                         .await;
@@ -113,6 +124,7 @@ async fn answer(
     mut req: Request<Incoming>,
     name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.headers().get("upgrade").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) {
         let upgrade = hyper::upgrade::on(&mut req);
@@ -141,6 +153,7 @@ async fn answer(
         path: req.uri().path_and_query().map_or("/".to_string(), |p| p.to_string()),
         version: format!("{:?}", req.version()),
         headers: headers.clone(),
+        peer,
     };
     let delay = s.header("x-delay-ms").and_then(|v| v.parse::<u64>().ok());
     let body = json!({"upstream": name, "method": s.method, "path": s.path, "version": s.version, "headers": headers});

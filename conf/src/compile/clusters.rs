@@ -141,7 +141,7 @@ impl<'a> Registry<'a> {
             .as_ref()
             .and_then(|t| super::credentials::client_tls(t, &format!("{path} ({name}) tls"), self.config, self.sel, r));
         let id = self.clusters.len();
-        self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy });
+        self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy, source: None });
         self.index.insert(key, id);
         id
     }

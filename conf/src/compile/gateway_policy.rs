@@ -10,7 +10,8 @@ use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
 use crate::raw::{Cache, GatewayPolicy, HeaderPolicy, RateLimit};
 use crate::table::{
-    BoundPolicy, CacheRule, ClientAddressRule, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route, RouteTable, Server,
+    BoundPolicy, CacheRule, ClientAddressRule, Cluster, HeaderPolicyRule, RateLimitKey, RateLimitRule, Route,
+    RouteTable, Server, SourceBind,
 };
 
 /// Attachment levels, most specific first.
@@ -96,6 +97,68 @@ pub(super) fn bind(config: &Config, sel: &Selection, table: &mut RouteTable, out
     }
     bind_client_address(config, sel, table, out);
     bind_security(config, sel, table, out);
+}
+
+/// `upstreamBind` per cluster: a policy targeting the cluster's ServiceEntry wins over one for the
+/// whole workload; among equals, the older one (Istio's order).
+pub(super) fn bind_upstream(config: &Config, sel: &Selection, clusters: &mut [Cluster], out: &mut Diagnostics) {
+    let with: Vec<&Policy> = config
+        .gateway_policies
+        .iter()
+        .filter(|p| p.spec.upstream_bind.is_some())
+        .filter(|p| {
+            let ns = p.meta.namespace();
+            let selected = p
+                .spec
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.match_labels.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
+            selected && (ns == sel.namespace || ns == sel.root_namespace)
+        })
+        .collect();
+    for p in &with {
+        for (i, t) in p.spec.target_refs.iter().enumerate().filter(|(_, t)| t.kind == "ServiceEntry") {
+            let key = format!("{}/{}", p.meta.namespace(), t.name);
+            if !config.service_entries.iter().any(|se| se.meta.key() == key) {
+                Reporter::new(&p.meta.id, out).warn(
+                    Code::Policy,
+                    format!("spec.targetRefs[{i}]"),
+                    format!("ServiceEntry {key} is not defined; upstreamBind applies to no cluster through it"),
+                );
+            }
+        }
+    }
+    let mut conflicts = Vec::new();
+    for cluster in clusters.iter_mut() {
+        let defined_by = cluster.service.as_ref().map(|s| s.defined_by.as_str()).unwrap_or_default();
+        let level = |p: &Policy| {
+            if p.spec.target_refs.is_empty() {
+                return Some(1);
+            }
+            let ns = p.meta.namespace();
+            p.spec
+                .target_refs
+                .iter()
+                .any(|t| t.kind == "ServiceEntry" && defined_by == format!("ServiceEntry {ns}/{}", t.name))
+                .then_some(0)
+        };
+        let Some((_, p, ties)) = most_specific(with.iter().filter_map(|p| Some((level(p)?, *p)))) else { continue };
+        conflicts.extend(ties.into_iter().map(|t| (t.meta.id.clone(), p.meta.key(), cluster.name.clone())));
+        let Some(b) = &p.spec.upstream_bind else { continue };
+        // Validation refused any other address.
+        let Ok(address) = b.source_address.parse() else { continue };
+        cluster.source =
+            Some(SourceBind { policy: p.meta.key(), address, ports: SourceBind::port_range(&b.source_ports) });
+    }
+    for (id, winner, cluster) in conflicts {
+        Reporter::new(&id, out).warn(
+            Code::Policy,
+            "spec.upstreamBind",
+            format!(
+                "{winner} sets upstreamBind for {cluster} at the same level and is older; this one is not used there"
+            ),
+        );
+    }
 }
 
 /// The `authorization` and `requestAuthentication` of GatewayPolicies: added (not replacing) to

@@ -102,6 +102,7 @@ pub fn compile(config: &Config, sel: &Selection, regexes: &mut Regexes, out: &mu
     table.security = security::bind(config, sel, &mut registry, out);
     gateway_policy::bind(config, sel, &mut table, out);
     table.clusters = registry.into_clusters();
+    gateway_policy::bind_upstream(config, sel, &mut table.clusters, out);
     table.port_translation = kubernetes::port_translation(config, sel, out);
     table.num_trusted_proxies = sel.num_trusted_proxies;
     table.proxy_protocol = sel.proxy_protocol;

@@ -36,6 +36,23 @@ pub struct GatewayPolicy {
     /// A RequestAuthentication spec (without `selector` or `targetRefs`), likewise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_authentication: Option<super::RequestAuthentication>,
+    /// The local address upstream connections are made from (workload or ServiceEntry level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_bind: Option<UpstreamBind>,
+}
+
+/// The `upstreamBind` module (Envoy's cluster `upstream_bind_config`): the local address, and
+/// optionally the port range, that connections to the upstreams are made from, so that a firewall
+/// beyond an egress gateway can allow its traffic by source address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpstreamBind {
+    /// An IP address of this host.
+    pub source_address: String,
+    /// `LOW-HIGH`: the local ports the kernel picks from (Linux `IP_LOCAL_PORT_RANGE`). Unset:
+    /// any ephemeral port.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source_ports: String,
 }
 
 /// The `clientAddress` module.
@@ -91,7 +108,7 @@ pub struct GatewayPolicyTarget {
     /// `networking.istio.io` (the default).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub group: String,
-    /// `Gateway` or `VirtualService`.
+    /// `Gateway`, `VirtualService` or (for `upstreamBind`) `ServiceEntry`.
     pub kind: String,
     /// The resource's name, in the policy's namespace.
     pub name: String,

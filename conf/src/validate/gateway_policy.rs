@@ -9,8 +9,12 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
         if !t.group.is_empty() && t.group != "networking.istio.io" {
             r.error(Code::Policy, format!("{at}.group"), format!("group {:?} is not networking.istio.io", t.group));
         }
-        if t.kind != "Gateway" && t.kind != "VirtualService" {
-            r.error(Code::Policy, format!("{at}.kind"), format!("kind {:?} is not Gateway or VirtualService", t.kind));
+        if !matches!(t.kind.as_str(), "Gateway" | "VirtualService" | "ServiceEntry") {
+            r.error(
+                Code::Policy,
+                format!("{at}.kind"),
+                format!("kind {:?} is not Gateway, VirtualService or ServiceEntry", t.kind),
+            );
         }
         if t.name.is_empty() {
             r.error(Code::Policy, format!("{at}.name"), "name must be set");
@@ -30,6 +34,10 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
     if let Some(c) = &p.cache {
         cache(c, r);
     }
+    if let Some(b) = &p.upstream_bind {
+        upstream_bind(b, r);
+    }
+    targets_for_upstream_bind(p, r);
     let security = p.authorization.is_some() || p.request_authentication.is_some();
     if security && p.target_refs.iter().any(|t| t.kind == "VirtualService") {
         r.error(
@@ -43,12 +51,13 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
             && p.cache.is_none()
             && p.client_address.is_none()
             && p.authorization.is_none()
-            && p.request_authentication.is_none() =>
+            && p.request_authentication.is_none()
+            && p.upstream_bind.is_none() =>
         {
             r.warn(
                 Code::NoEffect,
                 "spec",
-                "no module is set (rateLimit, headers, cache, clientAddress, authorization, requestAuthentication); the policy has no effect",
+                "no module is set (rateLimit, headers, cache, clientAddress, authorization, requestAuthentication, upstreamBind); the policy has no effect",
             );
         }
         None => {}
@@ -108,6 +117,61 @@ fn client_address(p: &GatewayPolicy, c: &crate::raw::ClientAddress, r: &mut Repo
             "clientAddress binds to the workload, a Gateway or a server: the client address is needed before a route is chosen",
         )
         .hint = Some("put clientAddress in a policy that targets the Gateway (or one of its servers)".into());
+    }
+}
+
+/// `upstreamBind` is a property of upstream connections, and ServiceEntries name upstreams only:
+/// the two go together, and with nothing else.
+fn targets_for_upstream_bind(p: &GatewayPolicy, r: &mut Reporter<'_>) {
+    let to_service_entry = p.target_refs.iter().any(|t| t.kind == "ServiceEntry");
+    let to_traffic = p.target_refs.iter().any(|t| t.kind == "Gateway" || t.kind == "VirtualService");
+    if p.upstream_bind.is_some() && to_traffic {
+        r.error(
+            Code::Policy,
+            "spec.upstreamBind",
+            "upstreamBind binds to the workload (no targetRefs) or to ServiceEntries: it applies to upstream connections, which Gateways and routes share",
+        )
+        .hint = Some("put upstreamBind in a policy of its own, with a selector or ServiceEntry targetRefs".into());
+    }
+    let others = p.rate_limit.is_some()
+        || p.headers.is_some()
+        || p.cache.is_some()
+        || p.client_address.is_some()
+        || p.authorization.is_some()
+        || p.request_authentication.is_some();
+    if to_service_entry && others {
+        r.error(
+            Code::Policy,
+            "spec.targetRefs",
+            "a ServiceEntry target takes only upstreamBind: the other modules apply to requests, chosen by Gateway, server or route",
+        );
+    }
+}
+
+fn upstream_bind(b: &crate::raw::UpstreamBind, r: &mut Reporter<'_>) {
+    match b.source_address.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+            r.error(
+                Code::Policy,
+                "spec.upstreamBind.sourceAddress",
+                format!("{ip} is not an address of this host connections can be made from"),
+            );
+        }
+        Ok(_) => {}
+        Err(_) => {
+            r.error(
+                Code::Policy,
+                "spec.upstreamBind.sourceAddress",
+                format!("{:?} is not an IP address", b.source_address),
+            );
+        }
+    }
+    if !b.source_ports.is_empty() && crate::table::SourceBind::port_range(&b.source_ports).is_none() {
+        r.error(
+            Code::Policy,
+            "spec.upstreamBind.sourcePorts",
+            format!("{:?} is not LOW-HIGH with 1 <= LOW < HIGH <= 65535", b.source_ports),
+        );
     }
 }
 

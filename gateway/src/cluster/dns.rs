@@ -1,8 +1,11 @@
 //! Background DNS for ServiceEntry `resolution: DNS` / `DNS_ROUND_ROBIN` clusters (hickory-resolver).
 //!
 //! Names are resolved off the request path: once before the gateway reports ready (bounded), then
-//! again when the answer's TTL runs out. A failed lookup keeps the last good addresses and is
-//! retried sooner than the TTL.
+//! again when the answer's TTL runs out. A lookup that fails (a timeout, a server failure) keeps the
+//! last good addresses and is retried sooner than the TTL; an answer that the name has no address
+//! (NXDOMAIN, or no A/AAAA record) removes them, and requests get 503 UH until it resolves again.
+//! That is Envoy's `STRICT_DNS` behaviour (with its default `dns_nodata_noname_is_success`): an
+//! external host that is gone is not reached at an old address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +16,8 @@ use conf::raw::Resolution;
 use conf::table::Cluster;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::TokioResolver;
 
 use crate::cluster::{Endpoint, Upstream};
@@ -65,16 +70,27 @@ impl Dns {
         Ok(Arc::new(Dns { resolver }))
     }
 
-    /// The addresses of `name` and until when they are valid.
+    /// The addresses of `name` (none: the name has none) and until when they are valid.
     async fn lookup(&self, name: &str) -> Result<(Vec<IpAddr>, Instant), String> {
         // A trailing dot makes the name absolute: no search-domain queries.
         let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-        let answer = self.resolver.lookup_ip(fqdn.as_str()).await.map_err(|e| e.to_string())?;
-        let ips: Vec<IpAddr> = answer.iter().collect();
-        if ips.is_empty() {
-            return Err(format!("no address for {name}"));
+        match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(answer) => Ok((answer.iter().collect(), answer.valid_until())),
+            Err(e) if says_no_address(&e) => Ok((Vec::new(), Instant::now() + FAILURE_RETRY)),
+            Err(e) => Err(e.to_string()),
         }
-        Ok((ips, answer.valid_until()))
+    }
+}
+
+/// True when the server answered that the name has no address: NXDOMAIN, or NOERROR without an
+/// A/AAAA record. Hickory also reports a SERVFAIL or REFUSED answer as "no records", which says
+/// nothing about the name.
+fn says_no_address(e: &NetError) -> bool {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => {
+            matches!(none.response_code, ResponseCode::NXDomain | ResponseCode::NoError)
+        }
+        _ => false,
     }
 }
 
@@ -111,8 +127,16 @@ impl Refresher {
             }
             match self.dns.lookup(name).await {
                 Ok((ips, valid_until)) => {
+                    if ips.is_empty() && self.last_good.get(name).is_none_or(|before| !before.is_empty()) {
+                        tracing::warn!(cluster = %self.upstream.name, host = %name, "DNS: the name has no address; its endpoints are removed (503 UH until it resolves)");
+                    }
+                    let wait = if ips.is_empty() {
+                        FAILURE_RETRY
+                    } else {
+                        valid_until.saturating_duration_since(Instant::now())
+                    };
                     self.last_good.insert(name.clone(), ips);
-                    next = next.min(valid_until.saturating_duration_since(Instant::now()));
+                    next = next.min(wait);
                     // Store as we go: a bounded first refresh keeps what it resolved in time.
                     self.store();
                 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use conf::raw::{Resolution, SimpleLb};
 use conf::table::Cluster;
+use pingora::connectors::l4::BindTo;
 
 use crate::error::Outcome;
 use outlier::{Attempt, OutlierPolicy};
@@ -133,6 +134,9 @@ pub struct Upstream {
     pub retry_budget: Option<pool::RetryBudget>,
     /// `tcp.tcpKeepalive` for every upstream socket.
     pub tcp_keepalive: Option<pingora::protocols::TcpKeepalive>,
+    /// Where connections are made from (GatewayPolicy `upstreamBind`), with the pool key that
+    /// keeps them apart from connections to the same endpoint made from elsewhere.
+    pub source: Option<(BindTo, u64)>,
     /// `http.maxConcurrentStreams`: streams per HTTP/2 connection (a new connection past them).
     pub max_h2_streams: usize,
     /// TCP idle timeout (`connectionPool.tcp.idleTimeout`); `None` = the default.
@@ -157,7 +161,30 @@ pub struct Upstream {
     rr_weights: Mutex<Vec<(SocketAddr, i64)>>,
 }
 
+/// Pingora's bind setting for a cluster's source, and a pool key for it. Connections never fall
+/// back to a port outside the range: a firewall would drop them.
+fn source(s: &conf::table::SourceBind) -> (BindTo, u64) {
+    let mut bind = BindTo::default();
+    bind.addr = Some(SocketAddr::new(s.address, 0));
+    if let Err(e) = bind.set_port_range(s.ports) {
+        // Validation only lets valid ranges through.
+        tracing::warn!(error = %e, "source port range not used");
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&(s.address, s.ports), &mut h);
+    (bind, std::hash::Hasher::finish(&h))
+}
+
 impl Upstream {
+    /// Makes `peer`'s connections from the cluster's source address, if it has one, in a pool of
+    /// their own: Pingora pools connections by destination (and `group_key`), not by source.
+    pub fn bind_source(&self, peer: &mut pingora::upstreams::peer::HttpPeer) {
+        if let Some((bind, key)) = &self.source {
+            peer.options.bind_to = Some(bind.clone());
+            peer.group_key ^= key;
+        }
+    }
+
     /// The run-time form of a compiled cluster; DNS names are resolved later by [`crate::dns`].
     pub fn new(c: &Cluster) -> Self {
         let (not_found, resolution, http2, endpoints) = match &c.service {
@@ -196,6 +223,7 @@ impl Upstream {
             connection_limits: pool.and_then(pool::ConnectionLimits::of),
             retry_budget: pool.and_then(pool::RetryBudget::of),
             tcp_keepalive: pool.and_then(pool::tcp_keepalive),
+            source: c.source.as_ref().map(source),
             max_h2_streams: pool.and_then(pool::max_concurrent_streams).unwrap_or(DEFAULT_H2_STREAMS),
             idle_timeout: timeouts.tcp_idle,
             destination: crate::telemetry::metrics::Destination::of(&c.host, c.subset.as_deref()),
@@ -473,6 +501,7 @@ mod tests {
             connection_limits: None,
             retry_budget: None,
             tcp_keepalive: None,
+            source: None,
             max_h2_streams: DEFAULT_H2_STREAMS,
             idle_timeout: None,
             destination: crate::telemetry::metrics::Destination::unknown().clone(),

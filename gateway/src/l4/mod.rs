@@ -75,7 +75,8 @@ async fn connect(
     let origination = snap.tls.origination(cluster).map_err(|e| e.to_string())?;
     match origination {
         None => {
-            let tcp = tokio::time::timeout(upstream.connect_timeout, tokio::net::TcpStream::connect(addr))
+            let bind = upstream.source.as_ref().map(|(b, _)| b);
+            let tcp = tokio::time::timeout(upstream.connect_timeout, pingora::protocols::l4::ext::connect(&addr, bind))
                 .await
                 .map_err(|_| format!("connect to {addr} timed out"))?
                 .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -90,6 +91,7 @@ async fn connect(
         }
         Some(o) => {
             let mut peer = o.peer(addr, &upstream.host, false)?;
+            upstream.bind_source(&mut peer);
             peer.options.connection_timeout = Some(upstream.connect_timeout);
             peer.options.tcp_keepalive.clone_from(&upstream.tcp_keepalive);
             let stream = connector.new_stream(&peer).await.map_err(|e| format!("TLS to {addr}: {e}"))?;

@@ -180,6 +180,7 @@ fn peer(snap: &Snapshot, cluster: usize, req: &RequestHeader) -> Option<HttpPeer
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => o.peer(addr, &super::request::authority(req), true).ok()?,
     };
+    upstream.bind_source(&mut peer);
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     if upstream.http2 {
         peer.options.alpn = pingora::protocols::ALPN::H2;

@@ -48,6 +48,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
             })?
         }
     };
+    upstream.bind_source(&mut peer);
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     // A pooled connection unused this long is closed (`http.idleTimeout`; `0s`: never).
     peer.options.idle_timeout = Some(upstream.http_idle_timeout);

@@ -1,0 +1,167 @@
+//! The gateway as an exit node: connections to the upstreams leave from a fixed source address
+//! (GatewayPolicy `upstreamBind`, Envoy's `upstream_bind_config`), which an upstream in another
+//! network namespace sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use std::net::{IpAddr, SocketAddr};
+
+use e2e::netns::Netns;
+use e2e::{TestGateway, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An egress gateway: HTTP on 80 and TCP on 9000, both to `partner.example`, whose one endpoint is
+/// `upstream`; then `policies`.
+fn egress(upstream: SocketAddr, policies: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: egress}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: [partner.example]
+  - port: {{number: 9000, name: tcp, protocol: TCP}}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: partner}}
+spec:
+  hosts: [partner.example]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {}, ports: {{http: {}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: partner}}
+spec:
+  hosts: [partner.example]
+  gateways: [egress]
+  http:
+  - route: [{{destination: {{host: partner.example}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: partner-tcp}}
+spec:
+  hosts: ['*']
+  gateways: [egress]
+  tcp:
+  - route: [{{destination: {{host: partner.example, port: {{number: 80}}}}}}]
+---
+{policies}",
+        upstream.ip(),
+        upstream.port()
+    )
+}
+
+/// The address the upstream saw the gateway's connection come from, for one request over HTTP
+/// and one over the TCP route.
+async fn sources(gw: &TestGateway, upstream: &Upstream) -> (SocketAddr, SocketAddr) {
+    let r = reqwest::Client::new().get(format!("{}/x", gw.url(80))).header("host", "partner.example").send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    let http = upstream.last().peer;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr(9000)).await.unwrap();
+    tcp.write_all(b"GET /y HTTP/1.1\r\nhost: partner.example\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(upstream.last().path, "/y");
+    (http, upstream.last().peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_leave_from_the_source_address_a_policy_sets() {
+    let ns = Netns::create();
+    let upstream = Upstream::start_with("partner", ns.listen()).unwrap();
+    let [primary, secondary] = ns.host.map(IpAddr::V4);
+
+    // Without a policy the kernel picks the link's primary address.
+    let gw = TestGateway::start(&egress(upstream.addr, ""));
+    let (http, tcp) = sources(&gw, &upstream).await;
+    assert_eq!((http.ip(), tcp.ip()), (primary, primary));
+    drop(gw);
+
+    // For the whole workload.
+    let workload = format!(
+        "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {{name: egress-address}}\nspec:\n  upstreamBind: {{sourceAddress: {secondary}}}\n"
+    );
+    let gw = TestGateway::start(&egress(upstream.addr, &workload));
+    let (http, tcp) = sources(&gw, &upstream).await;
+    assert_eq!((http.ip(), tcp.ip()), (secondary, secondary));
+    drop(gw);
+
+    // For the ServiceEntry, with a port range: it wins over the workload's.
+    let service_entry = format!(
+        "{workload}---\napiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {{name: partner-address}}\nspec:\n  targetRefs: [{{kind: ServiceEntry, name: partner}}]\n  upstreamBind: {{sourceAddress: {primary}, sourcePorts: 42000-42099}}\n"
+    );
+    let gw = TestGateway::start(&egress(upstream.addr, &service_entry));
+    let (http, tcp) = sources(&gw, &upstream).await;
+    assert_eq!((http.ip(), tcp.ip()), (primary, primary));
+    for port in [http.port(), tcp.port()] {
+        assert!((42000..=42099).contains(&port), "source port {port} outside the range");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_address_this_host_does_not_have_fails_the_connection_rather_than_leaving_from_another() {
+    let upstream = Upstream::start("partner").await;
+    let policy = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: egress-address}\nspec:\n  upstreamBind: {sourceAddress: 192.0.2.77}\n";
+    let gw = TestGateway::start(&egress(upstream.addr, policy));
+    let r = reqwest::Client::new().get(format!("{}/x", gw.url(80))).header("host", "partner.example").send().await;
+    assert_eq!(r.unwrap().status(), 503);
+    assert!(upstream.seen().is_empty(), "nothing reached the upstream");
+}
+
+/// GET `/` with `Host: host` on port 80: the status and body.
+async fn get(gw: &TestGateway, host: &str) -> (u16, String) {
+    let r = reqwest::Client::new().get(format!("{}/", gw.url(80))).header("host", host).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Polls until `done` holds for the answer to `host`, for at most 15 s.
+async fn until(gw: &TestGateway, host: &str, what: &str, done: impl Fn(u16, &str) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = get(gw, host).await;
+        if done(status, &body) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_again() {
+    use std::net::Ipv4Addr;
+    let dns = e2e::dns::TestDns::start().await;
+    let up = Upstream::start("external").await;
+    dns.set("api.external.test", &[Ipv4Addr::LOCALHOST], 1);
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: egress}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: [api.external.test]}}]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: external}}\nspec:\n  hosts: [api.external.test]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  resolution: DNS\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: external}}\nspec:\n  hosts: [api.external.test]\n  gateways: [egress]\n  http: [{{route: [{{destination: {{host: api.external.test}}}}]}}]\n",
+        up.port()
+    );
+    let gw = TestGateway::start_with(&yaml, e2e::gateway::Setup { dns_server: Some(dns.addr), ..Default::default() });
+    let host = "api.external.test";
+    assert_eq!(get(&gw, host).await.0, 200);
+
+    // A lookup that fails says nothing about the name: the last addresses keep serving.
+    dns.fail(host);
+    let asked = dns.queries().len();
+    while dns.queries().len() < asked + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&gw, host).await.0, 200, "a server failure keeps the last addresses");
+
+    // The name is gone (NXDOMAIN): no endpoint is left, and the answer says why.
+    dns.set(host, &[], 1);
+    until(&gw, host, "NXDOMAIN removes the endpoints", |s, body| s == 503 && body == "no healthy upstream").await;
+
+    // It resolves again: traffic flows without a reload.
+    dns.set(host, &[Ipv4Addr::LOCALHOST], 1);
+    until(&gw, host, "the name resolves again", |s, _| s == 200).await;
+}
