@@ -5,9 +5,12 @@
 //! are trusted to append to `X-Forwarded-For`, istio.io/latest/docs/ops/configuration/traffic-management/network-topologies/).
 //! `defaultConfig.gatewayTopology.proxyProtocol` (connections start with a PROXY protocol header),
 //! `defaultConfig.gatewayTopology.forwardClientCertDetails`, `defaultHttpRetryPolicy`,
-//! `pathNormalization` and `connectTimeout`. `outboundTrafficPolicy` is read and has no effect at
-//! an ingress gateway (its destinations are always explicit). Other fields are read and reported
-//! as having no effect, as a MeshConfig file carries many that concern sidecars.
+//! `pathNormalization` and `connectTimeout`. `outboundTrafficPolicy.mode` (`ALLOW_ANY`,
+//! `REGISTRY_ONLY`) is checked and means at a gateway what it means in Istio's: nothing, since a
+//! gateway forwards only to the destinations its routes name, and a destination outside the
+//! registry gets 503 NC in either mode (the mode decides what a sidecar does with traffic to an
+//! unknown host, which a gateway has none of). Other fields are read and reported as having no
+//! effect, as a MeshConfig file carries many that concern sidecars.
 
 use std::collections::BTreeMap;
 
@@ -29,11 +32,19 @@ pub struct MeshConfig {
     pub path_normalization: Option<PathNormalizationConfig>,
     /// `connectTimeout`.
     pub connect_timeout: Option<String>,
-    /// `outboundTrafficPolicy` (no effect at an ingress gateway).
-    pub outbound_traffic_policy: Option<serde_yaml::Value>,
+    /// `outboundTrafficPolicy` (checked; no passthrough at a gateway to govern).
+    pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
     /// Fields Pylon does not use, by YAML path (filled by [`MeshConfig::parse`]).
     #[serde(skip)]
     pub ignored: Vec<String>,
+}
+
+/// `outboundTrafficPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OutboundTrafficPolicy {
+    /// `ALLOW_ANY` (Istio's default) or `REGISTRY_ONLY`.
+    pub mode: String,
 }
 
 /// `pathNormalization`.
@@ -127,8 +138,10 @@ impl MeshConfig {
         }
         let de = serde_yaml::Deserializer::from_str(text);
         let mut ignored = Vec::new();
-        let mut mesh: MeshConfig = serde_ignored::deserialize(de, |path| ignored.push(path.to_string()))
-            .map_err(|e| format!("MeshConfig: {e}"))?;
+        // serde_ignored writes `?` for an `Option` level: its `a.?.b` is `a.b` in the YAML.
+        let mut mesh: MeshConfig =
+            serde_ignored::deserialize(de, |path| ignored.push(path.to_string().replace(".?", "")))
+                .map_err(|e| format!("MeshConfig: {e}"))?;
         // Extension providers keep the kinds Pylon does not serve, to name them in errors.
         ignored.retain(|p| !p.starts_with("extensionProviders."));
         mesh.ignored = ignored;
@@ -155,6 +168,14 @@ impl MeshConfig {
         }
         if let Some(t) = &self.connect_timeout {
             crate::model::Duration::parse(t).map_err(|e| format!("MeshConfig: connectTimeout: {e}"))?;
+        }
+        if let Some(p) = &self.outbound_traffic_policy {
+            if !matches!(p.mode.as_str(), "" | "ALLOW_ANY" | "REGISTRY_ONLY") {
+                return Err(format!(
+                    "MeshConfig: outboundTrafficPolicy.mode {:?} is not ALLOW_ANY or REGISTRY_ONLY",
+                    p.mode
+                ));
+            }
         }
         Ok(())
     }
@@ -228,5 +249,9 @@ mod tests {
         assert!(MeshConfig::parse("pathNormalization: {normalization: MERGE}").is_err());
         assert!(MeshConfig::parse("connectTimeout: soon").is_err());
         assert!(MeshConfig::parse("defaultConfig: {gatewayTopology: {forwardClientCertDetails: KEEP}}").is_err());
+        let mode = MeshConfig::parse("outboundTrafficPolicy: {mode: REGISTRY-ONLY}").unwrap_err();
+        assert!(mode.contains("is not ALLOW_ANY or REGISTRY_ONLY"), "{mode}");
+        let proxy = MeshConfig::parse("outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: egress.example}}");
+        assert_eq!(proxy.unwrap().ignored, ["outboundTrafficPolicy.egressProxy"], "reported as having no effect");
     }
 }

@@ -44,6 +44,71 @@ pub fn text(t: &RouteTable) -> String {
     out
 }
 
+/// `pylon routes --egress`: the ServiceEntry hosts this gateway forwards to, with the gateway ports
+/// that reach each, how their addresses are found, whether the gateway originates TLS, and the
+/// source address: what an egress gateway lets out. A destination outside the registry is never
+/// forwarded (503 NC, or the connection closed), whatever MeshConfig `outboundTrafficPolicy` says:
+/// at a gateway, as in Istio, the mode has no passthrough to govern.
+pub fn egress(t: &RouteTable) -> String {
+    let mut out = String::new();
+    let mut reached: std::collections::BTreeMap<usize, std::collections::BTreeSet<u16>> = Default::default();
+    let http = |rc: usize| {
+        t.route_configs.get(rc).into_iter().flat_map(|rc| &rc.virtual_hosts).flat_map(|vh| &vh.routes).flat_map(|r| {
+            match &r.action {
+                RouteAction::Forward { destinations, .. } => destinations.iter().map(|d| d.cluster).collect(),
+                _ => Vec::new(),
+            }
+        })
+    };
+    for l in &t.listeners {
+        let clusters: Vec<usize> = match &l.kind {
+            ListenerKind::Http { route_config, .. } => http(*route_config).collect(),
+            ListenerKind::Tcp { route, .. } => route.destinations.iter().map(|d| d.cluster).collect(),
+            ListenerKind::Tls { chains, .. } => chains
+                .iter()
+                .flat_map(|c| match &c.action {
+                    ChainAction::Http { route_config } => http(*route_config).collect::<Vec<_>>(),
+                    ChainAction::Tcp { route } | ChainAction::Passthrough { route } => {
+                        route.destinations.iter().map(|d| d.cluster).collect()
+                    }
+                })
+                .collect(),
+        };
+        for c in clusters {
+            reached.entry(c).or_default().insert(l.port);
+        }
+    }
+    let external: Vec<String> = reached
+        .iter()
+        .filter_map(|(id, ports)| {
+            let c = t.clusters.get(*id)?;
+            let s = c.service.as_ref().ok().filter(|s| s.defined_by.starts_with("ServiceEntry "))?;
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let tls = c.policy.origination.as_ref().map_or("no TLS origination".to_string(), |o| {
+                format!(
+                    "TLS origination {}",
+                    if o.mode == crate::raw::ClientTlsMode::Mutual { "MUTUAL" } else { "SIMPLE" }
+                )
+            });
+            let from = c.source.as_ref().map(|b| format!(", from {}", b.address)).unwrap_or_default();
+            Some(format!(
+                "  {}:{} ← gateway port {} ({}, {}{from})\n",
+                c.host,
+                c.port,
+                ports.join(", "),
+                s.resolution.as_str(),
+                tls
+            ))
+        })
+        .collect();
+    out.push_str("EGRESS (ServiceEntry hosts reachable through this gateway)\n");
+    if external.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    out.extend(external);
+    out
+}
+
 /// The security policies: they apply to every route of the workload.
 fn policies(out: &mut String, s: &Security) {
     if s.is_empty() {

@@ -61,6 +61,10 @@ pub struct RoutesArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Only the external hosts reachable through this gateway (ServiceEntry hosts its routes
+    /// forward to), by gateway port, with resolution, TLS origination and source address.
+    #[arg(long, conflicts_with = "output")]
+    pub egress: bool,
 }
 
 /// `pylon routes --output`.

@@ -58,6 +58,7 @@ pub fn routes(args: &RoutesArgs) -> u8 {
         return EXIT_INVALID;
     }
     let text = match args.output {
+        _ if args.egress => conf::render::egress(&built.table),
         Output::Text => conf::render::text(&built.table),
         Output::Json => match serde_json::to_string_pretty(&built.table) {
             Ok(json) => json + "\n",

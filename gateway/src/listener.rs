@@ -219,7 +219,7 @@ fn spawn_connection(mut tcp: TcpStream, key: ListenerKey, env: &Arc<Env>) {
         let snap = env.state.snapshot();
         let Some(peer) = client_address(&snap, &mut tcp, key).await else { return };
         if refused(&snap, peer, &tcp, key) {
-            return;
+            return env.telemetry.metrics.connection_refused(key.port, "denied_by_policy", None);
         }
         match kind_of(&snap, key) {
             Some(Kind::Http) => connection(tcp, peer, env).await,
@@ -285,7 +285,8 @@ async fn tcp_connection(tcp: TcpStream, peer: SocketAddr, key: ListenerKey, env:
             _ => None,
         });
     let Some(route) = route else {
-        return tracing::debug!(port = key.port, "no TCP route; closing");
+        tracing::debug!(port = key.port, "no TCP route; closing");
+        return env.telemetry.metrics.connection_refused(key.port, "no_route", None);
     };
     let connection = crate::proxy::policies::Connection {
         peer: Some(peer),
@@ -295,10 +296,10 @@ async fn tcp_connection(tcp: TcpStream, peer: SocketAddr, key: ListenerKey, env:
         client_cert: None,
     };
     if !crate::proxy::policies::l4_allowed(&snap, &connection) {
-        return;
+        return env.telemetry.metrics.connection_refused(key.port, "denied_by_policy", None);
     }
     let cluster = crate::l4::pick(route);
-    crate::l4::proxy(tcp, snap, cluster, &env, &format!("port {}", key.port)).await;
+    crate::l4::proxy(tcp, snap, cluster, &env, key.port, &format!("port {}", key.port)).await;
 }
 
 /// The socket as Pingora's stream: buffered (response header and body leave in one write), with

@@ -27,13 +27,33 @@ fn validate_accepts_the_shipped_examples() {
     // The credentials the examples name (`make run` makes the demo's in target/demo-certs);
     // validation only checks that the files are there.
     let creds = std::env::temp_dir().join(format!("pylon-example-creds-{}", std::process::id()));
-    std::fs::create_dir_all(creds.join("demo-cert")).unwrap();
-    for file in ["tls.crt", "tls.key"] {
-        std::fs::write(creds.join("demo-cert").join(file), "").unwrap();
+    for (name, files) in
+        [("demo-cert", &["tls.crt", "tls.key"][..]), ("egress-gateway-cert", &["tls.crt", "tls.key", "ca.crt"])]
+    {
+        std::fs::create_dir_all(creds.join(name)).unwrap();
+        for file in files {
+            std::fs::write(creds.join(name).join(file), "").unwrap();
+        }
     }
     for entry in std::fs::read_dir(root().join("conf/examples")).unwrap() {
         let dir = entry.unwrap().path();
-        let out = pylon(&["validate", "--config", dir.to_str().unwrap(), "--credentials-dir", creds.to_str().unwrap()]);
+        // Each example is for the workload its directory names.
+        let (labels, namespace) = if dir.ends_with("egress") {
+            ("istio=egressgateway", "istio-system")
+        } else {
+            ("istio=ingressgateway", "default")
+        };
+        let out = pylon(&[
+            "validate",
+            "--labels",
+            labels,
+            "--namespace",
+            namespace,
+            "--config",
+            dir.to_str().unwrap(),
+            "--credentials-dir",
+            creds.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(0), "{}: {}", dir.display(), stdout(&out));
         assert!(stdout(&out).is_empty(), "{} has warnings: {}", dir.display(), stdout(&out));
     }
@@ -115,6 +135,30 @@ fn routes_prints_the_bookinfo_virtual_host() {
     assert!(text.contains("1. default/bookinfo http[0] match[0]: path exact \"/productpage\""), "{text}");
     assert!(text.contains("5. default/bookinfo http[0] match[4]: path prefix \"/api/v1/products\""), "{text}");
     assert!(text.contains("outbound|9080||productpage.default.svc.cluster.local STATIC HTTP"), "{text}");
+}
+
+#[test]
+fn routes_egress_lists_the_external_hosts_each_gateway_port_reaches() {
+    // Istio's egress TLS-origination task: S24's ServiceEntry with S26's Gateway, routes and
+    // DestinationRule.
+    let dir = std::env::temp_dir().join(format!("pylon-egress-view-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let s24 = std::fs::read_to_string("../conf/tests/istio-samples/S24.yaml").unwrap();
+    let entry = s24.split("\n---\n").next().unwrap();
+    let s26 = std::fs::read_to_string("../conf/tests/istio-samples/S26.yaml").unwrap();
+    std::fs::write(dir.join("egress.yaml"), format!("{entry}\n---\n{s26}")).unwrap();
+    let policy = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: source}\nspec:\n  upstreamBind: {sourceAddress: 192.0.2.10}\n";
+    std::fs::write(dir.join("policy.yaml"), policy).unwrap();
+    let config = dir.display().to_string();
+    let out = pylon(&["routes", "--egress", "--labels", "istio=egressgateway", "--config", &config]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout(&out),
+        "EGRESS (ServiceEntry hosts reachable through this gateway)\n  edition.cnn.com:443 ← gateway port 80 (DNS, TLS origination SIMPLE, from 192.0.2.10)\n"
+    );
+    let ingress = pylon(&["routes", "--egress", "--config", "conf/tests/istio-samples/S25.yaml"]);
+    assert_eq!(stdout(&ingress), "EGRESS (ServiceEntry hosts reachable through this gateway)\n  (none)\n");
 }
 
 #[test]

@@ -165,3 +165,79 @@ async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_
     dns.set(host, &[Ipv4Addr::LOCALHOST], 1);
     until(&gw, host, "the name resolves again", |s, _| s == 200).await;
 }
+
+/// The value of the one sample of `metric` whose labels include every one of `labels`, if any.
+fn sample_value(metrics: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_outside_the_registry_are_refused_and_counted_in_either_outbound_mode() {
+    // A gateway forwards only to registry hosts, whatever `outboundTrafficPolicy` says: Istio's mode
+    // governs sidecars' passthrough, which a gateway has none of.
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: egress}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ['*']
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: ['*.example.com']
+    tls: {mode: PASSTHROUGH}
+  - port: {number: 9000, name: tcp, protocol: TCP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: unregistered}
+spec:
+  hosts: ['*']
+  gateways: [egress]
+  http: [{route: [{destination: {host: unregistered.example.com}}]}]
+  tls: [{match: [{sniHosts: [unregistered.example.com]}], route: [{destination: {host: unregistered.example.com, port: {number: 443}}}]}]
+  tcp: [{match: [{port: 9000}], route: [{destination: {host: unregistered.example.com, port: {number: 9000}}}]}]
+";
+    let ca = e2e::certs::Ca::new("any");
+    for mode in ["REGISTRY_ONLY", "ALLOW_ANY"] {
+        let setup = e2e::gateway::Setup {
+            mesh: Some(format!("outboundTrafficPolicy: {{mode: {mode}}}\n")),
+            ..Default::default()
+        };
+        let gw = TestGateway::start_with(yaml, setup);
+        let r = reqwest::Client::new().get(format!("{}/", gw.url(80))).header("host", "api.stripe.com").send().await;
+        assert_eq!(r.unwrap().status(), 503, "{mode}: HTTP");
+        let tls = e2e::tls::Client::to("unregistered.example.com", &ca.cert).connect(gw.addr(443)).await;
+        assert!(tls.is_err(), "{mode}: TLS passthrough closed");
+        let other = e2e::tls::Client::to("api.other.org", &ca.cert).connect(gw.addr(443)).await;
+        assert!(other.is_err(), "{mode}: an SNI no server names");
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr(9000)).await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(tcp.read(&mut buf).await.unwrap(), 0, "{mode}: TCP closed at once");
+
+        let refused = "pylon_connections_refused_total";
+        let metrics = gw
+            .metrics_when(|m| {
+                sample_value(m, refused, &["port=\"9000\""]).is_some()
+                    && sample_value(m, refused, &["reason=\"no_server_for_sni\""]).is_some()
+            })
+            .await;
+        let unregistered = "destination_service=\"unregistered.example.com\"";
+        for (port, reason, destination) in [
+            ("443", "not_in_registry", unregistered),
+            ("9000", "not_in_registry", unregistered),
+            ("443", "no_server_for_sni", "destination_service=\"unknown\""),
+        ] {
+            let labels = [&format!("port=\"{port}\"") as &str, &format!("reason=\"{reason}\""), destination];
+            assert_eq!(sample_value(&metrics, refused, &labels), Some(1.0), "{mode} {labels:?}:\n{metrics}");
+        }
+        let nc = ["response_code=\"503\"", "response_flags=\"NC\"", unregistered];
+        assert_eq!(sample_value(&metrics, "istio_requests_total", &nc), Some(1.0), "{mode}:\n{metrics}");
+    }
+}

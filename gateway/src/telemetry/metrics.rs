@@ -179,6 +179,7 @@ pub struct Metrics {
     tcp_opened: IntCounterVec,
     tcp_closed: IntCounterVec,
     gateway_requests: IntCounterVec,
+    connections_refused: IntCounterVec,
     /// `pylon_config_generation`.
     pub config_generation: IntGauge,
     /// `pylon_config_reloads_total{result}`.
@@ -237,6 +238,11 @@ impl Metrics {
                 "Requests by Gateway resource, server and route.",
                 &["gateway", "server", "route", "response_code", "response_flags"],
             ),
+            connections_refused: counter(
+                "pylon_connections_refused_total",
+                "Connections closed without being proxied (TCP and TLS routes; any listener for an address-only DENY policy), by gateway port, reason (no_server_for_sni, no_route, denied_by_policy, not_in_registry, no_healthy_upstream, pool_full, connect_failure) and destination.",
+                &["port", "reason", "destination_service"],
+            ),
             config_generation: IntGauge::new("pylon_config_generation", "The configuration generation serving.")
                 .expect("valid"),
             config_reloads: counter("pylon_config_reloads_total", "Configuration reloads by result.", &["result"]),
@@ -284,6 +290,7 @@ impl Metrics {
             Box::new(self.tcp_opened.clone()),
             Box::new(self.tcp_closed.clone()),
             Box::new(self.gateway_requests.clone()),
+            Box::new(self.connections_refused.clone()),
             Box::new(self.config_generation.clone()),
             Box::new(self.config_reloads.clone()),
             Box::new(self.restart_required.clone()),
@@ -367,6 +374,13 @@ impl Metrics {
         series.request_bytes.observe(r.request_bytes as f64);
         series.response_bytes.observe(r.response_bytes as f64);
         self.gateway_requests.with_label_values(&[r.gateway, r.server, r.route, code, r.flags]).inc();
+    }
+
+    /// Counts a connection on gateway `port` closed without being proxied, and why; `destination`
+    /// is the destination service host when a route chose one.
+    pub fn connection_refused(&self, port: u16, reason: &str, destination: Option<&Destination>) {
+        let destination = destination.map_or("unknown", |d| &*d.service);
+        self.connections_refused.with_label_values(&[&port.to_string(), reason, destination]).inc();
     }
 
     /// Counts a TCP connection to `d`: opened now.

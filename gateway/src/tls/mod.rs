@@ -49,7 +49,8 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
     let Some(listener) = snap.table.listeners.iter().find(|l| l.port == key.port && l.bind == key.bind) else { return };
     let Some((_, chain)) = listener.chain(hello.sni.as_deref()) else {
         // Envoy: no filter chain matches → the connection is closed, no certificate is sent.
-        return tracing::info!(?peer, port = key.port, sni = ?hello.sni, "no Gateway server for this SNI; connection refused");
+        tracing::info!(?peer, port = key.port, sni = ?hello.sni, "no Gateway server for this SNI; connection refused");
+        return env.telemetry.metrics.connection_refused(key.port, "no_server_for_sni", None);
     };
     let what = format!("port {} sni {:?}", key.port, hello.sni.as_deref().unwrap_or(""));
     let local = stream.get_socket_digest().and_then(|d| d.local_addr().cloned()).and_then(|a| a.as_inet().copied());
@@ -58,10 +59,10 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
     match &chain.action {
         ChainAction::Passthrough { route } => {
             if !l4_allowed(&snap, &connection(None)) {
-                return;
+                return env.telemetry.metrics.connection_refused(key.port, "denied_by_policy", None);
             }
             let cluster = crate::l4::pick(route);
-            crate::l4::proxy(stream, snap, cluster, &env, &what).await;
+            crate::l4::proxy(stream, snap, cluster, &env, key.port, &what).await;
         }
         ChainAction::Http { route_config } => {
             let session = session(&snap, chain, &key, Some(*route_config), hello.sni);
@@ -86,7 +87,9 @@ pub async fn serve(mut stream: L4Stream, key: ListenerKey, env: Arc<Env>) {
                     .peer_certificate()
                     .map(|c| PeerCertificate::of(&c, ssl.verify_result() == X509VerifyResult::OK));
                 if l4_allowed(&snap, &connection(cert.as_ref())) {
-                    crate::l4::proxy(tls, snap, cluster, &env, &what).await;
+                    crate::l4::proxy(tls, snap, cluster, &env, key.port, &what).await;
+                } else {
+                    env.telemetry.metrics.connection_refused(key.port, "denied_by_policy", None);
                 }
             }
         }
