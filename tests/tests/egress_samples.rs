@@ -69,6 +69,13 @@ async fn http_egress_sample_reaches_the_external_host_through_dns() {
     assert_eq!((r.status().as_u16(), r.headers().get("x-upstream").unwrap().to_str().unwrap()), (200, "cnn"));
     assert_eq!((cnn.last().header("host"), cnn.last().path.as_str()), (Some("edition.cnn.com"), "/politics"));
     assert!(dns.queries().contains(&"edition.cnn.com".to_string()));
+    let metrics = gw.metrics_when(|m| m.contains("destination_service=\"edition.cnn.com\"")).await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("istio_requests_total{")
+            && l.contains("destination_service=\"edition.cnn.com\"")
+            && l.contains("response_code=\"200\"")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,6 +97,62 @@ async fn tls_passthrough_egress_sample_reaches_the_external_host_by_sni() {
     assert!(!r.header("x-seen-headers").unwrap().contains("x-forwarded-for"), "bytes pass untouched");
     // Only the SNI the Gateway names passes.
     assert!(Client::to("www.example.com", &ca.cert).connect(gw.addr(443)).await.is_err());
+    let opened = "istio_tcp_connections_opened_total{";
+    let metrics = gw.metrics_when(|m| m.lines().any(|l| l.starts_with(opened))).await;
+    assert!(
+        metrics.lines().any(|l| l.starts_with(opened) && l.contains("destination_service=\"edition.cnn.com\"")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_egress_passes_every_matching_sni_to_the_one_host_istio_documents() {
+    // Istio's wildcard-egress task: a gateway forwards `*.wikipedia.org` to one DNS host,
+    // www.wikipedia.org, which serves every language's site; it cannot forward to an arbitrary
+    // host the SNI names (Istio documents that this needs a dynamic forward proxy).
+    let ca = public_ca();
+    let dns = TestDns::start().await;
+    let ip = public_address();
+    let cert = ca.issue(&Leaf::server(&["*.wikipedia.org"]));
+    let www = TlsUpstream::start_on("www", &cert, SocketAddr::new(ip.into(), 443)).await;
+    dns.set("www.wikipedia.org", &[ip], 30);
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: www-wikipedia}
+spec:
+  hosts: [www.wikipedia.org]
+  ports: [{number: 443, name: https, protocol: HTTPS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ['*.wikipedia.org']
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-wikipedia-through-egress-gateway}
+spec:
+  hosts: ['*.wikipedia.org']
+  gateways: [mesh, istio-egressgateway]
+  tls:
+  - match: [{gateways: [mesh], port: 443, sniHosts: ['*.wikipedia.org']}]
+    route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: wikipedia, port: {number: 443}}}]
+  - match: [{gateways: [istio-egressgateway], port: 443, sniHosts: ['*.wikipedia.org']}]
+    route: [{destination: {host: www.wikipedia.org, port: {number: 443}}, weight: 100}]
+";
+    let gw = TestGateway::start_with(yaml, egress_workload(&dns));
+    for site in ["en.wikipedia.org", "de.wikipedia.org"] {
+        let r = Client::to(site, &ca.cert).get(gw.addr(443), site, "/wiki/Main_Page", &[]).await.unwrap();
+        assert_eq!((r.status, r.upstream()), (200, Some("www")), "{site}");
+    }
+    assert_eq!(www.sni.lock().unwrap().as_slice(), ["en.wikipedia.org", "de.wikipedia.org"], "the client's SNI");
+    assert!(Client::to("en.wikipedia.com", &ca.cert).connect(gw.addr(443)).await.is_err(), "outside the wildcard");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
