@@ -241,3 +241,21 @@ spec:
         assert_eq!(sample_value(&metrics, "istio_requests_total", &nc), Some(1.0), "{mode}:\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_address_of_an_external_name_is_an_endpoint() {
+    use std::net::Ipv4Addr;
+    let dns = e2e::dns::TestDns::start().await;
+    let one = Upstream::start("one").await;
+    let two = Upstream::start_on("two", &format!("127.0.0.2:{}", one.port())).await.unwrap();
+    dns.set("api.external.test", &[Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 0, 0, 2)], 30);
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: egress}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers: [{{port: {{number: 80, name: http, protocol: HTTP}}, hosts: [api.external.test]}}]\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: external}}\nspec:\n  hosts: [api.external.test]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  resolution: DNS\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: external}}\nspec:\n  hosts: [api.external.test]\n  gateways: [egress]\n  http: [{{route: [{{destination: {{host: api.external.test}}}}]}}]\n",
+        one.port()
+    );
+    let gw = TestGateway::start_with(&yaml, e2e::gateway::Setup { dns_server: Some(dns.addr), ..Default::default() });
+    for _ in 0..20 {
+        assert_eq!(get(&gw, "api.external.test").await.0, 200);
+    }
+    assert!(one.seen().len() >= 3 && two.seen().len() >= 3, "{} and {}", one.seen().len(), two.seen().len());
+}
