@@ -46,6 +46,13 @@ impl TestDns {
         self.records.lock().unwrap().insert(name.trim_end_matches('.').to_ascii_lowercase(), (Vec::new(), SERVFAIL));
     }
 
+    /// Answers `name`'s A queries with SERVFAIL and its other queries with no data: a resolver
+    /// that falls back to AAAA after a failed A query then hears "no address", which is not what
+    /// the server said of the name's IPv4 addresses.
+    pub fn fail_ipv4(&self, name: &str) {
+        self.records.lock().unwrap().insert(name.trim_end_matches('.').to_ascii_lowercase(), (Vec::new(), SERVFAIL_A));
+    }
+
     /// The names asked so far (A queries).
     pub fn queries(&self) -> Vec<String> {
         self.queries.lock().unwrap().clone()
@@ -60,6 +67,8 @@ impl Drop for TestDns {
 
 /// The TTL that stands for "answer SERVFAIL" in [`Records`].
 const SERVFAIL: u32 = u32::MAX;
+/// The TTL that stands for "answer SERVFAIL to A queries only".
+const SERVFAIL_A: u32 = u32::MAX - 1;
 
 /// Name → (addresses, TTL).
 type Records = Arc<Mutex<HashMap<String, (Vec<Ipv4Addr>, u32)>>>;
@@ -82,6 +91,8 @@ fn respond(q: &[u8], records: &Records, queries: &Arc<Mutex<Vec<String>>>) -> Op
     };
     let (ips, ttl, rcode) = match answer {
         Some((_, SERVFAIL)) => (Vec::new(), 0, 2u8),
+        Some((_, SERVFAIL_A)) if qtype == 1 => (Vec::new(), 0, 2u8),
+        Some((_, SERVFAIL_A)) => (Vec::new(), 5, 0u8),
         Some((ips, ttl)) if !ips.is_empty() || qtype != 1 => (ips, ttl, 0u8),
         _ => (Vec::new(), 0, 3),
     };

@@ -158,6 +158,14 @@ async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(get(&gw, host).await.0, 200, "a server failure keeps the last addresses");
+    // Likewise when only the A query fails and the AAAA query finds nothing.
+    dns.fail_ipv4(host);
+    let asked = dns.queries().len();
+    while dns.queries().len() < asked + 2 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(15), "no lookup again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&gw, host).await.0, 200, "a failed A query keeps the last addresses");
 
     // The name is gone (NXDOMAIN): no endpoint is left, and the answer says why.
     dns.set(host, &[], 1);

@@ -18,6 +18,7 @@ use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::TokioResolver;
 
 use crate::cluster::{Endpoint, Upstream};
@@ -75,7 +76,23 @@ impl Dns {
         // A trailing dot makes the name absolute: no search-domain queries.
         let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
         match self.resolver.lookup_ip(fqdn.as_str()).await {
-            Ok(answer) => Ok((answer.iter().collect(), answer.valid_until())),
+            Ok(answer) if answer.iter().next().is_some() => Ok((answer.iter().collect(), answer.valid_until())),
+            Ok(_) => self.confirm_no_address(&fqdn).await,
+            Err(e) if says_no_address(&e) => self.confirm_no_address(&fqdn).await,
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Asks for `fqdn`'s A records again on their own: hickory answers an IPv4-then-IPv6 lookup
+    /// whose A query failed (a timeout, SERVFAIL) with the AAAA query's answer, and an empty one
+    /// there must not remove addresses the failed A query would have kept.
+    async fn confirm_no_address(&self, fqdn: &str) -> Result<(Vec<IpAddr>, Instant), String> {
+        match self.resolver.lookup(fqdn, RecordType::A).await {
+            Ok(answer) => {
+                let ips: Vec<IpAddr> = answer.answers().iter().filter_map(|r| r.data.ip_addr()).collect();
+                let until = if ips.is_empty() { Instant::now() + FAILURE_RETRY } else { answer.valid_until() };
+                Ok((ips, until))
+            }
             Err(e) if says_no_address(&e) => Ok((Vec::new(), Instant::now() + FAILURE_RETRY)),
             Err(e) => Err(e.to_string()),
         }
