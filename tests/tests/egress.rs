@@ -61,8 +61,7 @@ spec:
 /// The address the upstream saw the gateway's connection come from, for one request over HTTP
 /// and one over the TCP route.
 async fn sources(gw: &TestGateway, upstream: &Upstream) -> (SocketAddr, SocketAddr) {
-    let r = reqwest::Client::new().get(format!("{}/x", gw.url(80))).header("host", "partner.example").send().await;
-    assert_eq!(r.unwrap().status(), 200);
+    assert_eq!(get(gw, "partner.example", "/x").await.status, 200);
     let http = upstream.last().peer;
     let mut tcp = tokio::net::TcpStream::connect(gw.addr(9000)).await.unwrap();
     tcp.write_all(b"GET /y HTTP/1.1\r\nhost: partner.example\r\nconnection: close\r\n\r\n").await.unwrap();
@@ -111,26 +110,24 @@ async fn a_source_address_this_host_does_not_have_fails_the_connection_rather_th
     let upstream = Upstream::start("partner").await;
     let policy = "apiVersion: gateway.pylon.dev/v1alpha1\nkind: GatewayPolicy\nmetadata: {name: egress-address}\nspec:\n  upstreamBind: {sourceAddress: 192.0.2.77}\n";
     let gw = TestGateway::start(&egress(upstream.addr, policy));
-    let r = reqwest::Client::new().get(format!("{}/x", gw.url(80))).header("host", "partner.example").send().await;
-    assert_eq!(r.unwrap().status(), 503);
+    assert_eq!(get(&gw, "partner.example", "/x").await.status, 503);
     assert!(upstream.seen().is_empty(), "nothing reached the upstream");
 }
 
-/// GET `/` with `Host: host` on port 80: the status and body.
-async fn get(gw: &TestGateway, host: &str) -> (u16, String) {
-    let r = reqwest::Client::new().get(format!("{}/", gw.url(80))).header("host", host).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+/// GET `path` with `Host: host` on the gateway's port 80.
+async fn get(gw: &TestGateway, host: &str, path: &str) -> e2e::client::Reply {
+    e2e::client::get(&e2e::client::http1(), &gw.url(80), host, path, &[]).await
 }
 
 /// Polls until `done` holds for the answer to `host`, for at most 15 s.
 async fn until(gw: &TestGateway, host: &str, what: &str, done: impl Fn(u16, &str) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let (status, body) = get(gw, host).await;
-        if done(status, &body) {
+        let r = get(gw, host, "/").await;
+        if done(r.status, &r.body) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{what}: still {status} {body}");
+        assert!(std::time::Instant::now() < deadline, "{what}: still {} {}", r.status, r.body);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -147,7 +144,7 @@ async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_
     );
     let gw = TestGateway::start_with(&yaml, e2e::gateway::Setup { dns_server: Some(dns.addr), ..Default::default() });
     let host = "api.external.test";
-    assert_eq!(get(&gw, host).await.0, 200);
+    assert_eq!(get(&gw, host, "/").await.status, 200);
 
     // A lookup that fails says nothing about the name: the last addresses keep serving.
     dns.fail(host);
@@ -157,7 +154,7 @@ async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_
         assert!(std::time::Instant::now() < deadline, "the name was not looked up again");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(get(&gw, host).await.0, 200, "a server failure keeps the last addresses");
+    assert_eq!(get(&gw, host, "/").await.status, 200, "a server failure keeps the last addresses");
     // Likewise when only the A query fails and the AAAA query finds nothing.
     dns.fail_ipv4(host);
     let asked = dns.queries().len();
@@ -165,7 +162,7 @@ async fn an_external_name_that_stops_resolving_answers_503_uh_until_it_resolves_
         assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(15), "no lookup again");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(get(&gw, host).await.0, 200, "a failed A query keeps the last addresses");
+    assert_eq!(get(&gw, host, "/").await.status, 200, "a failed A query keeps the last addresses");
 
     // The name is gone (NXDOMAIN): no endpoint is left, and the answer says why.
     dns.set(host, &[], 1);
@@ -221,8 +218,7 @@ spec:
             ..Default::default()
         };
         let gw = TestGateway::start_with(yaml, setup);
-        let r = reqwest::Client::new().get(format!("{}/", gw.url(80))).header("host", "api.stripe.com").send().await;
-        assert_eq!(r.unwrap().status(), 503, "{mode}: HTTP");
+        assert_eq!(get(&gw, "api.stripe.com", "/").await.status, 503, "{mode}: HTTP");
         let tls = e2e::tls::Client::to("unregistered.example.com", &ca.cert).connect(gw.addr(443)).await;
         assert!(tls.is_err(), "{mode}: TLS passthrough closed");
         let other = e2e::tls::Client::to("api.other.org", &ca.cert).connect(gw.addr(443)).await;
@@ -265,7 +261,7 @@ async fn every_address_of_an_external_name_is_an_endpoint() {
     );
     let gw = TestGateway::start_with(&yaml, e2e::gateway::Setup { dns_server: Some(dns.addr), ..Default::default() });
     for _ in 0..20 {
-        assert_eq!(get(&gw, "api.external.test").await.0, 200);
+        assert_eq!(get(&gw, "api.external.test", "/").await.status, 200);
     }
     assert!(one.seen().len() >= 3 && two.seen().len() >= 3, "{} and {}", one.seen().len(), two.seen().len());
 }

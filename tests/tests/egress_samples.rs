@@ -47,6 +47,11 @@ fn public_ca() -> &'static Ca {
     })
 }
 
+/// GET edition.cnn.com/politics through the gateway's port 80.
+async fn politics(gw: &TestGateway) -> e2e::client::Reply {
+    e2e::client::get(&e2e::client::http1(), &gw.url(80), "edition.cnn.com", "/politics", &[]).await
+}
+
 fn egress_workload(dns: &TestDns) -> Setup {
     Setup {
         labels: Some([("istio".to_string(), "egressgateway".to_string())].into()),
@@ -64,9 +69,8 @@ async fn http_egress_sample_reaches_the_external_host_through_dns() {
     let cnn = Upstream::start_on("cnn", &format!("{ip}:80")).await.unwrap();
     dns.set("edition.cnn.com", &[ip], 30);
     let gw = TestGateway::start_with(&sample("S24.yaml"), egress_workload(&dns));
-    let r = reqwest::Client::new().get(format!("{}/politics", gw.url(80))).header("host", "edition.cnn.com").send();
-    let r = r.await.unwrap();
-    assert_eq!((r.status().as_u16(), r.headers().get("x-upstream").unwrap().to_str().unwrap()), (200, "cnn"));
+    let r = politics(&gw).await;
+    assert_eq!((r.status, r.upstream()), (200, Some("cnn")));
     assert_eq!((cnn.last().header("host"), cnn.last().path.as_str()), (Some("edition.cnn.com"), "/politics"));
     assert!(dns.queries().contains(&"edition.cnn.com".to_string()));
     let metrics = gw.metrics_when(|m| m.contains("destination_service=\"edition.cnn.com\"")).await;
@@ -168,11 +172,10 @@ async fn tls_origination_egress_sample_sends_https_to_the_external_host() {
     dns.set("edition.cnn.com", &[ip], 1);
     let service_entry = sample("S24.yaml").split("\n---\n").next().unwrap().to_string() + "\n---\n";
     let gw = TestGateway::start_with(&(service_entry + &sample("S26.yaml")), egress_workload(&dns));
-    let r = reqwest::Client::new().get(format!("{}/politics", gw.url(80))).header("host", "edition.cnn.com").send();
-    let r = r.await.unwrap();
-    assert_eq!(r.status(), 200);
-    let seen = r.headers().get("x-seen-headers").unwrap().to_str().unwrap().to_string();
-    assert_eq!(r.text().await.unwrap(), "cnn /politics HTTP/1.1", "over TLS, to the external host");
+    let r = politics(&gw).await;
+    assert_eq!(r.status, 200);
+    let seen = r.header("x-seen-headers").unwrap().to_string();
+    assert_eq!(r.body, "cnn /politics HTTP/1.1", "over TLS, to the external host");
     assert!(seen.contains("host: edition.cnn.com"), "{seen}");
     assert_eq!(cnn.sni.lock().unwrap().as_slice(), ["edition.cnn.com"], "SNI from the request's host");
 
@@ -187,8 +190,7 @@ async fn tls_origination_egress_sample_sends_https_to_the_external_host() {
     dns.set("edition.cnn.com", &[rogue_ip], 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = reqwest::Client::new().get(format!("{}/politics", gw.url(80))).header("host", "edition.cnn.com").send();
-        if r.await.unwrap().status() == 503 {
+        if politics(&gw).await.status == 503 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the DNS change was not picked up");

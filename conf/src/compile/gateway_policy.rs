@@ -20,13 +20,10 @@ const LEVELS: [&str; 4] = ["route", "server", "gateway", "workload"];
 /// The most specific level at which `p` attaches to `route` served by `servers`, if any. Without
 /// a route (modules decided before routing), VirtualService targets never match.
 fn level(p: &Resource<GatewayPolicy>, route: Option<&Route>, servers: &[&Server], sel: &Selection) -> Option<usize> {
-    let ns = p.meta.namespace();
-    let selected =
-        p.spec.selector.as_ref().is_none_or(|s| s.match_labels.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
-    let in_scope = ns == sel.namespace || ns == sel.root_namespace;
-    if !selected || !in_scope {
+    if !for_this_workload(p, sel) {
         return None;
     }
+    let ns = p.meta.namespace();
     if p.spec.target_refs.is_empty() {
         return Some(3);
     }
@@ -46,6 +43,15 @@ fn level(p: &Resource<GatewayPolicy>, route: Option<&Route>, servers: &[&Server]
 }
 
 type Policy = Resource<GatewayPolicy>;
+
+/// True when `p` is for this workload: its selector (if any) matches the workload's labels, and it
+/// is in the workload's namespace or the root namespace.
+fn for_this_workload(p: &Policy, sel: &Selection) -> bool {
+    let ns = p.meta.namespace();
+    let selected =
+        p.spec.selector.as_ref().is_none_or(|s| s.match_labels.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
+    selected && (ns == sel.namespace || ns == sel.root_namespace)
+}
 
 /// The winner of [`most_specific`]: its level, the policy, and the later policies that tie with
 /// it (not used).
@@ -105,16 +111,7 @@ pub(super) fn bind_upstream(config: &Config, sel: &Selection, clusters: &mut [Cl
     let with: Vec<&Policy> = config
         .gateway_policies
         .iter()
-        .filter(|p| p.spec.upstream_bind.is_some())
-        .filter(|p| {
-            let ns = p.meta.namespace();
-            let selected = p
-                .spec
-                .selector
-                .as_ref()
-                .is_none_or(|s| s.match_labels.iter().all(|(k, v)| sel.labels.get(k) == Some(v)));
-            selected && (ns == sel.namespace || ns == sel.root_namespace)
-        })
+        .filter(|p| p.spec.upstream_bind.is_some() && for_this_workload(p, sel))
         .collect();
     for p in &with {
         for (i, t) in p.spec.target_refs.iter().enumerate().filter(|(_, t)| t.kind == "ServiceEntry") {

@@ -47,13 +47,7 @@ pub(super) fn validate(p: &GatewayPolicy, r: &mut Reporter<'_>) {
         );
     }
     match &p.rate_limit {
-        None if p.headers.is_none()
-            && p.cache.is_none()
-            && p.client_address.is_none()
-            && p.authorization.is_none()
-            && p.request_authentication.is_none()
-            && p.upstream_bind.is_none() =>
-        {
+        None if !sets_request_modules(p) && p.upstream_bind.is_none() => {
             r.warn(
                 Code::NoEffect,
                 "spec",
@@ -133,19 +127,23 @@ fn targets_for_upstream_bind(p: &GatewayPolicy, r: &mut Reporter<'_>) {
         )
         .hint = Some("put upstreamBind in a policy of its own, with a selector or ServiceEntry targetRefs".into());
     }
-    let others = p.rate_limit.is_some()
-        || p.headers.is_some()
-        || p.cache.is_some()
-        || p.client_address.is_some()
-        || p.authorization.is_some()
-        || p.request_authentication.is_some();
-    if to_service_entry && others {
+    if to_service_entry && sets_request_modules(p) {
         r.error(
             Code::Policy,
             "spec.targetRefs",
             "a ServiceEntry target takes only upstreamBind: the other modules apply to requests, chosen by Gateway, server or route",
         );
     }
+}
+
+/// True when `p` sets a module that applies to requests (every module but `upstreamBind`).
+fn sets_request_modules(p: &GatewayPolicy) -> bool {
+    p.rate_limit.is_some()
+        || p.headers.is_some()
+        || p.cache.is_some()
+        || p.client_address.is_some()
+        || p.authorization.is_some()
+        || p.request_authentication.is_some()
 }
 
 fn upstream_bind(b: &crate::raw::UpstreamBind, r: &mut Reporter<'_>) {
