@@ -9,6 +9,7 @@
 pub(crate) mod at;
 pub mod compile;
 pub mod config;
+pub mod decide;
 pub mod diagnostic;
 pub mod load;
 pub mod matcher;

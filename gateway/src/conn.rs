@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use std::hash::{Hash, Hasher};
 
-use conf::table::{ChainAction, ListenerKind, RouteConfigId, RouteTable, Server, ServerId, TlsMode};
+use conf::table::{ChainAction, ListenerKind, RouteConfigId, Server, ServerId, TlsMode};
 
 use crate::snapshot::Snapshot;
 
@@ -73,22 +73,6 @@ pub fn fingerprint(server: &Server) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_vec(server).unwrap_or_default().hash(&mut h);
     h.finish()
-}
-
-/// The plaintext HTTP route table of the listener for Gateway port `port` bound to `local` (or to
-/// every address).
-pub fn plaintext_route_config(table: &RouteTable, port: u16, local: Option<IpAddr>) -> Option<RouteConfigId> {
-    let http = |l: &&conf::table::Listener| matches!(l.kind, ListenerKind::Http { .. }) && l.port == port;
-    let listener = table
-        .listeners
-        .iter()
-        .filter(http)
-        .find(|l| l.bind.is_some() && l.bind == local)
-        .or_else(|| table.listeners.iter().filter(http).find(|l| l.bind.is_none()))?;
-    match listener.kind {
-        ListenerKind::Http { route_config, .. } => Some(route_config),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

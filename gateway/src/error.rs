@@ -1,5 +1,6 @@
 //! The one table mapping how a request ended to its status code, body and Envoy response flag
-//! (CONTRACT.md "Status codes", `istio-semantics.md` §2.13).
+//! (the README's "Status codes"; Envoy's response flags:
+//! <https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#config-access-log-format-response-flags>).
 
 use pingora::{Error, ErrorType};
 

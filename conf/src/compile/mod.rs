@@ -1,6 +1,6 @@
 //! Compilation: the validated configuration → the [`RouteTable`] this workload serves.
 //!
-//! Pure and deterministic. Steps, in Istio's order (`reference/istio-semantics.md` §7):
+//! Pure and deterministic. Steps, in Istio's order (Istio's `pilot/pkg/networking/core` gateway builder):
 //! select Gateways by `selector` ⊆ labels; merge servers per (port, bind) in creation order;
 //! build one route table per plaintext port and per terminating HTTPS server from the bound
 //! VirtualServices (host intersection, routes in declaration order, catch-alls last); resolve

@@ -1,4 +1,5 @@
-//! Virtual-host selection by Host / `:authority` (Envoy semantics, `istio-semantics.md` §2.3).
+//! Virtual-host selection by Host / `:authority` (Envoy's virtual-host
+//! domain matching: <https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#config-route-v3-virtualhost>).
 
 use std::collections::HashMap;
 

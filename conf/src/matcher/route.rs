@@ -71,7 +71,18 @@ impl<'a> Request<'a> {
         Some(&q[..q.find('#').unwrap_or(q.len())])
     }
 
-    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+    /// The value a query condition on `name` sees: the first occurrence's, as sent (`?key`
+    /// has the empty value); `None` when absent.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The value a header condition on `name` sees: pseudo-headers from the request line,
+    /// others from the headers (repeated ones comma-joined).
+    pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
         match name {
             ":method" => Some(Cow::Borrowed(self.method)),
             ":scheme" => Some(Cow::Borrowed(self.scheme)),
@@ -149,13 +160,19 @@ impl QueryMatcher {
     /// values are compared as sent, percent-encoding included (Envoy's route matching parses the
     /// query with `QueryParamsMulti::parseQueryString`, which does not decode: `source/common/router/config_impl.cc`).
     pub fn matches(&self, req: &Request<'_>) -> bool {
-        let Some(query) = req.query() else { return false };
-        let first = query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == self.name).then_some(v)
-        });
-        first.is_some_and(|v| self.matcher.matches(v, false))
+        req.query_param(&self.name).is_some_and(|v| self.matcher.matches(v, false))
     }
+}
+
+/// A condition of a [`RouteMatch`] that a request does not meet.
+#[derive(Debug, Clone, Copy)]
+pub enum Miss<'m> {
+    /// The path condition.
+    Path(&'m PathMatcher),
+    /// A header condition (`headers`, `withoutHeaders`, `method`, `authority`, `scheme`).
+    Header(&'m HeaderMatcher),
+    /// A query parameter condition.
+    Query(&'m QueryMatcher),
 }
 
 /// One compiled `HTTPMatchRequest`: every condition must hold.
@@ -179,9 +196,20 @@ impl RouteMatch {
 
     /// True when every condition holds for `req`.
     pub fn matches(&self, req: &Request<'_>) -> bool {
-        self.path.matches(req)
-            && self.headers.iter().all(|h| h.matches(req))
-            && self.query.iter().all(|q| q.matches(req))
+        self.first_miss(req).is_none()
+    }
+
+    /// The first condition that does not hold for `req`, in the order they are checked: the
+    /// path, the headers, the query parameters. `None` when the route matches. (`matches` is
+    /// this, so `pylon explain` reports the very check the data plane made.)
+    pub fn first_miss(&self, req: &Request<'_>) -> Option<Miss<'_>> {
+        if !self.path.matches(req) {
+            return Some(Miss::Path(&self.path));
+        }
+        if let Some(h) = self.headers.iter().find(|h| !h.matches(req)) {
+            return Some(Miss::Header(h));
+        }
+        self.query.iter().find(|q| !q.matches(req)).map(Miss::Query)
     }
 
     /// Istio `IsCatchAllRoute`: prefix `/` (or regex `.*`) with no header or query condition.

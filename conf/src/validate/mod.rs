@@ -1,4 +1,4 @@
-//! Validation: Istio's rules and messages for every kind (`reference/istio-semantics.md` §4),
+//! Validation: Istio's rules and messages for every kind (Istio's `pkg/config/validation`),
 //! every problem collected in one pass. Nothing here depends on which workload is running:
 //! `pylon validate` reports what Istio's validating webhook would, plus Pylon's strictness.
 

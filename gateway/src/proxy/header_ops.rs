@@ -1,11 +1,9 @@
 //! VirtualService header operations (`headers.request` / `headers.response`), applied the same way
 //! to the request sent upstream, the response sent downstream, and local replies.
 
-use conf::table::{HeaderOps, Route, RouteAction};
+use conf::table::HeaderOps;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
-
-use super::ctx::Ctx;
 
 /// Headers that operations can change.
 pub trait Target {
@@ -61,25 +59,4 @@ pub fn apply(target: &mut impl Target, ops: &HeaderOps, side: Side) -> Result<()
         target.add(k, v)?;
     }
     Ok(())
-}
-
-/// The operations of a request's route, in Istio's order: with one destination, the route's and
-/// then the destination's (which win); with weighted destinations, the destination's and then the
-/// route's (which win).
-pub fn in_order<'a>(route: &'a Route, ctx: &Ctx) -> impl Iterator<Item = &'a HeaderOps> {
-    let destination = match &route.action {
-        RouteAction::Forward { destinations, weighted } => ctx
-            .cluster
-            .and_then(|c| destinations.iter().find(|d| d.cluster == c))
-            .and_then(|d| d.headers.as_deref())
-            .map(|h| (h, *weighted)),
-        _ => None,
-    };
-    // No allocation: this runs for every request, up to three times.
-    let (first, last) = match destination {
-        Some((d, true)) => (Some(d), None),
-        Some((d, false)) => (None, Some(d)),
-        None => (None, None),
-    };
-    first.into_iter().chain(std::iter::once(&route.headers)).chain(last)
 }

@@ -90,7 +90,7 @@ impl Gateway {
             return;
         }
         ctx.port = local.and_then(|a| self.state.ports().declared(a)).unwrap_or_default();
-        ctx.route_config = crate::conn::plaintext_route_config(&ctx.snap.table, ctx.port, ctx.local_ip);
+        ctx.route_config = ctx.snap.table.http_route_config(ctx.port, ctx.local_ip);
     }
 }
 

@@ -1,13 +1,14 @@
-//! Routing one request: listener → virtual host → first matching route → action
-//! (`istio-semantics.md` §2.3–§2.6).
+//! Routing one request: the route table's decision (`conf::decide`, shared with `pylon explain`),
+//! then the action: forward, redirect or answer.
 
-use conf::matcher::{Request, StringMatcher};
+use conf::decide::{redirect, Found};
+use conf::matcher::Request;
 
 use conf::table::RouteAction;
 use pingora::proxy::Session;
 
 use super::ctx::{Ctx, RouteRef};
-use super::reply::{self, LocalReply};
+use super::reply::LocalReply;
 use super::request::{authority, HeaderView};
 use crate::cluster::pick_weighted;
 use crate::error::Outcome;
@@ -29,28 +30,26 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
     let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let Some(config) = ctx.route_config else { return no_route(ctx) };
     let Some(rc) = snap.table.route_configs.get(config) else { return no_route(ctx) };
-    let Some(vhost_index) = rc.virtual_host_index(&host) else { return no_route(ctx) };
-    let Some(vhost) = rc.virtual_hosts.get(vhost_index) else { return no_route(ctx) };
-    // Istio httpsRedirect: every plaintext request to the host is redirected, before any route.
-    if vhost.require_tls && ctx.scheme != "https" {
-        return Decision::Reply(LocalReply::redirect(301, format!("https://{host}{path}")));
-    }
     let headers = HeaderView(&req.headers);
     let view = Request::new(req.method.as_str(), ctx.scheme, &host, path, &headers);
-    // Istio: the first matching route wins; no fallback to another virtual host.
-    let Some(index) = vhost.routes.iter().position(|r| r.matcher.matches(&view)) else { return no_route(ctx) };
+    let (vhost_index, index) = match rc.find(&view) {
+        Found::Route { vhost, route } => (vhost, route),
+        // Istio httpsRedirect: every plaintext request to the host is redirected, before any route.
+        Found::HttpsRedirect { .. } => {
+            return Decision::Reply(LocalReply::redirect(301, format!("https://{host}{path}")));
+        }
+        Found::NoVirtualHost | Found::NoRoute { .. } => return no_route(ctx),
+    };
     ctx.route = Some(RouteRef { config, vhost: vhost_index, route: index });
-    let route = &vhost.routes[index];
+    let Some(route) = rc.virtual_hosts.get(vhost_index).and_then(|v| v.routes.get(index)) else {
+        return no_route(ctx);
+    };
     if let Some(limited) = super::ratelimit::check(session, ctx, route.rate_limit) {
         return Decision::Reply(limited);
     }
     match &route.action {
         RouteAction::Redirect(r) => {
-            let prefix = match &route.matcher.path.matcher {
-                StringMatcher::Prefix(p) => Some(p.as_str()),
-                _ => None,
-            };
-            let location = reply::location(r, ctx.scheme, &host, path, prefix);
+            let location = redirect::location(r, ctx.scheme, &host, path, route.matched_prefix());
             Decision::Reply(LocalReply::redirect(r.code, location).with_response_ops(&route.headers))
         }
         RouteAction::DirectResponse { status, body } => {

@@ -10,6 +10,7 @@ use super::header_ops::{self, Side};
 use super::reply::SERVER;
 use super::request::rewrite_authority;
 use crate::error::Outcome;
+use conf::decide::rewrite;
 
 /// The peer for the next attempt; `Err` is the outcome to answer with. `req` is the request (the
 /// SNI of TLS origination defaults to the authority sent upstream); `downstream_h2` whether the
@@ -38,7 +39,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     let mut peer = match origination {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {
-            let host = match ctx.route().and_then(|r| authority_override(r, ctx)) {
+            let host = match ctx.route().and_then(|r| r.authority_override(ctx.cluster)) {
                 Some(rewritten) => rewritten.to_string(),
                 None => super::request::authority(req),
             };
@@ -149,13 +150,15 @@ pub fn timed_out(ctx: &Ctx) -> bool {
 /// the authority: `rewrite.authority` > route-level header > destination-level header.
 pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(route) = ctx.route() else { return Ok(()) };
-    if let Some(rw) = &route.rewrite {
-        rewrite_path(req, rw, &route.matcher)?;
+    if let Some(new) = route.rewrite.as_deref().and_then(|rw| rewrite::path(request_path(req), rw, &route.matcher)) {
+        if let Some(uri) = super::request::with_path_and_query(&req.uri, &new) {
+            req.set_uri(uri);
+        }
     }
-    for o in header_ops::in_order(route, ctx) {
+    for o in route.header_ops(ctx.cluster) {
         header_ops::apply(req, o, Side::Request)?;
     }
-    if let Some(a) = authority_override(route, ctx) {
+    if let Some(a) = route.authority_override(ctx.cluster) {
         rewrite_authority(req, a)?;
     }
     // Istio sets Envoy's `include_request_attempt_count` on every virtual host: the upstream
@@ -175,40 +178,14 @@ fn attempt_count(n: usize) -> http::HeaderValue {
     FIRST.get(n.wrapping_sub(1)).map_or_else(|| http::HeaderValue::from(n), |v| http::HeaderValue::from_static(v))
 }
 
-/// The authority the route sends upstream instead of the request's, if it changes it.
-fn authority_override<'a>(route: &'a conf::table::Route, ctx: &'a Ctx) -> Option<&'a str> {
-    route.headers.authority.as_deref().or_else(|| header_ops::in_order(route, ctx).find_map(|o| o.authority.as_deref()))
-}
-
-/// Istio `rewrite.uri`: replaces the matched prefix for prefix matches, else the whole path (the
-/// query is kept); `uriRegexRewrite` replaces every match in the path.
-fn rewrite_path(req: &mut RequestHeader, rw: &conf::table::Rewrite, m: &conf::matcher::RouteMatch) -> Result<()> {
-    let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
-    let new_path = match (&rw.uri, &rw.uri_regex, &m.path.matcher) {
-        (Some(uri), _, conf::matcher::StringMatcher::Prefix(prefix)) => {
-            let rest =
-                if m.path.ignore_case || path.starts_with(prefix.as_str()) { path.get(prefix.len()..) } else { None };
-            format!("{uri}{}", rest.unwrap_or(""))
-        }
-        (Some(uri), _, _) => uri.clone(),
-        (None, Some((re, with)), _) => re.regex().replace_all(path, with.as_str()).into_owned(),
-        (None, None, _) => return Ok(()),
-    };
-    let new_pq = match query {
-        Some(q) if !new_path.contains('?') => format!("{new_path}?{q}"),
-        _ => new_path,
-    };
-    if let Some(uri) = super::request::with_path_and_query(&req.uri, &new_pq) {
-        req.set_uri(uri);
-    }
-    Ok(())
+fn request_path(req: &RequestHeader) -> &str {
+    req.uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 /// Response header operations, and the `server` header.
 pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if let Some(route) = ctx.route() {
-        for o in header_ops::in_order(route, ctx) {
+        for o in route.header_ops(ctx.cluster) {
             header_ops::apply(resp, o, Side::Response)?;
         }
     }
