@@ -140,7 +140,7 @@ fn policies(out: &mut String, s: &Security) {
     }
 }
 
-fn server_name(t: &RouteTable, id: usize) -> String {
+pub(crate) fn server_name(t: &RouteTable, id: usize) -> String {
     t.servers.get(id).map_or_else(String::new, |s| format!("{} servers[{}]", s.gateway, s.index))
 }
 
@@ -200,7 +200,7 @@ fn listener(out: &mut String, t: &RouteTable, addr: &str, kind: &ListenerKind) {
     }
 }
 
-fn mode_name(tls: &ServerTls) -> &'static str {
+pub(crate) fn mode_name(tls: &ServerTls) -> &'static str {
     match tls.mode {
         crate::table::TlsMode::Passthrough => "PASSTHROUGH",
         crate::table::TlsMode::Simple => "SIMPLE",
@@ -311,13 +311,20 @@ fn route_config_policies(out: &mut String, rc: &RouteConfig) {
 
 /// The `GatewayPolicy` modules of one route: rate limit, headers, cache.
 fn route_policies(out: &mut String, t: &RouteTable, r: &Route) {
+    for l in policy_lines(t, r) {
+        let _ = writeln!(out, "       {l}");
+    }
+}
+
+/// The `GatewayPolicy` modules bound to a route, one line each.
+pub(crate) fn policy_lines(t: &RouteTable, r: &Route) -> Vec<String> {
+    let mut lines = Vec::new();
     if let Some(rl) = r.rate_limit.and_then(|i| t.rate_limits.get(i)) {
         let key = format!("{:?}", rl.key).to_lowercase();
-        let _ = writeln!(
-            out,
-            "       rate limit {}/s, burst {}, per {key} (GatewayPolicy {}, {} level)",
+        lines.push(format!(
+            "rate limit {}/s, burst {}, per {key} (GatewayPolicy {}, {} level)",
             rl.per_second, rl.burst, rl.policy, rl.level
-        );
+        ));
     }
     if let Some(h) = r.header_policy.and_then(|i| t.header_policies.get(i)) {
         let mut parts = Vec::new();
@@ -326,20 +333,20 @@ fn route_policies(out: &mut String, t: &RouteTable, r: &Route) {
         parts.extend(h.generate_request_id.then(|| "new x-request-id".to_string()));
         parts.extend(h.response_set.iter().map(|(k, v)| format!("response set {k}: {v}")));
         parts.extend(h.response_remove.iter().map(|k| format!("response remove {k}")));
-        let _ = writeln!(out, "       headers: {} (GatewayPolicy {}, {} level)", parts.join(", "), h.policy, h.level);
+        lines.push(format!("headers: {} (GatewayPolicy {}, {} level)", parts.join(", "), h.policy, h.level));
     }
     if let Some(c) = r.cache.and_then(|i| t.caches.get(i)) {
         let ttl = c.default_ttl_secs.map_or("none".to_string(), |s| format!("{s}s"));
-        let _ = writeln!(
-            out,
-            "       cache {} bytes, entries up to {} bytes, default ttl {ttl}, vary on [{}] (GatewayPolicy {}, {} level)",
+        lines.push(format!(
+            "cache {} bytes, entries up to {} bytes, default ttl {ttl}, vary on [{}] (GatewayPolicy {}, {} level)",
             c.max_bytes,
             c.max_entry_bytes,
             c.vary.join(", "),
             c.policy,
             c.level
-        );
+        ));
     }
+    lines
 }
 
 fn route(out: &mut String, n: usize, r: &Route) {
@@ -375,6 +382,15 @@ fn extras(out: &mut String, r: &Route) {
         lines.push(format!("rewrite {}", parts.join(", ")));
     }
     lines.extend(header_ops(&r.headers));
+    lines.extend(behaviour_lines(r));
+    for l in lines {
+        let _ = writeln!(out, "       {l}");
+    }
+}
+
+/// What a route does besides choosing a destination: timeout, retries, fault, mirrors, CORS.
+pub(crate) fn behaviour_lines(r: &Route) -> Vec<String> {
+    let mut lines = Vec::new();
     lines.extend(r.timeout.map(|t| format!("timeout {t}")));
     lines.extend(r.retries.as_ref().map(|p| format!("retries {} on {}", p.attempts, p.retry_on.join(","))));
     if let Some(f) = &r.fault {
@@ -385,12 +401,11 @@ fn extras(out: &mut String, r: &Route) {
     lines.extend(r.cors.as_ref().map(|c| {
         format!("cors origins {}", c.allow_origins.iter().map(StringMatcher::describe).collect::<Vec<_>>().join(", "))
     }));
-    for l in lines {
-        let _ = writeln!(out, "       {l}");
-    }
+    lines
 }
 
-fn header_ops(h: &HeaderOps) -> Vec<String> {
+/// Header operations in words, one entry per kind (`request set k=v ...`).
+pub(crate) fn header_ops(h: &HeaderOps) -> Vec<String> {
     let mut out = Vec::new();
     let kv = |v: &[(String, String)]| v.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
     for (what, list) in [

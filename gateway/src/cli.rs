@@ -25,6 +25,9 @@ pub enum Command {
     Validate(Selection),
     /// Print the listeners, virtual hosts, routes and clusters this workload would serve.
     Routes(RoutesArgs),
+    /// Where one request goes, and why: listener, server, virtual host, every route tried,
+    /// policies, action and cluster.
+    Explain(Box<ExplainArgs>),
     /// Print the version.
     Version,
 }
@@ -65,6 +68,33 @@ pub struct RoutesArgs {
     /// forward to), by gateway port, with resolution, TLS origination and source address.
     #[arg(long, conflicts_with = "output")]
     pub egress: bool,
+}
+
+/// `pylon explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Selection and configuration.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// The request method.
+    #[arg(value_name = "METHOD")]
+    pub method: String,
+    /// The URL as a client would request it: `http://host[:port]/path?query`, `https://...`, or
+    /// `tcp://host:port`. The port is the Gateway server's (before `--port-map`).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// A request header, `name: value` (repeatable); `Host:` replaces the URL's authority.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The TLS server name sent (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// The client's address, for policies.
+    #[arg(long, value_name = "IP")]
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// `pylon routes --output`.

@@ -1,9 +1,9 @@
-//! The verbs: `validate`, `routes`, `run`, `version`. Each returns the process exit status.
+//! The verbs: `validate`, `routes`, `explain`, `run`, `version`. Each returns the process exit status.
 
 use std::io::Write;
 use std::time::Duration;
 
-use crate::cli::{Output, RoutesArgs, RunArgs, Selection};
+use crate::cli::{ExplainArgs, Output, RoutesArgs, RunArgs, Selection};
 
 /// Exit status: the configuration is valid.
 pub const EXIT_OK: u8 = 0;
@@ -69,6 +69,50 @@ pub fn routes(args: &RoutesArgs) -> u8 {
         },
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    EXIT_OK
+}
+
+/// `pylon explain`: the explanation on stdout; diagnostics on stderr; exit 1 when the
+/// configuration is invalid, 2 when the request cannot be understood.
+pub fn explain(args: &ExplainArgs) -> u8 {
+    let mut probe = match conf::explain::Probe::parse(&args.method, &args.url, &args.headers) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pylon: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(sni) = &args.sni {
+        probe.sni = Some(sni.clone());
+    }
+    probe.client = args.client;
+    let built = match build(&args.selection) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    eprint!("{}", built.diagnostics);
+    if !built.is_valid() {
+        eprintln!("invalid: {} error(s); fix them to explain requests", built.diagnostics.error_count());
+        return EXIT_INVALID;
+    }
+    let mut e = conf::explain::explain(&built.table, &probe);
+    crate::explain::policies(&built.table, &mut e);
+    print(args.output, &e, conf::explain::text)
+}
+
+/// Writes `value` as text or JSON on stdout.
+fn print<T: serde::Serialize>(output: Output, value: &T, text: fn(&T) -> String) -> u8 {
+    let out = match output {
+        Output::Text => text(value),
+        Output::Json => match serde_json::to_string_pretty(value) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                eprintln!("pylon: cannot encode the output: {e}");
+                return EXIT_INVALID;
+            }
+        },
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     EXIT_OK
 }
 

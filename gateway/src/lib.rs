@@ -11,6 +11,7 @@ pub mod commands;
 pub mod conn;
 pub mod edge;
 pub mod error;
+pub mod explain;
 pub mod ext_authz;
 pub mod jwks;
 pub mod l4;

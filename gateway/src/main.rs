@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args),
         Command::Validate(sel) => commands::validate(sel),
         Command::Routes(args) => commands::routes(args),
+        Command::Explain(args) => commands::explain(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(status)

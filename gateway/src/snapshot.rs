@@ -133,14 +133,12 @@ fn route_chains(table: &RouteTable) -> Result<Vec<Option<Arc<policy::Chain>>>, p
     table
         .route_configs
         .iter()
-        .map(|rc| {
+        .enumerate()
+        .map(|(id, rc)| {
             if rc.security.is_empty() {
                 return Ok(None);
             }
-            let mut merged = table.security.clone();
-            merged.request_authentications.extend(rc.security.request_authentications.iter().cloned());
-            merged.authorization_policies.extend(rc.security.authorization_policies.iter().cloned());
-            policy::Chain::build(&merged).map(|c| Some(Arc::new(c)))
+            policy::Chain::build(&table.security_for(Some(id))).map(|c| Some(Arc::new(c)))
         })
         .collect()
 }

@@ -62,6 +62,13 @@ impl Chain {
         self.authz.as_ref().is_some_and(|a| a.denies_connections())
     }
 
+    /// Authorization alone, for a request whose token was not verified (`pylon explain` does
+    /// not fetch remote key sets): `ALLOW`/`DENY`/`AUDIT` rules as for a request with no
+    /// verified identity beyond `cx.identity`.
+    pub fn authorize(&self, req: &RequestHeader, cx: &Context) -> Decision {
+        self.authz.as_ref().map_or(Decision::Allow, |a| a.decide(req, cx))
+    }
+
     /// Runs the request phase in Istio's filter order: a `CUSTOM` policy's external authorizer
     /// (asked through `external`), authentication (which may rewrite the request's token
     /// headers and sets `cx.identity`), then authorization.

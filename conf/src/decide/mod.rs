@@ -11,7 +11,9 @@ pub mod rewrite;
 use std::net::IpAddr;
 
 use crate::matcher::{Request, StringMatcher};
-use crate::table::{ClusterId, HeaderOps, ListenerKind, Route, RouteAction, RouteConfig, RouteConfigId, RouteTable};
+use crate::table::{
+    ClusterId, HeaderOps, ListenerKind, Route, RouteAction, RouteConfig, RouteConfigId, RouteTable, Security,
+};
 
 /// Where a request lands in one route table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,19 @@ impl RouteConfig {
 }
 
 impl RouteTable {
+    /// The security policies requests read through route table `rc` are checked against: the
+    /// workload's, and those `GatewayPolicy`s add for its servers.
+    pub fn security_for(&self, rc: Option<RouteConfigId>) -> std::borrow::Cow<'_, Security> {
+        let Some(extra) = rc.and_then(|rc| self.route_configs.get(rc)).map(|rc| &rc.security).filter(|s| !s.is_empty())
+        else {
+            return std::borrow::Cow::Borrowed(&self.security);
+        };
+        let mut merged = self.security.clone();
+        merged.request_authentications.extend(extra.request_authentications.iter().cloned());
+        merged.authorization_policies.extend(extra.authorization_policies.iter().cloned());
+        std::borrow::Cow::Owned(merged)
+    }
+
     /// The plaintext HTTP route table of the listener for Gateway port `port`: the listener bound
     /// to `local` if there is one, else the one bound to every address.
     pub fn http_route_config(&self, port: u16, local: Option<IpAddr>) -> Option<RouteConfigId> {
