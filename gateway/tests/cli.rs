@@ -191,3 +191,83 @@ fn version_prints_the_version() {
     let out = pylon(&["version"]);
     assert_eq!(stdout(&out).trim(), format!("pylon {}", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn explain_prints_the_route_a_request_takes_and_why_the_others_missed() {
+    let out = pylon(&[
+        "explain",
+        "--config",
+        "conf/examples/demo",
+        "GET",
+        "http://127.0.0.1:8080/echo/x",
+        "-H",
+        "x-version: v1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    for line in [
+        "listener  127.0.0.1:8080 HTTP (plaintext HTTP/1.1, h2c)",
+        r#"  ✗ 3. default/demo http[2] match[0] "echo-v2": header x-version exact "v2" ≠ "v1""#,
+        r#"  ✓ 4. default/demo http[3] match[0] "echo": matched"#,
+        "  → outbound|80|v1|echo.demo.svc.cluster.local 100% (weight 100)",
+        "result    forwarded",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn explain_json_carries_the_action() {
+    let out =
+        pylon(&["explain", "--config", "conf/examples/demo", "--output", "json", "GET", "http://h:8080/old/a?q=1"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["action"]["type"], "redirect");
+    assert_eq!(json["action"]["location"], "http://h:8080/echo/moved?q=1");
+    assert_eq!(json["status"], 301);
+    assert_eq!(json["routes"][1]["miss"], serde_json::Value::Null, "the second route matched");
+}
+
+#[test]
+fn explain_runs_the_authorization_policies_before_routing() {
+    let dir = std::env::temp_dir().join(format!("pylon-explain-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin}\nspec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/echo/admin*\"]}}]\n",
+    )
+    .unwrap();
+    let policy = dir.join("policy.yaml");
+    let ask = |path: &str| {
+        let url = format!("http://127.0.0.1:8080{path}");
+        stdout(&pylon(&[
+            "explain",
+            "--config",
+            "conf/examples/demo",
+            "--config",
+            policy.to_str().unwrap(),
+            "GET",
+            &url,
+        ]))
+    };
+    let denied = ask("/echo/admin/users");
+    assert!(denied.contains("policy    AuthorizationPolicy default/no-admin (selector)"), "{denied}");
+    assert!(
+        denied
+            .contains("decision: denied 403 (rbac_access_denied_matched_policy[ns[default]-policy[no-admin]-rule[0]])"),
+        "{denied}"
+    );
+    assert!(denied.contains("result    403, answered by the gateway"), "{denied}");
+    let allowed = ask("/echo/public");
+    assert!(allowed.contains("decision: allowed") && allowed.contains("result    forwarded"), "{allowed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explain_exit_statuses_tell_bad_requests_from_bad_configuration() {
+    let bad_url = pylon(&["explain", "--config", "conf/examples/demo", "GET", "127.0.0.1:8080/x"]);
+    assert_eq!(bad_url.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("expected scheme://host[:port]/path"));
+    let invalid = pylon(&["explain", "--config", "gateway/tests/broken", "GET", "http://a/"]);
+    assert_eq!(invalid.status.code(), Some(1));
+}
