@@ -11,6 +11,7 @@ pub mod compile;
 pub mod config;
 pub mod decide;
 pub mod diagnostic;
+pub mod diff;
 pub mod explain;
 pub mod load;
 pub mod matcher;

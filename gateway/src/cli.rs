@@ -28,6 +28,9 @@ pub enum Command {
     /// Where one request goes, and why: listener, server, virtual host, every route tried,
     /// policies, action and cluster.
     Explain(Box<ExplainArgs>),
+    /// What a configuration change changes in the compiled table (exit 0 nothing, 1 changes, 2
+    /// the new configuration is invalid).
+    Diff(Box<DiffArgs>),
     /// Print the version.
     Version,
 }
@@ -95,6 +98,20 @@ pub struct ExplainArgs {
     /// The client's address, for policies.
     #[arg(long, value_name = "IP")]
     pub client: Option<std::net::IpAddr>,
+}
+
+/// `pylon diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The old configuration (`--config`) and the selection both are compiled for.
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The new configuration: files or directories.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub against: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// `pylon routes --output`.

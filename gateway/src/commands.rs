@@ -1,14 +1,16 @@
-//! The verbs: `validate`, `routes`, `explain`, `run`, `version`. Each returns the process exit status.
+//! The verbs: `validate`, `routes`, `explain`, `diff`, `run`, `version`. Each returns the process exit status.
 
 use std::io::Write;
 use std::time::Duration;
 
-use crate::cli::{ExplainArgs, Output, RoutesArgs, RunArgs, Selection};
+use crate::cli::{DiffArgs, ExplainArgs, Output, RoutesArgs, RunArgs, Selection};
 
 /// Exit status: the configuration is valid.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: the configuration is invalid.
 pub const EXIT_INVALID: u8 = 1;
+/// Exit status of `diff`: the configurations compile to different tables.
+pub const EXIT_CHANGES: u8 = 1;
 /// Exit status: unreadable input or bad usage.
 pub const EXIT_USAGE: u8 = 2;
 
@@ -98,6 +100,31 @@ pub fn explain(args: &ExplainArgs) -> u8 {
     let mut e = conf::explain::explain(&built.table, &probe);
     crate::explain::policies(&built.table, &mut e);
     print(args.output, &e, conf::explain::text)
+}
+
+/// `pylon diff`: what changes from `--config` to `--against`, on stdout. Exit 0: no change; 1:
+/// changes; 2: the new configuration is invalid (its new errors are listed) or unreadable.
+pub fn diff(args: &DiffArgs) -> u8 {
+    let old = match build(&args.selection) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let against = Selection { config: args.against.clone(), ..args.selection.clone() };
+    let new = match build(&against) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let report = conf::diff::compare(&old, &new);
+    let printed = print(args.output, &report, conf::diff::render_text);
+    if printed != EXIT_OK {
+        printed
+    } else if !report.new_valid {
+        EXIT_USAGE
+    } else if report.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    }
 }
 
 /// Writes `value` as text or JSON on stdout.

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Validate(sel) => commands::validate(sel),
         Command::Routes(args) => commands::routes(args),
         Command::Explain(args) => commands::explain(args),
+        Command::Diff(args) => commands::diff(args),
         Command::Version => commands::version(),
     };
     ExitCode::from(status)

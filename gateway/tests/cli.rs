@@ -271,3 +271,29 @@ fn explain_exit_statuses_tell_bad_requests_from_bad_configuration() {
     let invalid = pylon(&["explain", "--config", "gateway/tests/broken", "GET", "http://a/"]);
     assert_eq!(invalid.status.code(), Some(1));
 }
+
+#[test]
+fn diff_exit_status_says_whether_anything_changes() {
+    let dir = std::env::temp_dir().join(format!("pylon-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = std::fs::read_to_string(root().join("conf/examples/demo/gateway.yaml")).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), demo.replace("exact: /hello", "exact: /hi")).unwrap();
+    let new = dir.to_str().unwrap();
+    let same = pylon(&["diff", "--config", "conf/examples/demo", "--against", "conf/examples/demo"]);
+    assert_eq!((same.status.code(), stdout(&same)), (Some(0), "no change\n".to_string()));
+    let changed = pylon(&["diff", "--config", "conf/examples/demo", "--against", new]);
+    assert_eq!(changed.status.code(), Some(1));
+    let text = stdout(&changed);
+    assert!(
+        text.contains("changed route http.8080.127.0.0.1 *: default/demo http[0] match[0] \"hello\"\n    matcher.path.exact: \"/hello\" → \"/hi\""),
+        "{text}"
+    );
+    let json = pylon(&["diff", "--config", "conf/examples/demo", "--against", new, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["changes"][0]["kind"], "changed");
+    std::fs::write(dir.join("broken.yaml"), "kind: Gateway\n").unwrap();
+    let invalid = pylon(&["diff", "--config", "conf/examples/demo", "--against", new]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(stdout(&invalid).contains("not compared: the new configuration is invalid"), "{}", stdout(&invalid));
+    let _ = std::fs::remove_dir_all(&dir);
+}
