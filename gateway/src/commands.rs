@@ -59,19 +59,11 @@ pub fn routes(args: &RoutesArgs) -> u8 {
         eprintln!("invalid: {} error(s); fix them to see the routes", built.diagnostics.error_count());
         return EXIT_INVALID;
     }
-    let text = match args.output {
-        _ if args.egress => conf::render::egress(&built.table),
-        Output::Text => conf::render::text(&built.table),
-        Output::Json => match serde_json::to_string_pretty(&built.table) {
-            Ok(json) => json + "\n",
-            Err(e) => {
-                eprintln!("pylon: cannot encode the table: {e}");
-                return EXIT_INVALID;
-            }
-        },
-    };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    EXIT_OK
+    if args.egress {
+        let _ = std::io::stdout().lock().write_all(conf::render::egress(&built.table).as_bytes());
+        return EXIT_OK;
+    }
+    print(args.output, &built.table, conf::render::text)
 }
 
 /// `pylon explain`: the explanation on stdout; diagnostics on stderr; exit 1 when the
