@@ -34,6 +34,10 @@ pub struct MeshConfig {
     pub connect_timeout: Option<String>,
     /// `outboundTrafficPolicy` (checked; no passthrough at a gateway to govern).
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+    /// `trustDomain`: the mesh's SPIFFE trust domain.
+    pub trust_domain: Option<String>,
+    /// `trustDomainAliases`.
+    pub trust_domain_aliases: Vec<String>,
     /// Fields Pylon does not use, by YAML path (filled by [`MeshConfig::parse`]).
     #[serde(skip)]
     pub ignored: Vec<String>,
@@ -197,6 +201,10 @@ impl MeshConfig {
         sel.extension_providers.clone_from(&self.extension_providers);
         sel.default_http_retry_policy.clone_from(&self.default_http_retry_policy);
         sel.connect_timeout.clone_from(&self.connect_timeout);
+        if let Some(td) = self.trust_domain.as_ref().filter(|t| !t.is_empty()) {
+            sel.trust_domain.clone_from(td);
+        }
+        sel.trust_domain_aliases.clone_from(&self.trust_domain_aliases);
         use crate::table::{ForwardClientCert, PathNormalization};
         sel.path_normalization = match self.path_normalization.as_ref().map(|p| p.normalization.as_str()) {
             Some("NONE") => PathNormalization::None,
@@ -218,6 +226,19 @@ impl MeshConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trust_domain_and_its_aliases_are_read() {
+        let m = MeshConfig::parse("trustDomain: corp.example\ntrustDomainAliases: [old.example]\n").unwrap();
+        let mut sel = crate::Selection::default();
+        assert_eq!(sel.trust_domain, "cluster.local");
+        m.apply(&mut sel);
+        assert_eq!(
+            (sel.trust_domain.as_str(), sel.trust_domain_aliases.clone()),
+            ("corp.example", vec!["old.example".to_string()])
+        );
+        assert!(m.ignored.is_empty(), "{:?}", m.ignored);
+    }
 
     #[test]
     fn the_root_namespace_and_trusted_proxies_are_read_and_the_rest_ignored() {

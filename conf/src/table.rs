@@ -794,7 +794,7 @@ pub struct ClusterPolicy {
 /// `credentialName` resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClientTls {
-    /// `SIMPLE` or `MUTUAL`.
+    /// `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL` (`MUTUAL` with the workload identity).
     pub mode: raw::ClientTlsMode,
     /// The client certificate (MUTUAL).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -811,6 +811,10 @@ pub struct ClientTls {
     /// Accepted upstream certificate SANs; empty = the SNI.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subject_alt_names: Vec<String>,
+    /// `ISTIO_MUTUAL` without `subjectAltNames`: the upstream's certificate must carry a SPIFFE
+    /// URI SAN (`spiffe://<domain>/...`) in one of these trust domains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
     /// Do not verify the upstream certificate at all.
     pub insecure_skip_verify: bool,
 }

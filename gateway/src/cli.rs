@@ -53,6 +53,10 @@ pub struct Selection {
     /// Istio MeshConfig YAML (the subset Pylon honours is listed in the README).
     #[arg(long, value_name = "FILE")]
     pub mesh_config: Option<PathBuf>,
+    /// The mesh workload identity: DIR/{cert-chain.pem,key.pem,root-cert.pem}, Istio's
+    /// file-mounted certificates (DestinationRule `ISTIO_MUTUAL`).
+    #[arg(long, value_name = "DIR")]
+    pub identity_dir: Option<PathBuf>,
     /// Listen on TO for servers that declare port FROM.
     #[arg(long, value_name = "FROM=TO[,FROM=TO...]", value_parser = parse_port_map)]
     pub port_map: Option<PortMap>,
@@ -233,6 +237,7 @@ impl Selection {
             labels: self.labels.clone(),
             namespace: self.namespace.clone(),
             credentials_dir: self.credentials_dir.clone(),
+            identity_dir: self.identity_dir.clone(),
             ..conf::Selection::default()
         };
         if let Some(path) = &self.mesh_config {

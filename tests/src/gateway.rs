@@ -60,6 +60,8 @@ pub struct Setup {
     pub dns_server: Option<SocketAddr>,
     /// `--credentials-dir`.
     pub credentials_dir: Option<PathBuf>,
+    /// `--identity-dir`: the mesh workload identity.
+    pub identity_dir: Option<PathBuf>,
     /// Declared ports a later configuration may add, mapped to ephemeral ports too.
     pub extra_ports: Vec<u16>,
     /// The access log (off by default).
@@ -94,6 +96,7 @@ impl TestGateway {
             selection.namespace = ns;
         }
         selection.credentials_dir = setup.credentials_dir;
+        selection.identity_dir = setup.identity_dir;
         selection.num_trusted_proxies = setup.num_trusted_proxies;
         if let Some(mesh) = &setup.mesh {
             conf::mesh::MeshConfig::parse(mesh).unwrap().apply(&mut selection);

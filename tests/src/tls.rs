@@ -234,6 +234,9 @@ pub fn acceptor(cert: &Issued, client_ca: Option<&X509>) -> SslAcceptor {
     b.build()
 }
 
+/// A client certificate an upstream saw: its URI SANs and its serial number (decimal).
+pub type ClientCert = (Vec<String>, String);
+
 /// An HTTPS echo upstream (the same report as [`crate::Upstream`]) presenting `cert`.
 pub struct TlsUpstream {
     /// Where it listens.
@@ -244,6 +247,8 @@ pub struct TlsUpstream {
     pub handshakes: Arc<AtomicUsize>,
     /// The SNI of each handshake (empty: none sent).
     pub sni: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The client certificate of each handshake that presented one: its URI SANs and serial.
+    pub clients: Arc<std::sync::Mutex<Vec<ClientCert>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -268,11 +273,13 @@ impl TlsUpstream {
         let acceptor = Arc::new(acceptor(cert, client_ca));
         let (served, handshakes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let sni: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-        let (name, s, h, n) = (name.to_string(), served.clone(), handshakes.clone(), sni.clone());
+        let clients: Arc<std::sync::Mutex<Vec<ClientCert>>> = Arc::default();
+        let (name, s, h, n, c) = (name.to_string(), served.clone(), handshakes.clone(), sni.clone(), clients.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, name, s, h, n) = (acceptor.clone(), name.clone(), s.clone(), h.clone(), n.clone());
+                let (acceptor, name, s, h, n, c) =
+                    (acceptor.clone(), name.clone(), s.clone(), h.clone(), n.clone(), c.clone());
                 tokio::spawn(async move {
                     let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
                     let mut tls = SslStream::new(ssl, tcp).unwrap();
@@ -282,6 +289,14 @@ impl TlsUpstream {
                     h.fetch_add(1, Ordering::Relaxed);
                     let server_name = tls.ssl().servername(openssl::ssl::NameType::HOST_NAME).unwrap_or("");
                     n.lock().unwrap().push(server_name.to_string());
+                    if let Some(cert) = tls.ssl().peer_certificate() {
+                        let uris = cert
+                            .subject_alt_names()
+                            .map(|names| names.iter().filter_map(|n| n.uri().map(str::to_string)).collect())
+                            .unwrap_or_default();
+                        let serial = cert.serial_number().to_bn().unwrap().to_dec_str().unwrap().to_string();
+                        c.lock().unwrap().push((uris, serial));
+                    }
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         s.fetch_add(1, Ordering::Relaxed);
                         let body = format!("{name} {} {:?}", req.uri().path(), req.version());
@@ -300,7 +315,7 @@ impl TlsUpstream {
                 });
             }
         });
-        TlsUpstream { addr, served, handshakes, sni, task }
+        TlsUpstream { addr, served, handshakes, sni, clients, task }
     }
 }
 

@@ -136,10 +136,11 @@ impl<'a> Registry<'a> {
             let tcp = pool.tcp.get_or_insert_with(Default::default);
             tcp.connect_timeout.get_or_insert_with(|| mesh_default.clone());
         }
-        policy.origination = policy
-            .tls
-            .as_ref()
-            .and_then(|t| super::credentials::client_tls(t, &format!("{path} ({name}) tls"), self.config, self.sel, r));
+        // Istio's SNI for a mesh destination (`model.BuildDNSSrvSubsetKey`).
+        let outbound = format!("outbound_.{port}_.{}_.{host}", subset.as_deref().unwrap_or(""));
+        policy.origination = policy.tls.as_ref().and_then(|t| {
+            super::credentials::client_tls(t, &format!("{path} ({name}) tls"), &outbound, self.config, self.sel, r)
+        });
         let id = self.clusters.len();
         self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy, source: None });
         self.index.insert(key, id);

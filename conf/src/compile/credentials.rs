@@ -245,16 +245,21 @@ impl Store<'_> {
     }
 }
 
-/// Resolves a DestinationRule `tls` for origination; `None` for `DISABLE` (and for
-/// `ISTIO_MUTUAL`, which validation rejects). Missing files and credentials are warnings: the
-/// connection then fails (503), never leaves in plaintext.
+/// Resolves a DestinationRule `tls` for origination; `None` for `DISABLE`. `outbound` is
+/// Istio's SNI for the cluster (`outbound_.PORT_.SUBSET_.HOST`), sent with `ISTIO_MUTUAL`.
+/// Missing files and credentials are warnings: the connection then fails (503), never leaves in
+/// plaintext.
 pub(super) fn client_tls(
     t: &ClientTlsSettings,
     at: &str,
+    outbound: &str,
     config: &Config,
     sel: &Selection,
     r: &mut Reporter<'_>,
 ) -> Option<ClientTls> {
+    if t.mode == ClientTlsMode::IstioMutual {
+        return istio_mutual(t, at, outbound, sel, r);
+    }
     if !matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) {
         return None;
     }
@@ -266,6 +271,7 @@ pub(super) fn client_tls(
         ca_crl: None,
         sni: t.sni.clone().filter(|s| !s.is_empty()),
         subject_alt_names: t.subject_alt_names.clone(),
+        trust_domains: Vec::new(),
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
     };
     if let Some(name) = &t.credential_name {
@@ -296,3 +302,50 @@ pub(super) fn client_tls(
     }
     Some(tls)
 }
+
+/// `ISTIO_MUTUAL`: mutual TLS with the workload identity of `--identity-dir` (Istio's
+/// file-mounted certificates): its certificate chain and key presented, the upstream verified
+/// against its `root-cert.pem`, with a SPIFFE identity in the trust domain (or one of
+/// `subjectAltNames`), and Istio's outbound SNI unless `sni` is set. Istio ignores the
+/// certificate fields of the rule in this mode, and so does Pylon. Without an identity it is an
+/// error: a gateway must not talk to the mesh in plaintext or with another identity.
+fn istio_mutual(
+    t: &ClientTlsSettings,
+    at: &str,
+    outbound: &str,
+    sel: &Selection,
+    r: &mut Reporter<'_>,
+) -> Option<ClientTls> {
+    let Some(dir) = &sel.identity_dir else {
+        r.error(Code::Unsupported, format!("{at}.mode"), "ISTIO_MUTUAL needs the mesh's workload identity, and this workload has none").hint =
+            Some("give Pylon one with --identity-dir DIR holding cert-chain.pem, key.pem and root-cert.pem (Istio's file-mounted certificates), or use MUTUAL with clientCertificate, privateKey and caCertificates".into());
+        return None;
+    };
+    let identity_file = |name: &str| PemSource::File { path: dir.join(name) };
+    let trust_domains = if t.subject_alt_names.is_empty() {
+        std::iter::once(&sel.trust_domain).chain(&sel.trust_domain_aliases).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    Some(ClientTls {
+        mode: ClientTlsMode::IstioMutual,
+        client_certificate: Some(Certificate {
+            cert: identity_file(IDENTITY_CHAIN),
+            key: identity_file(IDENTITY_KEY),
+            credential: None,
+        }),
+        ca: Some(identity_file(IDENTITY_ROOT)),
+        ca_crl: None,
+        sni: Some(t.sni.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| outbound.to_string())),
+        subject_alt_names: t.subject_alt_names.clone(),
+        trust_domains,
+        insecure_skip_verify: false,
+    })
+}
+
+/// The certificate chain of the workload identity, in Istio's file-mounted layout.
+pub const IDENTITY_CHAIN: &str = "cert-chain.pem";
+/// The private key of the workload identity.
+pub const IDENTITY_KEY: &str = "key.pem";
+/// The mesh's root certificate.
+pub const IDENTITY_ROOT: &str = "root-cert.pem";

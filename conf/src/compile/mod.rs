@@ -58,6 +58,15 @@ pub struct Selection {
     pub connect_timeout: Option<String>,
     /// MeshConfig `defaultConfig.gatewayTopology.forwardClientCertDetails`.
     pub forward_client_cert: crate::table::ForwardClientCert,
+    /// `--identity-dir`: the mesh workload identity, Istio's file-mounted layout
+    /// (`cert-chain.pem`, `key.pem`, `root-cert.pem`); `None`: no identity, and `ISTIO_MUTUAL`
+    /// is refused.
+    pub identity_dir: Option<PathBuf>,
+    /// MeshConfig `trustDomain` (default `cluster.local`): the SPIFFE trust domain mesh
+    /// upstreams must be in.
+    pub trust_domain: String,
+    /// MeshConfig `trustDomainAliases`: other trust domains accepted as this one.
+    pub trust_domain_aliases: Vec<String>,
 }
 
 impl Default for Selection {
@@ -75,6 +84,9 @@ impl Default for Selection {
             path_normalization: crate::table::PathNormalization::default(),
             connect_timeout: None,
             forward_client_cert: crate::table::ForwardClientCert::default(),
+            identity_dir: None,
+            trust_domain: "cluster.local".into(),
+            trust_domain_aliases: Vec::new(),
         }
     }
 }

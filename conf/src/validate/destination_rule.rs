@@ -541,15 +541,6 @@ fn validate_client_tls(tls: &ClientTlsSettings, path: &str, r: &mut Reporter<'_>
             _ => {}
         }
     }
-    if tls.mode == ClientTlsMode::IstioMutual {
-        r.error(
-            Code::Unsupported,
-            format!("{path}.mode"),
-            "ISTIO_MUTUAL needs the mesh's workload identity, which Pylon does not have",
-        )
-        .hint = Some("use MUTUAL with clientCertificate, privateKey and caCertificates, or credentialName".into());
-        return;
-    }
     if matches!(tls.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) && credential {
         if given(&tls.client_certificate) || ca || given(&tls.private_key) || given(&tls.ca_crl) {
             r.error(

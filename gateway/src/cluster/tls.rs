@@ -1,8 +1,11 @@
-//! TLS origination to a cluster (DestinationRule `tls` SIMPLE and MUTUAL), as Istio configures
+//! TLS origination to a cluster (DestinationRule `tls` SIMPLE, MUTUAL and ISTIO_MUTUAL), as Istio configures
 //! Envoy's upstream TLS context: SNI from `sni`, else the request's host (Envoy `auto_sni`);
 //! the upstream certificate verified against `caCertificates` or the system's CAs, and its SANs
 //! against `subjectAltNames`, else against the SNI (`auto_san_validation`); `insecureSkipVerify`
-//! turns verification off. The client certificate of MUTUAL comes from files or `credentialName`.
+//! turns verification off. The client certificate of MUTUAL comes from files or `credentialName`;
+//! ISTIO_MUTUAL presents the workload identity and requires a SPIFFE identity in the mesh's trust
+//! domain (Istio's `ISTIO_MUTUAL` cluster: the workload certificate, the mesh root, and the SAN
+//! matcher on `spiffe://<trust domain>/`).
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};
@@ -27,6 +30,8 @@ pub struct Origination {
     pub sni: Option<String>,
     /// Accepted SANs; empty = the SNI (checked by OpenSSL's host name verification).
     pub sans: Vec<String>,
+    /// ISTIO_MUTUAL: a URI SAN `spiffe://<one of these>/...` is required instead.
+    pub trust_domains: Vec<String>,
     /// False with `insecureSkipVerify`.
     pub verify: bool,
     /// Trusted CAs; `None` = the system's.
@@ -56,7 +61,7 @@ impl Origination {
         let parsed = material::parse(sources, raws, refuse_expired)?;
         let client = match parsed.pairs.into_iter().next() {
             Some((chain, key)) => Some(Arc::new(CertKey::new(chain, key))),
-            None if tls.mode == ClientTlsMode::Mutual => {
+            None if matches!(tls.mode, ClientTlsMode::Mutual | ClientTlsMode::IstioMutual) => {
                 return Err(MaterialError::new(
                     format!("cluster {cluster}"),
                     "MUTUAL TLS without a client certificate and key",
@@ -75,6 +80,7 @@ impl Origination {
         Ok(Origination {
             sni: tls.sni.clone(),
             sans,
+            trust_domains: tls.trust_domains.clone(),
             verify,
             ca: ca.map(|c| Arc::new(c.into_boxed_slice())),
             client,
@@ -107,7 +113,10 @@ impl Origination {
             sans.push(bare); // IP SANs, which a host name check does not cover
         }
         peer.options.verify_cert = self.verify;
-        peer.options.verify_hostname = self.verify && sans.is_empty() && (self.sni.is_some() || (check_host && !is_ip));
+        // Istio's outbound SNI of ISTIO_MUTUAL is not a name the certificate carries: the SPIFFE
+        // identity is checked instead.
+        let by_name = sans.is_empty() && self.trust_domains.is_empty();
+        peer.options.verify_hostname = self.verify && by_name && (self.sni.is_some() || (check_host && !is_ip));
         peer.options.ca.clone_from(&self.ca);
         peer.client_cert_key.clone_from(&self.client);
         peer.group_key = self.group_key;
@@ -115,37 +124,55 @@ impl Origination {
         if !self.verify {
             sans.clear();
         }
-        peer.options.upstream_tls_handshake_complete_hook = Some(verdict_hook(sans, crls));
+        let wanted = Wanted { sans, trust_domains: self.trust_domains.clone() };
+        peer.options.upstream_tls_handshake_complete_hook = Some(verdict_hook(wanted, crls));
         Ok(peer)
     }
 }
 
+/// The identity an upstream certificate must carry, besides a valid chain.
+struct Wanted {
+    /// One of these SANs (`subjectAltNames`).
+    sans: Vec<String>,
+    /// A SPIFFE URI SAN in one of these trust domains (ISTIO_MUTUAL).
+    trust_domains: Vec<String>,
+}
+
 /// A hook that records, for each new upstream connection, whether it speaks TLS 1.2 or newer (Envoy's
-/// client default; Pingora's connector would accept 1.0), its certificate carries one of `sans`,
-/// and its chain is not revoked by `crls`.
-fn verdict_hook(sans: Vec<String>, crls: Arc<Vec<X509Crl>>) -> HandshakeCompleteHook {
+/// client default; Pingora's connector would accept 1.0), its certificate carries the `wanted`
+/// identity, and its chain is not revoked by `crls`.
+fn verdict_hook(wanted: Wanted, crls: Arc<Vec<X509Crl>>) -> HandshakeCompleteHook {
     Arc::new(move |ssl: &SslRef| -> Option<Arc<dyn Any + Send + Sync>> {
-        Some(Arc::new(UpstreamVerdict(check(ssl, &sans, &crls))))
+        Some(Arc::new(UpstreamVerdict(check(ssl, &wanted, &crls))))
     })
 }
 
-fn check(ssl: &SslRef, sans: &[String], crls: &[X509Crl]) -> Result<(), String> {
+fn check(ssl: &SslRef, wanted: &Wanted, crls: &[X509Crl]) -> Result<(), String> {
     use openssl::ssl::SslVersion;
     if !matches!(ssl.version2(), Some(v) if v == SslVersion::TLS1_2 || v == SslVersion::TLS1_3) {
         return Err(format!("the upstream negotiated {}; TLS 1.2 is the minimum", ssl.version_str()));
     }
-    if sans.is_empty() && crls.is_empty() {
+    let (sans, domains) = (&wanted.sans, &wanted.trust_domains);
+    if sans.is_empty() && domains.is_empty() && crls.is_empty() {
         return Ok(());
     }
     let leaf = ssl.peer_certificate().ok_or("the upstream presented no certificate")?;
-    if !sans.is_empty() {
-        let presented = all_sans(&leaf);
-        if !sans.iter().any(|want| presented.iter().any(|(kind, san)| san_matches(*kind, san, want))) {
-            return Err(format!("no SAN of the upstream certificate is in subjectAltNames {sans:?}"));
-        }
+    let presented = all_sans(&leaf);
+    if !sans.is_empty() && !sans.iter().any(|want| presented.iter().any(|(kind, san)| san_matches(*kind, san, want))) {
+        return Err(format!("no SAN of the upstream certificate is in subjectAltNames {sans:?}"));
+    }
+    if !domains.is_empty() && !presented.iter().any(|(_, san)| in_trust_domain(san, domains)) {
+        return Err(format!("the upstream certificate has no SPIFFE identity in trust domain {}", domains.join(", ")));
     }
     let chain: Vec<&X509Ref> = ssl.verified_chain().map(|c| c.iter().collect()).unwrap_or_default();
     check_revocation(&chain, crls).map_err(|e| format!("upstream certificate: {e}"))
+}
+
+/// True for `spiffe://<one of domains>/...` (trust domains compare case-insensitively).
+fn in_trust_domain(san: &str, domains: &[String]) -> bool {
+    let Some(rest) = san.strip_prefix("spiffe://") else { return false };
+    let domain = rest.split('/').next().unwrap_or("");
+    rest.len() > domain.len() && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }
 
 /// The verdict the post-handshake check stored with an upstream connection. Every originated TLS
