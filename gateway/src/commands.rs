@@ -63,6 +63,11 @@ pub fn routes(args: &RoutesArgs) -> u8 {
         let _ = std::io::stdout().lock().write_all(conf::render::egress(&built.table).as_bytes());
         return EXIT_OK;
     }
+    if let (Some(dir), Output::Text) = (&args.selection.identity_dir, args.output) {
+        let identity =
+            crate::tls::identity::read(dir).map_or_else(|why| format!("UNREADABLE: {why}"), |id| id.to_string());
+        let _ = writeln!(std::io::stdout().lock(), "IDENTITY {identity}");
+    }
     print(args.output, &built.table, conf::render::text)
 }
 
@@ -165,6 +170,9 @@ pub fn run(args: &RunArgs) -> u8 {
     };
     for d in running.diagnostics.iter() {
         tracing::warn!("{d}");
+    }
+    if let Some(dir) = &opts.selection.identity_dir {
+        crate::tls::identity::log(dir);
     }
     tracing::info!(status = %running.status_addr, listeners = running.listeners.len(), "ready");
     let status = format!("serving generation {}", running.state.snapshot().generation);

@@ -297,3 +297,33 @@ fn diff_exit_status_says_whether_anything_changes() {
     assert!(stdout(&invalid).contains("not compared: the new configuration is invalid"), "{}", stdout(&invalid));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn routes_shows_the_workload_identity_of_the_identity_dir() {
+    use openssl::asn1::Asn1Time;
+    use openssl::x509::extension::SubjectAlternativeName;
+    let key = openssl::pkey::PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(90).unwrap()).unwrap();
+    let mut san = SubjectAlternativeName::new();
+    let san = san.uri("spiffe://corp.example/ns/edge/sa/pylon").build(&b.x509v3_context(None, None)).unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let dir = std::env::temp_dir().join(format!("pylon-cli-identity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert-chain.pem"), b.build().to_pem().unwrap()).unwrap();
+    let out = pylon(&["routes", "--config", "conf/examples/demo", "--identity-dir", dir.to_str().unwrap()]);
+    let first = stdout(&out).lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("IDENTITY spiffe://corp.example/ns/edge/sa/pylon, valid until "), "{first}");
+    assert!(first.ends_with("(89 days)") || first.ends_with("(90 days)"), "{first}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,7 +8,7 @@
 
 mod applicability;
 mod clusters;
-mod credentials;
+pub mod credentials;
 mod delegate;
 mod extras;
 mod gateway_policy;

@@ -6,6 +6,7 @@
 
 pub mod acceptor;
 pub mod client_hello;
+pub mod identity;
 pub mod material;
 pub mod peer;
 pub mod store;
