@@ -140,7 +140,7 @@ fn policies(out: &mut String, s: &Security) {
     }
 }
 
-pub(crate) fn server_name(t: &RouteTable, id: usize) -> String {
+fn server_name(t: &RouteTable, id: usize) -> String {
     t.servers.get(id).map_or_else(String::new, |s| format!("{} servers[{}]", s.gateway, s.index))
 }
 
@@ -200,7 +200,7 @@ fn listener(out: &mut String, t: &RouteTable, addr: &str, kind: &ListenerKind) {
     }
 }
 
-pub(crate) fn mode_name(tls: &ServerTls) -> &'static str {
+fn mode_name(tls: &ServerTls) -> &'static str {
     match tls.mode {
         crate::table::TlsMode::Passthrough => "PASSTHROUGH",
         crate::table::TlsMode::Simple => "SIMPLE",
@@ -247,18 +247,18 @@ fn tcp_route(out: &mut String, r: &TcpRoute, indent: &str) {
     let _ = writeln!(out, "{indent}tcp proxy ({}) {}", r.origin, destinations(&r.destinations));
 }
 
+/// A destination's share of requests in percent, to two decimals.
+pub(crate) fn share(weight: u32, total: u64) -> f64 {
+    let pct = if total == 0 { 0.0 } else { f64::from(weight) * 100.0 / total as f64 };
+    (pct * 100.0).round() / 100.0
+}
+
 fn destinations(list: &[WeightedCluster]) -> String {
     let total: u64 = list.iter().map(|d| u64::from(d.weight)).sum();
     if list.is_empty() {
         return "→ (no destination)".into();
     }
-    let parts: Vec<String> = list
-        .iter()
-        .map(|d| {
-            let pct = if total == 0 { 0.0 } else { d.weight as f64 * 100.0 / total as f64 };
-            format!("{} {}%", d.name, (pct * 100.0).round() / 100.0)
-        })
-        .collect();
+    let parts: Vec<String> = list.iter().map(|d| format!("{} {}%", d.name, share(d.weight, total))).collect();
     format!("→ {}", parts.join(", "))
 }
 

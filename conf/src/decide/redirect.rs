@@ -3,6 +3,12 @@
 use crate::matcher::split_authority;
 use crate::table::Redirect;
 
+/// The `Location` of a Gateway server's `httpsRedirect`: the same authority and path (query
+/// included) over `https`.
+pub fn https(authority: &str, path: &str) -> String {
+    format!("https://{authority}{path}")
+}
+
 /// Builds the `Location` of an Istio `HTTPRedirect` (Envoy `RedirectAction` semantics).
 ///
 /// `scheme` and `authority` are the request's; `path` is the normalized path with query;

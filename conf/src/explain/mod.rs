@@ -219,8 +219,7 @@ fn connection(table: &RouteTable, probe: &Probe, e: &mut Explanation) -> Result<
                     format!("port {} is plaintext HTTP: a TLS ClientHello is not HTTP (400); use http://", probe.port),
                 ));
             }
-            let rc = table.http_route_config(probe.port, listener.bind).unwrap_or(*route_config);
-            Ok(Some(rc))
+            Ok(Some(*route_config))
         }
         ListenerKind::Tcp { server: s, route } => {
             e.listener = Some(format!("{addr}:{} TCP", listener.port));
@@ -330,10 +329,10 @@ fn http(table: &RouteTable, probe: &Probe, rc: RouteConfigId, e: &mut Explanatio
     e.normalized_path = (path != probe.path).then(|| path.to_string());
     let view = Request::new(&probe.method, &probe.scheme, &probe.authority, &path, &probe.headers);
     let found = config.find(&view);
+    let host = authority_host(&probe.authority);
     let vhost = match found {
         Found::NoVirtualHost => {
             let hosts: Vec<String> = config.virtual_hosts.iter().map(|v| v.name.clone()).collect();
-            let host = authority_host(&probe.authority);
             e.action = refused(
                 Some(404),
                 format!("no virtual host of {} for host {host:?} (hosts: {})", config.name, list(&hosts)),
@@ -343,7 +342,6 @@ fn http(table: &RouteTable, probe: &Probe, rc: RouteConfigId, e: &mut Explanatio
         Found::HttpsRedirect { vhost } | Found::NoRoute { vhost } | Found::Route { vhost, .. } => vhost,
     };
     let Some(v) = config.virtual_hosts.get(vhost) else { return };
-    let host = authority_host(&probe.authority);
     let by = if v.name == "*" {
         "any"
     } else if v.name == host {
@@ -360,7 +358,7 @@ fn http(table: &RouteTable, probe: &Probe, rc: RouteConfigId, e: &mut Explanatio
     e.routes = v.routes.iter().take(tried).enumerate().map(|(i, r)| considered(i, r, &view)).collect();
     match found {
         Found::HttpsRedirect { .. } => {
-            e.action = Action::Redirect { status: 301, location: format!("https://{}{path}", probe.authority) };
+            e.action = Action::Redirect { status: 301, location: redirect::https(&probe.authority, &path) };
             e.notes.push("httpsRedirect: plaintext requests are redirected before any route is tried".into());
         }
         Found::NoRoute { .. } => {
@@ -429,11 +427,10 @@ fn destinations(table: &RouteTable, list: &[WeightedCluster], upstream: Option<U
                 Some(Ok(s)) if s.endpoints.is_empty() => (Vec::new(), Some("no endpoints (503 UH)".to_string())),
                 Some(Ok(s)) => (s.endpoints.iter().map(|ep| format!("{}:{}", ep.address, ep.port)).collect(), None),
             };
-            let share = if total == 0 { 0.0 } else { (d.weight as f64 * 10_000.0 / total as f64).round() / 100.0 };
             let mut dest = Destination {
                 cluster: d.name.clone(),
                 weight: d.weight,
-                share,
+                share: crate::render::share(d.weight, total),
                 endpoints,
                 unavailable,
                 path: None,

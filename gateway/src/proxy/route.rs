@@ -36,7 +36,7 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
         Found::Route { vhost, route } => (vhost, route),
         // Istio httpsRedirect: every plaintext request to the host is redirected, before any route.
         Found::HttpsRedirect { .. } => {
-            return Decision::Reply(LocalReply::redirect(301, format!("https://{host}{path}")));
+            return Decision::Reply(LocalReply::redirect(301, redirect::https(&host, path)));
         }
         Found::NoVirtualHost | Found::NoRoute { .. } => return no_route(ctx),
     };

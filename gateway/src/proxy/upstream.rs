@@ -150,7 +150,8 @@ pub fn timed_out(ctx: &Ctx) -> bool {
 /// the authority: `rewrite.authority` > route-level header > destination-level header.
 pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     let Some(route) = ctx.route() else { return Ok(()) };
-    if let Some(new) = route.rewrite.as_deref().and_then(|rw| rewrite::path(request_path(req), rw, &route.matcher)) {
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Some(new) = route.rewrite.as_deref().and_then(|rw| rewrite::path(path, rw, &route.matcher)) {
         if let Some(uri) = super::request::with_path_and_query(&req.uri, &new) {
             req.set_uri(uri);
         }
@@ -176,10 +177,6 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
 fn attempt_count(n: usize) -> http::HeaderValue {
     const FIRST: [&str; 5] = ["1", "2", "3", "4", "5"];
     FIRST.get(n.wrapping_sub(1)).map_or_else(|| http::HeaderValue::from(n), |v| http::HeaderValue::from_static(v))
-}
-
-fn request_path(req: &RequestHeader) -> &str {
-    req.uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 /// Response header operations, and the `server` header.
