@@ -1,5 +1,6 @@
 //! An upstream that misbehaves in one set way on every request, counting the requests it read:
-//! it answers a fixed status, closes the connection without answering, or answers after a delay.
+//! it answers a fixed status, closes the connection without answering, answers after a delay, or
+//! holds every request until the test releases it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// How a [`Faulty`] upstream answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Behaviour {
     /// `status`, with `extra` header lines (each ending in CRLF).
     Status(u16, &'static str),
@@ -22,6 +23,9 @@ pub enum Behaviour {
     /// Answers the first request of a connection with 200 and keeps it open, then closes it
     /// when the next request arrives (a pooled connection the upstream gave up on).
     OnceThenClose,
+    /// Answers 200 once it takes a permit from the semaphore: the test decides when each request
+    /// completes (no timing to race against).
+    Held(Arc<tokio::sync::Semaphore>),
 }
 
 /// The running upstream.
@@ -43,14 +47,14 @@ impl Faulty {
             let mut open = tokio::task::JoinSet::new();
             while let Ok((mut tcp, _)) = listener.accept().await {
                 while open.try_join_next().is_some() {}
-                let counted = counted.clone();
+                let (counted, b) = (counted.clone(), b.clone());
                 open.spawn(async move {
                     let mut buf = vec![0u8; 256 * 1024];
                     let mut served = 0;
                     while read_request(&mut tcp, &mut buf).await {
                         counted.fetch_add(1, Ordering::Relaxed);
                         served += 1;
-                        let reply = match b {
+                        let reply = match &b {
                             Behaviour::Close => return,
                             Behaviour::OnceThenClose if served > 1 => return,
                             Behaviour::OnceThenClose => "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce".to_string(),
@@ -62,8 +66,13 @@ impl Faulty {
                                 format!("HTTP/1.1 {code} Faulty\r\ncontent-length: 6\r\n{extra}\r\nfaulty")
                             }
                             Behaviour::Slow(d) => {
-                                tokio::time::sleep(d).await;
+                                tokio::time::sleep(*d).await;
                                 "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow".to_string()
+                            }
+                            Behaviour::Held(gate) => {
+                                let Ok(permit) = gate.acquire().await else { return };
+                                permit.forget();
+                                "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld".to_string()
                             }
                         };
                         if tcp.write_all(reply.as_bytes()).await.is_err() {

@@ -62,11 +62,16 @@ async fn max_concurrent_streams_opens_another_http2_connection() {
         let policy = format!("{{connectionPool: {{http: {{{streams}h2UpgradePolicy: UPGRADE}}}}}}");
         let gw = TestGateway::start(&config(&up, &policy, "{attempts: 0}"));
         let mut set = tokio::task::JoinSet::new();
-        for _ in 0..3 {
+        for sent in 1..=3 {
             let base = gw.url(80);
-            set.spawn(async move { get(&h2c(), &base, "", "/", &[("x-delay-ms", "600")]).await.status });
-            // Staggered: each finds the streams of the one before in flight.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            set.spawn(async move { get(&h2c(), &base, "", "/", &[("x-delay-ms", "2000")]).await.status });
+            // Staggered: each is sent once the one before reached the upstream, and finds its
+            // stream in flight (2 s is far longer than sending the next takes, even on a busy CI).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while up.seen().len() < sent {
+                assert!(tokio::time::Instant::now() < deadline, "request {sent} never reached the upstream");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         assert_eq!(set.join_all().await, [200, 200, 200]);
         assert!(up.seen().iter().all(|s| s.version == "HTTP/2.0"));

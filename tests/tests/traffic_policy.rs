@@ -4,6 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
 use e2e::client::{get, http1};
 use e2e::faulty::{Behaviour, Faulty};
 use e2e::yaml::{gateway, service_at, virtual_service};
@@ -22,23 +27,33 @@ fn config(endpoints: &[(u16, u32)], traffic_policy: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_connection_pool_get_503_uo() {
-    let up = Upstream::start("up").await;
+    // The upstream holds every request until the test releases it, so which requests are in
+    // flight together does not depend on how fast this machine is.
+    let gate = Arc::new(Semaphore::new(0));
+    let up = Faulty::start(Behaviour::Held(gate.clone())).await;
     // Istio's circuit-breaking task: one connection, one pending request.
     let gw = TestGateway::start(&config(
-        &[(up.port(), 1)],
+        &[(up.port, 1)],
         "{connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}",
     ));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..5 {
         let base = gw.url(80);
-        set.spawn(async move { get(&http1(), &base, "x", "/", &[("x-delay-ms", "700")]).await });
+        set.spawn(async move { get(&http1(), &base, "x", "/", &[]).await });
     }
-    let replies = set.join_all().await;
-    let ok = replies.iter().filter(|r| r.status == 200).count();
-    let overflow: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
-    assert_eq!((ok, overflow.len()), (2, 3), "2 in flight at most");
-    assert!(overflow.iter().all(|r| r.body.ends_with("reset reason: overflow")));
-    assert_eq!(up.seen().len(), 2);
+    let within = Duration::from_secs(10);
+    let mut early = Vec::new();
+    for _ in 0..3 {
+        early.push(
+            tokio::time::timeout(within, set.join_next()).await.expect("3 answered while 2 are held").unwrap().unwrap(),
+        );
+    }
+    assert!(early.iter().all(|r| r.status == 503 && r.body.ends_with("reset reason: overflow")), "{early:?}");
+    gate.add_permits(2);
+    let held = tokio::time::timeout(within, set.join_all()).await.expect("the 2 held ones answered once released");
+    assert!(held.iter().all(|r| r.status == 200), "{held:?}");
+    assert_eq!(up.requests(), 2, "2 in flight at most");
+    gate.add_permits(1);
     assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200, "room again once they finished");
 }
 
