@@ -84,12 +84,11 @@ pub fn egress(t: &RouteTable) -> String {
             let c = t.clusters.get(*id)?;
             let s = c.service.as_ref().ok().filter(|s| s.defined_by.starts_with("ServiceEntry "))?;
             let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-            let tls = c.policy.origination.as_ref().map_or("no TLS origination".to_string(), |o| {
-                format!(
-                    "TLS origination {}",
-                    if o.mode == crate::raw::ClientTlsMode::Mutual { "MUTUAL" } else { "SIMPLE" }
-                )
-            });
+            let tls = c
+                .policy
+                .origination
+                .as_ref()
+                .map_or("no TLS origination".to_string(), |o| format!("TLS origination {}", o.mode.as_str()));
             let from = c.source.as_ref().map(|b| format!(", from {}", b.address)).unwrap_or_default();
             Some(format!(
                 "  {}:{} ← gateway port {} ({}, {}{from})\n",
@@ -206,6 +205,7 @@ fn mode_name(tls: &ServerTls) -> &'static str {
         crate::table::TlsMode::Simple => "SIMPLE",
         crate::table::TlsMode::Mutual => "MUTUAL",
         crate::table::TlsMode::OptionalMutual => "OPTIONAL_MUTUAL",
+        crate::table::TlsMode::IstioMutual => "ISTIO_MUTUAL",
     }
 }
 

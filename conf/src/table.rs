@@ -186,6 +186,10 @@ pub struct ServerTls {
     pub ecdh_curves: Vec<String>,
     /// Accept client certificates that fail verification.
     pub insecure_skip_verify: bool,
+    /// `ISTIO_MUTUAL` without `subjectAltNames`: the client certificate must carry a SPIFFE
+    /// identity (`spiffe://<domain>/...`) in one of these trust domains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
 }
 
 /// Server TLS modes Pylon implements.
@@ -200,6 +204,9 @@ pub enum TlsMode {
     Mutual,
     /// Terminate and verify a client certificate when one is presented.
     OptionalMutual,
+    /// Terminate with the workload identity and require a client certificate from the mesh CA
+    /// (`MUTUAL` with the files of `--identity-dir`).
+    IstioMutual,
 }
 
 /// A certificate and key to present.

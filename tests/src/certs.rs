@@ -69,8 +69,20 @@ pub struct Leaf {
     pub key: KeyType,
     /// Valid from `days.0` to `days.1` days from now (negative: in the past).
     pub days: (i64, i64),
-    /// A client certificate (else a server one).
-    pub client: bool,
+    /// What the certificate may authenticate.
+    pub usage: Usage,
+}
+
+/// The extended key usage of a leaf certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// TLS servers.
+    Server,
+    /// TLS clients.
+    Client,
+    /// Both, as Istio's workload certificates: a workload is the server of some connections and
+    /// the client of others.
+    Workload,
 }
 
 impl Leaf {
@@ -83,13 +95,18 @@ impl Leaf {
             ips: Vec::new(),
             key: KeyType::Ec,
             days: (-1, 365),
-            client: false,
+            usage: Usage::Server,
         }
     }
 
     /// A client certificate with subject CN `cn`, valid for a year.
     pub fn client(cn: &str) -> Leaf {
-        Leaf { client: true, dns: Vec::new(), cn: cn.to_string(), ..Leaf::server(&[]) }
+        Leaf { usage: Usage::Client, dns: Vec::new(), cn: cn.to_string(), ..Leaf::server(&[]) }
+    }
+
+    /// An Istio workload certificate for the SPIFFE identity `spiffe`, valid for a year.
+    pub fn workload(spiffe: &str) -> Leaf {
+        Leaf { usage: Usage::Workload, uris: vec![spiffe.to_string()], ..Leaf::client("workload") }
     }
 }
 
@@ -151,12 +168,13 @@ impl Ca {
         let key = new_key(leaf.key);
         let mut b = builder(&leaf.cn, "Example", &key, Some(&self.cert), leaf.days);
         b.append_extension(BasicConstraints::new().build().unwrap()).unwrap();
-        let usage = if leaf.client {
-            ExtendedKeyUsage::new().client_auth().build().unwrap()
-        } else {
-            ExtendedKeyUsage::new().server_auth().build().unwrap()
+        let mut usage = ExtendedKeyUsage::new();
+        match leaf.usage {
+            Usage::Server => usage.server_auth(),
+            Usage::Client => usage.client_auth(),
+            Usage::Workload => usage.server_auth().client_auth(),
         };
-        b.append_extension(usage).unwrap();
+        b.append_extension(usage.build().unwrap()).unwrap();
         if !(leaf.dns.is_empty() && leaf.uris.is_empty() && leaf.ips.is_empty()) {
             let mut san = SubjectAlternativeName::new();
             leaf.dns.iter().for_each(|d| {

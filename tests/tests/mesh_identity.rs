@@ -2,6 +2,9 @@
 //! of `--identity-dir` (Istio's file-mounted certificates) to a "sidecar" that requires a client
 //! certificate from the mesh CA, verifies the sidecar against the mesh root and its SPIFFE trust
 //! domain, sends Istio's outbound SNI, and picks up a rotated identity without losing a request.
+//! A Gateway server with `tls.mode: ISTIO_MUTUAL` terminates with that identity, admits only
+//! clients of the mesh CA in the trust domain, and hands their SPIFFE identity to
+//! AuthorizationPolicy `principals` and `namespaces`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
@@ -12,9 +15,9 @@ use std::time::{Duration, Instant};
 use e2e::certs::{write_atomically, Ca, Issued, Leaf};
 use e2e::client::{get, http1};
 use e2e::gateway::{Setup, TempDir};
-use e2e::tls::TlsUpstream;
+use e2e::tls::{Client, TlsUpstream};
 use e2e::yaml::gateway;
-use e2e::TestGateway;
+use e2e::{TestGateway, Upstream};
 
 const GATEWAY_ID: &str = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
 const REVIEWS_ID: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-reviews";
@@ -26,9 +29,9 @@ fn write_identity(dir: &std::path::Path, ca: &Ca, id: &Issued) {
     write_atomically(&dir.join("cert-chain.pem"), id.cert_pem().as_bytes());
 }
 
-fn workload(ca: &Ca, spiffe: &str, client: bool) -> Issued {
-    let leaf = if client { Leaf::client("workload") } else { Leaf::server(&[]) };
-    ca.issue(&Leaf { uris: vec![spiffe.to_string()], ..leaf })
+/// An Istio workload certificate (server and client use) for `spiffe`, issued by `ca`.
+fn workload(ca: &Ca, spiffe: &str) -> Issued {
+    ca.issue(&Leaf::workload(spiffe))
 }
 
 /// A Kubeflow-style pair: a route to a mesh service, and a DestinationRule that says the service
@@ -52,7 +55,7 @@ struct Mesh {
 async fn mesh(sidecar_cert: impl Fn(&Ca) -> Issued) -> Mesh {
     let ca = Ca::new("mesh root");
     let identity = TempDir::new();
-    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID, true));
+    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
     let sidecar = TlsUpstream::start_with("reviews", &sidecar_cert(&ca), Some(&ca.cert)).await;
     let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
     let gw = TestGateway::start_with(&config(sidecar.addr.port()), setup);
@@ -61,7 +64,7 @@ async fn mesh(sidecar_cert: impl Fn(&Ca) -> Issued) -> Mesh {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_mutual_presents_the_workload_identity_to_the_sidecar() {
-    let m = mesh(|ca| workload(ca, REVIEWS_ID, false)).await;
+    let m = mesh(|ca| workload(ca, REVIEWS_ID)).await;
     let r = get(&http1(), &m.gw.url(80), "bookinfo.example", "/reviews/1", &[]).await;
     assert_eq!((r.status, r.upstream()), (200, Some("reviews")), "{}", r.body);
     let clients = m.sidecar.clients.lock().unwrap().clone();
@@ -72,7 +75,7 @@ async fn istio_mutual_presents_the_workload_identity_to_the_sidecar() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_certificate_from_another_ca_is_refused() {
-    let m = mesh(|_| workload(&Ca::new("another mesh"), REVIEWS_ID, false)).await;
+    let m = mesh(|_| workload(&Ca::new("another mesh"), REVIEWS_ID)).await;
     let r = get(&http1(), &m.gw.url(80), "bookinfo.example", "/reviews/1", &[]).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("TLS_error"), "{}", r.body);
@@ -81,7 +84,7 @@ async fn a_sidecar_certificate_from_another_ca_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_outside_the_trust_domain_is_refused() {
-    let m = mesh(|ca| workload(ca, "spiffe://other.domain/ns/default/sa/bookinfo-reviews", false)).await;
+    let m = mesh(|ca| workload(ca, "spiffe://other.domain/ns/default/sa/bookinfo-reviews")).await;
     let r = get(&http1(), &m.gw.url(80), "bookinfo.example", "/reviews/1", &[]).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(m.sidecar.served.load(Ordering::Relaxed), 0, "no request reaches an upstream outside the mesh");
@@ -100,7 +103,7 @@ fn istio_mutual_without_an_identity_names_the_flag_that_gives_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_identity_is_presented_without_losing_a_request() {
-    let m = mesh(|ca| workload(ca, REVIEWS_ID, false)).await;
+    let m = mesh(|ca| workload(ca, REVIEWS_ID)).await;
     let (url, stop, sent, failed) =
         (m.gw.url(80), Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let load: Vec<_> = (0..4)
@@ -119,7 +122,7 @@ async fn a_rotated_identity_is_presented_without_losing_a_request() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rotated = workload(&m.ca, GATEWAY_ID, true);
+    let rotated = workload(&m.ca, GATEWAY_ID);
     write_identity(&m.identity.0, &m.ca, &rotated);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !m.sidecar.clients.lock().unwrap().iter().any(|(_, serial)| *serial == rotated.serial()) {
@@ -135,4 +138,93 @@ async fn a_rotated_identity_is_presented_without_losing_a_request() {
     println!("identity rotation under load: {sent} requests, {failed} failed");
     assert!(sent > 50, "too little load to tell: {sent}");
     assert_eq!(failed, 0, "requests lost while the identity rotated ({sent} sent)");
+}
+
+/// An east-west style server: `ISTIO_MUTUAL` on 15443 in front of `ledger`, open to
+/// payments/checkout and to namespace billing only.
+fn istio_mutual_server(ledger_port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: eastwest}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 15443, name: https-mesh, protocol: HTTPS}}
+    hosts: ['*']
+    tls: {{mode: ISTIO_MUTUAL}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ledger}}
+spec:
+  hosts: ['*']
+  gateways: [eastwest]
+  http:
+  - route: [{{destination: {{host: ledger.internal}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ledger}}
+spec:
+  hosts: [ledger.internal]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {ledger_port}}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: mesh-peers}}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{{source: {{principals: [cluster.local/ns/payments/sa/checkout]}}}}]
+  - from: [{{source: {{namespaces: [billing]}}}}]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_mutual_server_admits_mesh_peers_by_principal_and_namespace() {
+    let ca = Ca::new("mesh root");
+    let identity = TempDir::new();
+    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let ledger = Upstream::start("ledger").await;
+    let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
+    let gw = TestGateway::start_with(&istio_mutual_server(ledger.port()), setup);
+    let addr = gw.addr(15443);
+    // A sidecar checks the gateway's SPIFFE identity, not a host name.
+    let peer = |who: &Issued| {
+        Client { verify_host: false, ..Client::to("ledger.payments.svc.cluster.local", &ca.cert) }.with_cert(who)
+    };
+    let status = |c: Client| async move { c.get(addr, "ledger.internal", "/", &[]).await.map(|r| r.status) };
+
+    let checkout = workload(&ca, "spiffe://cluster.local/ns/payments/sa/checkout");
+    assert_eq!(status(peer(&checkout)).await, Ok(200), "the principal");
+    let invoices = workload(&ca, "spiffe://cluster.local/ns/billing/sa/invoices");
+    assert_eq!(status(peer(&invoices)).await, Ok(200), "the namespace");
+    let refunds = workload(&ca, "spiffe://cluster.local/ns/payments/sa/refunds");
+    assert_eq!(status(peer(&refunds)).await, Ok(403), "neither");
+    assert_eq!(ledger.seen().len(), 2);
+    let xfcc = ledger.seen()[0].header("x-forwarded-client-cert").unwrap_or_default().to_string();
+    assert!(xfcc.contains("URI=spiffe://cluster.local/ns/payments/sa/checkout"), "{xfcc}");
+
+    // The gateway presents its workload identity, issued by the mesh CA.
+    let conn = peer(&checkout).connect(addr).await.unwrap();
+    let presented = conn.stream.ssl().peer_certificate().unwrap();
+    let uris: Vec<String> =
+        presented.subject_alt_names().unwrap().iter().filter_map(|n| n.uri().map(str::to_string)).collect();
+    assert_eq!(uris, [GATEWAY_ID]);
+
+    // Only mesh peers complete the handshake.
+    let plain = Client { verify_host: false, ..Client::to("ledger.payments.svc.cluster.local", &ca.cert) };
+    let outsider = workload(&Ca::new("another mesh"), "spiffe://cluster.local/ns/payments/sa/checkout");
+    let foreign = workload(&ca, "spiffe://other.domain/ns/payments/sa/checkout");
+    for (client, who) in
+        [(plain, "no certificate"), (peer(&outsider), "another CA"), (peer(&foreign), "another trust domain")]
+    {
+        let why = client.refusal(addr).await;
+        assert!(!why.is_empty(), "{who}");
+    }
+    assert_eq!(ledger.seen().len(), 2, "no refused peer reached the upstream");
 }

@@ -51,6 +51,7 @@ pub(super) fn server_tls(
         cipher_suites: Vec::new(),
         ecdh_curves: Vec::new(),
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+        trust_domains: Vec::new(),
     };
     if mode == TlsMode::Passthrough {
         return Some(tls);
@@ -66,6 +67,13 @@ pub(super) fn server_tls(
         if crate::validate::is_valid_ecdh_curve(c) && !tls.ecdh_curves.contains(c) {
             tls.ecdh_curves.push(c.clone());
         }
+    }
+    if mode == TlsMode::IstioMutual {
+        let identity = workload_identity(sel, &format!("{path}.mode"), SERVER_OTHERWISE, r)?;
+        tls.trust_domains = identity.trust_domains(&t.subject_alt_names);
+        tls.certificates.push(identity.certificate);
+        tls.client_ca = Some(identity.root);
+        return Some(tls);
     }
     let store = Store { config, sel, waits: SERVER_WAITS };
     certificates(t, path, &store, &mut tls, r);
@@ -127,6 +135,9 @@ fn certificates(t: &ServerTlsSettings, path: &str, store: &Store<'_>, tls: &mut 
     }
 }
 
+/// What to use instead of a server's `ISTIO_MUTUAL` without an identity.
+const SERVER_OTHERWISE: &str =
+    "use MUTUAL with serverCertificate, privateKey and caCertificates, or with credentialName";
 /// What a missing server credential means.
 const SERVER_WAITS: &str = "the server refuses TLS handshakes until it appears";
 /// What a missing origination credential means.
@@ -316,30 +327,57 @@ fn istio_mutual(
     sel: &Selection,
     r: &mut Reporter<'_>,
 ) -> Option<ClientTls> {
-    let Some(dir) = &sel.identity_dir else {
-        r.error(Code::Unsupported, format!("{at}.mode"), "ISTIO_MUTUAL needs the mesh's workload identity, and this workload has none").hint =
-            Some("give Pylon one with --identity-dir DIR holding cert-chain.pem, key.pem and root-cert.pem (Istio's file-mounted certificates), or use MUTUAL with clientCertificate, privateKey and caCertificates".into());
-        return None;
-    };
-    let identity_file = |name: &str| PemSource::File { path: dir.join(name) };
-    let trust_domains = if t.subject_alt_names.is_empty() {
-        std::iter::once(&sel.trust_domain).chain(&sel.trust_domain_aliases).cloned().collect()
-    } else {
-        Vec::new()
-    };
+    let otherwise = "use MUTUAL with clientCertificate, privateKey and caCertificates";
+    let identity = workload_identity(sel, &format!("{at}.mode"), otherwise, r)?;
+    let trust_domains = identity.trust_domains(&t.subject_alt_names);
     Some(ClientTls {
         mode: ClientTlsMode::IstioMutual,
-        client_certificate: Some(Certificate {
-            cert: identity_file(IDENTITY_CHAIN),
-            key: identity_file(IDENTITY_KEY),
-            credential: None,
-        }),
-        ca: Some(identity_file(IDENTITY_ROOT)),
+        client_certificate: Some(identity.certificate),
+        ca: Some(identity.root),
         ca_crl: None,
         sni: Some(t.sni.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| outbound.to_string())),
         subject_alt_names: t.subject_alt_names.clone(),
         trust_domains,
         insecure_skip_verify: false,
+    })
+}
+
+/// The workload identity of `--identity-dir`, as certificate sources.
+struct WorkloadIdentity<'a> {
+    certificate: Certificate,
+    root: PemSource,
+    sel: &'a Selection,
+}
+
+impl WorkloadIdentity<'_> {
+    /// The trust domains a peer's SPIFFE identity must be in: MeshConfig `trustDomain` and
+    /// `trustDomainAliases`, unless `subjectAltNames` names the peers instead.
+    fn trust_domains(&self, subject_alt_names: &[String]) -> Vec<String> {
+        if !subject_alt_names.is_empty() {
+            return Vec::new();
+        }
+        std::iter::once(&self.sel.trust_domain).chain(&self.sel.trust_domain_aliases).cloned().collect()
+    }
+}
+
+/// The workload identity for an `ISTIO_MUTUAL` setting at `at`; without `--identity-dir` an
+/// error saying which flag gives one (`otherwise`: what to use instead).
+fn workload_identity<'a>(
+    sel: &'a Selection,
+    at: &str,
+    otherwise: &str,
+    r: &mut Reporter<'_>,
+) -> Option<WorkloadIdentity<'a>> {
+    let Some(dir) = &sel.identity_dir else {
+        r.error(Code::Unsupported, at, "ISTIO_MUTUAL needs the mesh's workload identity, and this workload has none").hint =
+            Some(format!("give Pylon one with --identity-dir DIR holding cert-chain.pem, key.pem and root-cert.pem (Istio's file-mounted certificates), or {otherwise}"));
+        return None;
+    };
+    let file = |name: &str| PemSource::File { path: dir.join(name) };
+    Some(WorkloadIdentity {
+        certificate: Certificate { cert: file(IDENTITY_CHAIN), key: file(IDENTITY_KEY), credential: None },
+        root: file(IDENTITY_ROOT),
+        sel,
     })
 }
 

@@ -201,6 +201,7 @@ pub(crate) fn tls_mode(mode: ServerTlsMode) -> Option<TlsMode> {
         ServerTlsMode::Simple => Some(TlsMode::Simple),
         ServerTlsMode::Mutual => Some(TlsMode::Mutual),
         ServerTlsMode::OptionalMutual => Some(TlsMode::OptionalMutual),
-        ServerTlsMode::AutoPassthrough | ServerTlsMode::IstioMutual => None,
+        ServerTlsMode::IstioMutual => Some(TlsMode::IstioMutual),
+        ServerTlsMode::AutoPassthrough => None,
     }
 }

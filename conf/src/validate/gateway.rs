@@ -331,13 +331,6 @@ fn validate_istio_mutual(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'
             r.error(Code::Tls, path, format!("ISTIO_MUTUAL TLS cannot have associated {what}"));
         }
     }
-    r.error(
-        Code::Unsupported,
-        format!("{path}.mode"),
-        "ISTIO_MUTUAL needs the mesh's workload identity, which Pylon does not have",
-    )
-    .hint =
-        Some("use MUTUAL with serverCertificate, privateKey and caCertificates files, or with credentialName".into());
 }
 
 fn validate_ciphers(tls: &ServerTlsSettings, path: &str, r: &mut Reporter<'_>) {

@@ -21,7 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::CertKey;
 
 use crate::tls::material::{self, MaterialError, Raw, Role};
-use crate::tls::peer::{all_sans, san_matches};
+use crate::tls::peer::{all_sans, in_trust_domain, san_matches};
 use crate::tls::verify::check_revocation;
 
 /// How connections to one cluster are secured.
@@ -166,13 +166,6 @@ fn check(ssl: &SslRef, wanted: &Wanted, crls: &[X509Crl]) -> Result<(), String> 
     }
     let chain: Vec<&X509Ref> = ssl.verified_chain().map(|c| c.iter().collect()).unwrap_or_default();
     check_revocation(&chain, crls).map_err(|e| format!("upstream certificate: {e}"))
-}
-
-/// True for `spiffe://<one of domains>/...` (trust domains compare case-insensitively).
-fn in_trust_domain(san: &str, domains: &[String]) -> bool {
-    let Some(rest) = san.strip_prefix("spiffe://") else { return false };
-    let domain = rest.split('/').next().unwrap_or("");
-    rest.len() > domain.len() && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }
 
 /// The verdict the post-handshake check stored with an upstream connection. Every originated TLS

@@ -108,7 +108,7 @@ fn version(v: TlsProtocol) -> Option<SslVersion> {
     })
 }
 
-/// MUTUAL requires a client certificate, OPTIONAL_MUTUAL asks for one; either way a presented
+/// MUTUAL and ISTIO_MUTUAL require a client certificate, OPTIONAL_MUTUAL asks for one; either way a presented
 /// certificate is verified against the client CA, the CRLs, and the SAN, SPKI and hash lists.
 /// Envoy makes a certificate mandatory once SANs, SPKI or hash pins are configured.
 fn client_verification(
@@ -135,7 +135,7 @@ fn client_verification(
     let pinned = !tls.verify_certificate_hash.is_empty()
         || !tls.verify_certificate_spki.is_empty()
         || !tls.subject_alt_names.is_empty();
-    let mode = if tls.mode == TlsMode::Mutual || pinned {
+    let mode = if matches!(tls.mode, TlsMode::Mutual | TlsMode::IstioMutual) || pinned {
         SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
     } else {
         SslVerifyMode::PEER

@@ -43,6 +43,14 @@ fn sans(cert: &X509Ref, pick: impl Fn(&openssl::x509::GeneralNameRef) -> Option<
     cert.subject_alt_names().map(|names| names.iter().filter_map(&pick).collect()).unwrap_or_default()
 }
 
+/// True for `spiffe://<one of domains>/<path>`: a SPIFFE identity in one of the trust domains
+/// (MeshConfig `trustDomain` and its aliases; trust domains compare case-insensitively).
+pub fn in_trust_domain(san: &str, domains: &[String]) -> bool {
+    let Some(rest) = san.strip_prefix("spiffe://") else { return false };
+    let domain = rest.split('/').next().unwrap_or("");
+    rest.len() > domain.len() + 1 && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+}
+
 /// Every SAN of `cert` as text: DNS, URI, email and IP (what Istio's `subjectAltNames` matches).
 pub fn all_sans(cert: &X509Ref) -> Vec<(SanKind, String)> {
     let Some(names) = cert.subject_alt_names() else { return Vec::new() };
@@ -172,6 +180,18 @@ mod tests {
         assert!(!san_matches(SanKind::Dns, "*.example.com", "example.com"));
         assert!(san_matches(SanKind::Other, "spiffe://td/ns/a/sa/b", "spiffe://td/ns/a/sa/b"));
         assert!(!san_matches(SanKind::Other, "spiffe://td/ns/a/sa/b", "SPIFFE://td/ns/a/sa/b"));
+    }
+
+    #[test]
+    fn a_spiffe_identity_is_in_a_trust_domain_by_its_authority() {
+        let domains = ["cluster.local".to_string(), "old.mesh".to_string()];
+        assert!(in_trust_domain("spiffe://cluster.local/ns/a/sa/b", &domains));
+        assert!(in_trust_domain("spiffe://OLD.mesh/ns/a/sa/b", &domains), "an alias, any case");
+        assert!(!in_trust_domain("spiffe://other.local/ns/a/sa/b", &domains));
+        assert!(!in_trust_domain("spiffe://cluster.local.evil/ns/a/sa/b", &domains));
+        assert!(!in_trust_domain("spiffe://cluster.local", &domains), "no workload path");
+        assert!(!in_trust_domain("spiffe://cluster.local/", &domains), "no workload path");
+        assert!(!in_trust_domain("https://cluster.local/ns/a/sa/b", &domains));
     }
 
     #[test]

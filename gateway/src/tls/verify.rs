@@ -2,14 +2,15 @@
 //! as Envoy's certificate validator makes them: revocation (CRLs), then the SAN list, then the
 //! SPKI and hash pins (`subjectAltNames` AND (`verifyCertificateHash` OR
 //! `verifyCertificateSpki`)). `insecureSkipVerify` accepts what fails, as Envoy's
-//! `ACCEPT_UNTRUSTED`.
+//! `ACCEPT_UNTRUSTED`. An ISTIO_MUTUAL server also requires a SPIFFE identity in the mesh's trust
+//! domains, as Istio's inbound listeners do.
 
 use base64::Engine;
 use conf::table::ServerTls;
 use openssl::hash::MessageDigest;
 use openssl::x509::{CrlStatus, X509Crl, X509Ref, X509StoreContextRef};
 
-use super::peer::{all_sans, hex, san_matches};
+use super::peer::{all_sans, hex, in_trust_domain, san_matches};
 
 /// The per-server policy for client certificates.
 pub struct ClientCheck {
@@ -18,6 +19,7 @@ pub struct ClientCheck {
     hashes: Vec<String>,
     crls: Vec<X509Crl>,
     insecure: bool,
+    trust_domains: Vec<String>,
 }
 
 impl ClientCheck {
@@ -29,6 +31,7 @@ impl ClientCheck {
             hashes: tls.verify_certificate_hash.iter().map(|h| h.replace(':', "").to_ascii_lowercase()).collect(),
             crls,
             insecure: tls.insecure_skip_verify,
+            trust_domains: tls.trust_domains.clone(),
         }
     }
 
@@ -70,6 +73,13 @@ impl ClientCheck {
             if !matched {
                 return Err(format!("no SAN of the certificate is in subjectAltNames {:?}", self.sans));
             }
+        }
+        let domains = &self.trust_domains;
+        if !domains.is_empty() && !all_sans(leaf).iter().any(|(_, san)| in_trust_domain(san, domains)) {
+            return Err(format!(
+                "the client certificate has no SPIFFE identity in trust domain {}",
+                domains.join(", ")
+            ));
         }
         if !self.hashes.is_empty() || !self.spki.is_empty() {
             let hash = leaf.digest(MessageDigest::sha256()).map(|d| hex(&d)).map_err(|e| e.to_string())?;
