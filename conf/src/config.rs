@@ -105,6 +105,8 @@ pub struct Config {
     pub request_authentications: Vec<Resource<raw::RequestAuthentication>>,
     /// `AuthorizationPolicy` resources.
     pub authorization_policies: Vec<Resource<raw::AuthorizationPolicy>>,
+    /// `PeerAuthentication` resources.
+    pub peer_authentications: Vec<Resource<raw::PeerAuthentication>>,
     /// Pylon `GatewayPolicy` resources.
     pub gateway_policies: Vec<Resource<raw::GatewayPolicy>>,
     /// Resources of other kinds.
@@ -126,6 +128,7 @@ impl Config {
         sort_resources(&mut self.endpoint_slices);
         sort_resources(&mut self.request_authentications);
         sort_resources(&mut self.authorization_policies);
+        sort_resources(&mut self.peer_authentications);
         sort_resources(&mut self.gateway_policies);
         self.foreign.sort_by(|a, b| order_key(&a.meta).cmp(&order_key(&b.meta)));
     }

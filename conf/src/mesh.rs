@@ -5,7 +5,7 @@
 //! are trusted to append to `X-Forwarded-For`, istio.io/latest/docs/ops/configuration/traffic-management/network-topologies/).
 //! `defaultConfig.gatewayTopology.proxyProtocol` (connections start with a PROXY protocol header),
 //! `defaultConfig.gatewayTopology.forwardClientCertDetails`, `defaultHttpRetryPolicy`,
-//! `pathNormalization` and `connectTimeout`. `outboundTrafficPolicy.mode` (`ALLOW_ANY`,
+//! `pathNormalization`, `connectTimeout`, `trustDomain`, `trustDomainAliases` and `enableAutoMtls`. `outboundTrafficPolicy.mode` (`ALLOW_ANY`,
 //! `REGISTRY_ONLY`) is checked and means at a gateway what it means in Istio's: nothing, since a
 //! gateway forwards only to the destinations its routes name, and a destination outside the
 //! registry gets 503 NC in either mode (the mode decides what a sidecar does with traffic to an
@@ -38,6 +38,8 @@ pub struct MeshConfig {
     pub trust_domain: Option<String>,
     /// `trustDomainAliases`.
     pub trust_domain_aliases: Vec<String>,
+    /// `enableAutoMtls` (default true).
+    pub enable_auto_mtls: Option<bool>,
     /// Fields Pylon does not use, by YAML path (filled by [`MeshConfig::parse`]).
     #[serde(skip)]
     pub ignored: Vec<String>,
@@ -205,6 +207,7 @@ impl MeshConfig {
             sel.trust_domain.clone_from(td);
         }
         sel.trust_domain_aliases.clone_from(&self.trust_domain_aliases);
+        sel.auto_mtls = self.enable_auto_mtls.unwrap_or(true);
         use crate::table::{ForwardClientCert, PathNormalization};
         sel.path_normalization = match self.path_normalization.as_ref().map(|p| p.normalization.as_str()) {
             Some("NONE") => PathNormalization::None,

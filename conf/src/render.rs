@@ -456,12 +456,18 @@ fn cluster(out: &mut String, c: &Cluster) {
                 let labels = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
                 let labels = if labels.is_empty() { String::new() } else { format!(" [{labels}]") };
                 let weight = if e.weight == 1 { String::new() } else { format!(" weight {}", e.weight) };
-                let _ = writeln!(out, "      {}:{}{labels}{weight}", e.address, e.port);
+                let auto = c.policy.origination.as_ref().is_some_and(|o| o.auto);
+                let mesh = if auto && e.istio_mtls { " (mesh workload: ISTIO_MUTUAL)" } else { "" };
+                let _ = writeln!(out, "      {}:{}{labels}{weight}{mesh}", e.address, e.port);
             }
         }
     }
     if !c.policy.from.is_empty() {
         let _ = writeln!(out, "      policy from DestinationRule {}", c.policy.from.join(", "));
+    }
+    if let Some(o) = &c.policy.origination {
+        let how = if o.auto { " to mesh workloads only, by automatic mTLS; plaintext to the others" } else { "" };
+        let _ = writeln!(out, "      TLS origination {}{how}", o.mode.as_str());
     }
     if let Some(b) = &c.source {
         let ports = b.ports.map(|(l, h)| format!(" ports {l}-{h}")).unwrap_or_default();

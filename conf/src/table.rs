@@ -771,6 +771,10 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// Load-balancing weight (default 1).
     pub weight: u32,
+    /// A mesh workload (`security.istio.io/tlsMode: istio`), which automatic mTLS reaches with
+    /// `ISTIO_MUTUAL`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub istio_mtls: bool,
 }
 
 /// The DestinationRule policy that applies to one cluster (port-level settings and subset
@@ -822,6 +826,10 @@ pub struct ClientTls {
     /// URI SAN (`spiffe://<domain>/...`) in one of these trust domains.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trust_domains: Vec<String>,
+    /// Istio's automatic mTLS (no DestinationRule `tls`): used only for the endpoints that are mesh
+    /// workloads ([`Endpoint::istio_mtls`]); the others get plaintext.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
     /// Do not verify the upstream certificate at all.
     pub insecure_skip_verify: bool,
 }

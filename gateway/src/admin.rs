@@ -213,10 +213,10 @@ fn clusters(plane: &Plane) -> Reply {
             serde_json::json!({
                 "name": u.name,
                 "refused": u.refusal().map(|o| o.flag()),
-                "tls_origination": match snap.tls.origination(id) {
-                    Ok(None) => "none",
-                    Ok(Some(_)) => "ready",
-                    Err(_) => "material missing or unusable",
+                "tls_origination": match snap.tls.origination_ready(id) {
+                    None => "none",
+                    Some(true) => "ready",
+                    Some(false) => "material missing or unusable",
                 },
                 "endpoints": endpoints,
             })

@@ -228,3 +228,156 @@ async fn an_istio_mutual_server_admits_mesh_peers_by_principal_and_namespace() {
     }
     assert_eq!(ledger.seen().len(), 2, "no refused peer reached the upstream");
 }
+
+/// A ServiceEntry `name` for `host` in `namespace` at `location`, port 9080, with `endpoints`
+/// (`(port, labels in YAML flow)`) on 127.0.0.1.
+fn service_entry(name: &str, namespace: &str, host: &str, location: &str, endpoints: &[(u16, &str)]) -> String {
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(port, labels)| format!("{{address: 127.0.0.1, ports: {{http: {port}}}, labels: {labels}}}"))
+        .collect();
+    format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  hosts: [{host}]\n  location: {location}\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{}]\n---\n", endpoints.join(", "))
+}
+
+fn peer_authentication(name: &str, namespace: &str, mode: &str) -> String {
+    format!("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{mtls: {{mode: {mode}}}}}\n---\n")
+}
+
+const MESH_WORKLOAD: &str = "{security.istio.io/tlsMode: istio}";
+
+/// Routes `/<prefix>` to `<prefix>.<namespace>.svc.cluster.local:9080` for each `(prefix, namespace)`;
+/// no DestinationRule sets TLS.
+fn routes(to: &[(&str, &str)]) -> String {
+    let http: String = to
+        .iter()
+        .map(|(prefix, ns)| format!("  - match: [{{uri: {{prefix: /{prefix}}}}}]\n    route: [{{destination: {{host: {prefix}.{ns}.svc.cluster.local}}}}]\n"))
+        .collect();
+    gateway(80, &["*"]) + &format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: routes}}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n{http}---\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_authentication_strict_reaches_mesh_workloads_with_automatic_mtls() {
+    let ca = Ca::new("mesh root");
+    let identity = TempDir::new();
+    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let sidecar = TlsUpstream::start_with("reviews-sidecar", &workload(&ca, REVIEWS_ID), Some(&ca.cert)).await;
+    let (no_sidecar, external) = (Upstream::start("reviews-no-sidecar").await, Upstream::start("external").await);
+    // One service, two endpoints: only the labelled one is a mesh workload (Istio's
+    // transport-socket match on `tlsMode: istio`). A MESH_EXTERNAL service is never reached with
+    // mesh mTLS, whatever its endpoints' labels.
+    let yaml = routes(&[("reviews", "default"), ("external", "default")])
+        + &service_entry(
+            "reviews",
+            "default",
+            "reviews.default.svc.cluster.local",
+            "MESH_INTERNAL",
+            &[(sidecar.addr.port(), MESH_WORKLOAD), (no_sidecar.port(), "{}")],
+        )
+        + &service_entry(
+            "external",
+            "default",
+            "external.default.svc.cluster.local",
+            "MESH_EXTERNAL",
+            &[(external.port(), MESH_WORKLOAD)],
+        )
+        + &peer_authentication("default", "istio-system", "STRICT");
+    let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
+    let gw = TestGateway::start_with(&yaml, setup);
+    for _ in 0..20 {
+        let r = get(&http1(), &gw.url(80), "bookinfo.example", "/reviews/1", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let through_mtls = sidecar.served.load(Ordering::Relaxed);
+    assert!(through_mtls > 0 && !no_sidecar.seen().is_empty(), "both endpoints served: {through_mtls} over mTLS");
+    assert_eq!(through_mtls + no_sidecar.seen().len(), 20);
+    let clients = sidecar.clients.lock().unwrap().clone();
+    assert!(clients.iter().all(|(uris, _)| uris == &[GATEWAY_ID.to_string()]), "{clients:?}");
+    let sni = sidecar.sni.lock().unwrap().clone();
+    assert_eq!(sni.first().map(String::as_str), Some("outbound_.9080_._.reviews.default.svc.cluster.local"));
+    let r = get(&http1(), &gw.url(80), "bookinfo.example", "/external", &[]).await;
+    assert_eq!((r.status, r.upstream()), (200, Some("external")), "MESH_EXTERNAL: plaintext");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_peer_authentication_disable_gets_plaintext() {
+    let ca = Ca::new("mesh root");
+    let identity = TempDir::new();
+    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    // A workload labelled as a mesh workload that speaks plaintext only.
+    let legacy = Upstream::start("legacy").await;
+    let yaml = routes(&[("legacy", "legacy")])
+        + &service_entry(
+            "legacy",
+            "legacy",
+            "legacy.legacy.svc.cluster.local",
+            "MESH_INTERNAL",
+            &[(legacy.port(), MESH_WORKLOAD)],
+        )
+        + &peer_authentication("default", "istio-system", "STRICT");
+    let setup = || Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
+    let strict = TestGateway::start_with(&yaml, setup());
+    let r = get(&http1(), &strict.url(80), "x", "/legacy", &[]).await;
+    assert_eq!(r.status, 503, "mesh-wide STRICT: mutual TLS, which the plaintext workload cannot answer");
+    let disabled = TestGateway::start_with(&(yaml + &peer_authentication("legacy", "legacy", "DISABLE")), setup());
+    let r = get(&http1(), &disabled.url(80), "x", "/legacy", &[]).await;
+    assert_eq!((r.status, r.upstream()), (200, Some("legacy")), "namespace DISABLE: plaintext");
+}
+
+#[test]
+fn mesh_workloads_under_strict_without_an_identity_name_the_flag() {
+    let yaml = routes(&[("reviews", "default")])
+        + &service_entry(
+            "reviews",
+            "default",
+            "reviews.default.svc.cluster.local",
+            "MESH_INTERNAL",
+            &[(15000, MESH_WORKLOAD)],
+        );
+    let strict = conf::build_str(
+        "strict.yaml",
+        &(yaml.clone() + &peer_authentication("default", "istio-system", "STRICT")),
+        &conf::Selection::default(),
+    );
+    let text = strict.diagnostics.to_string();
+    assert!(!strict.is_valid(), "{text}");
+    assert!(text.contains("whose PeerAuthentication mode is STRICT") && text.contains("--identity-dir DIR"), "{text}");
+    let permissive = conf::build_str("permissive.yaml", &yaml, &conf::Selection::default());
+    let text = permissive.diagnostics.to_string();
+    assert!(permissive.is_valid(), "{text}");
+    assert!(text.contains("without a workload identity they get plaintext, which PERMISSIVE accepts"), "{text}");
+}
+
+#[test]
+fn mesh_config_enable_auto_mtls_false_sends_plaintext() {
+    let yaml = routes(&[("reviews", "default")])
+        + &service_entry(
+            "reviews",
+            "default",
+            "reviews.default.svc.cluster.local",
+            "MESH_INTERNAL",
+            &[(15000, MESH_WORKLOAD)],
+        );
+    let identity = TempDir::new();
+    let mut sel = conf::Selection { identity_dir: Some(identity.0.clone()), ..conf::Selection::default() };
+    let origination = |sel: &conf::Selection| {
+        let built = conf::build_str("auto.yaml", &yaml, sel);
+        built.table.clusters.iter().find(|c| c.host.starts_with("reviews.")).unwrap().policy.origination.clone()
+    };
+    assert!(origination(&sel).is_some_and(|o| o.auto), "automatic mTLS is on by default");
+    conf::mesh::MeshConfig::parse("enableAutoMtls: false").unwrap().apply(&mut sel);
+    assert!(origination(&sel).is_none());
+}
+
+#[test]
+fn a_service_known_only_from_dns_under_strict_is_warned_about() {
+    let yaml = routes(&[("reviews", "default")]) + &peer_authentication("default", "istio-system", "STRICT");
+    let built = conf::build_str("dns.yaml", &yaml, &conf::Selection::default());
+    let text = built.diagnostics.to_string();
+    assert!(built.is_valid(), "{text}");
+    assert!(
+        text.contains(
+            "namespace default is STRICT, but reviews.default.svc.cluster.local is reached through the cluster's DNS"
+        ),
+        "{text}"
+    );
+}

@@ -16,9 +16,6 @@ enum Treatment {
 fn treatment(group: &str, kind: &str) -> Treatment {
     use Treatment::*;
     match (group, kind) {
-        ("security.istio.io", "PeerAuthentication") => {
-            FailClosed("PeerAuthentication needs the mesh's workload identity, which Pylon does not have")
-        }
         ("networking.istio.io", "EnvoyFilter") => {
             FailClosed("EnvoyFilter patches Envoy configuration, which Pylon does not run")
         }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::auto_mtls::{self, Destination, PeerModes};
 use super::Selection;
 use crate::config::{Config, Resource};
 use crate::diagnostic::{Code, Diagnostics, Reporter};
@@ -24,6 +25,8 @@ pub(crate) struct Registry<'a> {
     hidden: HashMap<String, String>,
     clusters: Vec<Cluster>,
     index: HashMap<(String, Option<String>, u16), ClusterId>,
+    /// PeerAuthentication modes, for automatic mTLS.
+    peer_modes: PeerModes,
 }
 
 /// The DestinationRules for one host, merged as Istio does.
@@ -69,7 +72,8 @@ impl<'a> Registry<'a> {
                 }
             }
         }
-        Registry { config, sel, services, hidden, clusters: Vec::new(), index: HashMap::new() }
+        let peer_modes = PeerModes::new(config, sel, out);
+        Registry { config, sel, services, hidden, clusters: Vec::new(), index: HashMap::new(), peer_modes }
     }
 
     /// The name of cluster `id`.
@@ -138,9 +142,15 @@ impl<'a> Registry<'a> {
         }
         // Istio's SNI for a mesh destination (`model.BuildDNSSrvSubsetKey`).
         let outbound = format!("outbound_.{port}_.{}_.{host}", subset.as_deref().unwrap_or(""));
-        policy.origination = policy.tls.as_ref().and_then(|t| {
-            super::credentials::client_tls(t, &format!("{path} ({name}) tls"), &outbound, self.config, self.sel, r)
-        });
+        policy.origination = match &policy.tls {
+            Some(t) => {
+                super::credentials::client_tls(t, &format!("{path} ({name}) tls"), &outbound, self.config, self.sel, r)
+            }
+            None => {
+                let d = Destination { se, service: &service, cluster: &name, outbound: &outbound };
+                auto_mtls::origination(&d, &self.peer_modes, self.sel, path, r)
+            }
+        };
         let id = self.clusters.len();
         self.clusters.push(Cluster { name, host: host.to_string(), subset, port, service, policy, source: None });
         self.index.insert(key, id);
@@ -183,6 +193,7 @@ impl<'a> Registry<'a> {
                 .unwrap_or(0),
             labels: we.labels.clone(),
             weight: we.weight.filter(|w| *w > 0).unwrap_or(1),
+            istio_mtls: auto_mtls::is_mesh_workload(we),
         };
         match se.spec.resolution {
             Resolution::None | Resolution::DynamicDns => Vec::new(),
@@ -195,6 +206,7 @@ impl<'a> Registry<'a> {
                     port: u16::try_from(default_port).unwrap_or(0),
                     labels: BTreeMap::new(),
                     weight: 1,
+                    istio_mtls: false,
                 }]
             }
             _ => se.spec.endpoints.iter().map(to_endpoint).collect(),
@@ -333,6 +345,7 @@ fn kubernetes_dns_service(host: &str, port: u16, path: &dyn std::fmt::Display, r
             port,
             labels: Default::default(),
             weight: 1,
+            istio_mtls: false,
         }],
     }
 }

@@ -284,6 +284,7 @@ pub(super) fn client_tls(
         subject_alt_names: t.subject_alt_names.clone(),
         trust_domains: Vec::new(),
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+        auto: false,
     };
     if let Some(name) = &t.credential_name {
         // Istio: a DestinationRule credential holds the client key and certificate (MUTUAL) and
@@ -320,7 +321,7 @@ pub(super) fn client_tls(
 /// `subjectAltNames`), and Istio's outbound SNI unless `sni` is set. Istio ignores the
 /// certificate fields of the rule in this mode, and so does Pylon. Without an identity it is an
 /// error: a gateway must not talk to the mesh in plaintext or with another identity.
-fn istio_mutual(
+pub(super) fn istio_mutual(
     t: &ClientTlsSettings,
     at: &str,
     outbound: &str,
@@ -339,6 +340,7 @@ fn istio_mutual(
         subject_alt_names: t.subject_alt_names.clone(),
         trust_domains,
         insecure_skip_verify: false,
+        auto: false,
     })
 }
 

@@ -7,6 +7,7 @@
 //! clusters `(host, subset, port)` against ServiceEntries, WorkloadEntries and DestinationRules.
 
 mod applicability;
+pub mod auto_mtls;
 mod clusters;
 pub mod credentials;
 mod delegate;
@@ -67,6 +68,9 @@ pub struct Selection {
     pub trust_domain: String,
     /// MeshConfig `trustDomainAliases`: other trust domains accepted as this one.
     pub trust_domain_aliases: Vec<String>,
+    /// MeshConfig `enableAutoMtls` (default true): Istio's automatic mutual TLS to mesh workloads
+    /// whose DestinationRule sets no `tls`.
+    pub auto_mtls: bool,
 }
 
 impl Default for Selection {
@@ -87,6 +91,7 @@ impl Default for Selection {
             identity_dir: None,
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
+            auto_mtls: true,
         }
     }
 }

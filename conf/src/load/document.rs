@@ -35,6 +35,8 @@ pub enum Loaded {
     RequestAuthentication(Resource<raw::RequestAuthentication>),
     /// AuthorizationPolicy.
     AuthorizationPolicy(Resource<raw::AuthorizationPolicy>),
+    /// PeerAuthentication.
+    PeerAuthentication(Resource<raw::PeerAuthentication>),
     /// GatewayPolicy.
     GatewayPolicy(Resource<raw::GatewayPolicy>),
     /// Anything else.
@@ -55,6 +57,7 @@ impl Loaded {
             Loaded::EndpointSlice(r) => &r.meta,
             Loaded::RequestAuthentication(r) => &r.meta,
             Loaded::AuthorizationPolicy(r) => &r.meta,
+            Loaded::PeerAuthentication(r) => &r.meta,
             Loaded::GatewayPolicy(r) => &r.meta,
             Loaded::Foreign(f) => &f.meta,
         }
@@ -73,6 +76,7 @@ impl Loaded {
             Loaded::EndpointSlice(r) => &mut r.meta,
             Loaded::RequestAuthentication(r) => &mut r.meta,
             Loaded::AuthorizationPolicy(r) => &mut r.meta,
+            Loaded::PeerAuthentication(r) => &mut r.meta,
             Loaded::GatewayPolicy(r) => &mut r.meta,
             Loaded::Foreign(f) => &mut f.meta,
         }
@@ -93,6 +97,7 @@ pub(super) fn store(config: &mut Config, loaded: Loaded) {
         Loaded::EndpointSlice(r) => config.endpoint_slices.push(r),
         Loaded::RequestAuthentication(r) => config.request_authentications.push(r),
         Loaded::AuthorizationPolicy(r) => config.authorization_policies.push(r),
+        Loaded::PeerAuthentication(r) => config.peer_authentications.push(r),
         Loaded::GatewayPolicy(r) => config.gateway_policies.push(r),
         Loaded::Foreign(f) => config.foreign.push(f),
     }
@@ -115,6 +120,7 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
         .or_else(|| take(&mut config.endpoint_slices, id))
         .or_else(|| take(&mut config.request_authentications, id))
         .or_else(|| take(&mut config.authorization_policies, id))
+        .or_else(|| take(&mut config.peer_authentications, id))
         .or_else(|| take(&mut config.gateway_policies, id))
         .or_else(|| {
             let pos = config.foreign.iter().position(|f| &f.meta.id == id)?;
@@ -136,6 +142,7 @@ enum Kind {
     EndpointSlice,
     RequestAuthentication,
     AuthorizationPolicy,
+    PeerAuthentication,
     GatewayPolicy,
 }
 
@@ -154,6 +161,7 @@ fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
         ("security.istio.io", _) if !matches!(version, "v1" | "v1beta1") => None,
         ("security.istio.io", "RequestAuthentication") => Some(Kind::RequestAuthentication),
         ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
+        ("security.istio.io", "PeerAuthentication") => Some(Kind::PeerAuthentication),
         ("gateway.pylon.dev", "GatewayPolicy") if version == "v1alpha1" => Some(Kind::GatewayPolicy),
         _ => None,
     }
@@ -225,6 +233,9 @@ fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Rep
         }
         Kind::AuthorizationPolicy => {
             Loaded::AuthorizationPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? })
+        }
+        Kind::PeerAuthentication => {
+            Loaded::PeerAuthentication(Resource { meta, spec: decode(spec, "spec", r, false)? })
         }
         Kind::GatewayPolicy => Loaded::GatewayPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::Secret | Kind::Endpoints | Kind::EndpointSlice => return None,

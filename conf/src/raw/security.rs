@@ -283,3 +283,55 @@ pub fn bracketed(key: &str, prefix: &str) -> Option<Vec<String>> {
     }
     (!out.is_empty()).then_some(out)
 }
+
+/// Istio `PeerAuthentication` spec: the mutual TLS a workload's sidecar accepts. At a gateway it
+/// says what the gateway's upstreams expect (Istio's automatic mTLS); the gateway's own listeners
+/// take their TLS from its Gateway servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerAuthentication {
+    /// Workloads the policy applies to; none: the namespace (or the mesh, in the root namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// The mode for every port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<PeerMutualTls>,
+    /// Modes by workload port (selector policies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_level_mtls: Option<std::collections::BTreeMap<i64, PeerMutualTls>>,
+}
+
+/// Istio `PeerAuthentication.MutualTLS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerMutualTls {
+    /// The mode.
+    pub mode: PeerMtlsMode,
+}
+
+/// Istio `PeerAuthentication.MutualTLS.Mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PeerMtlsMode {
+    /// Inherit from the parent (namespace from mesh; mesh: PERMISSIVE).
+    #[default]
+    Unset,
+    /// Plaintext only.
+    Disable,
+    /// Plaintext and mutual TLS.
+    Permissive,
+    /// Mutual TLS only.
+    Strict,
+}
+
+impl PeerMtlsMode {
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerMtlsMode::Unset => "UNSET",
+            PeerMtlsMode::Disable => "DISABLE",
+            PeerMtlsMode::Permissive => "PERMISSIVE",
+            PeerMtlsMode::Strict => "STRICT",
+        }
+    }
+}

@@ -83,6 +83,9 @@ pub fn validate(config: &Config, namespace: &str, out: &mut Diagnostics) -> Rege
         gateway_policy::validate(&p.spec, &mut Reporter::new(&p.meta.id, out));
         embedded_security(p, out);
     }
+    for p in &config.peer_authentications {
+        security::validate_peer_authentication(&p.spec, &mut Reporter::new(&p.meta.id, out));
+    }
     for p in &config.request_authentications {
         security::validate_request_authentication(&p.meta, &p.spec, &mut Reporter::new(&p.meta.id, out));
     }

@@ -6,7 +6,9 @@
 
 use crate::config::Meta;
 use crate::diagnostic::{Code, Reporter};
-use crate::raw::{Action, AuthorizationPolicy, LabelSelector, PolicyTargetReference, RequestAuthentication};
+use crate::raw::{
+    Action, AuthorizationPolicy, LabelSelector, PeerAuthentication, PolicyTargetReference, RequestAuthentication,
+};
 
 mod rules;
 
@@ -152,4 +154,22 @@ pub(super) fn validate_request_authentication(meta: &Meta, p: &RequestAuthentica
     for (i, rule) in p.jwt_rules.iter().enumerate() {
         rules::jwt_rule(rule, &format!("spec.jwtRules[{i}]"), r);
     }
+}
+
+/// Istio `ValidatePeerAuthentication`, in its order.
+pub(super) fn validate_peer_authentication(p: &PeerAuthentication, r: &mut Reporter<'_>) {
+    let no_selector = p.selector.as_ref().is_none_or(|s| s.match_labels.is_empty());
+    let ports = p.port_level_mtls.as_ref();
+    if no_selector && ports.is_some_and(|m| !m.is_empty()) {
+        r.error(Code::Policy, "spec.portLevelMtls", "mesh/namespace peer authentication cannot have port level mTLS");
+    }
+    if ports.is_some_and(std::collections::BTreeMap::is_empty) {
+        r.error(Code::Policy, "spec.portLevelMtls", "port level mTLS, if defined, must have at least one element");
+    }
+    for port in ports.into_iter().flat_map(|m| m.keys()) {
+        if !(1..=65535).contains(port) {
+            r.error(Code::Policy, format!("spec.portLevelMtls[{port}]"), "port must be in range 1..65535");
+        }
+    }
+    scope(p.selector.as_ref(), None, &[], r);
 }

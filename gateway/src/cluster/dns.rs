@@ -111,12 +111,28 @@ fn says_no_address(e: &NetError) -> bool {
     }
 }
 
-/// The names a cluster resolves: (host name, port, weight).
-pub fn names(cluster: &Cluster) -> Vec<(String, u16, u32)> {
+/// One endpoint of a cluster to resolve: a host name (or an IP address) and what each of its
+/// addresses becomes.
+#[derive(Debug, Clone)]
+pub struct Name {
+    /// The host name, or an IP address.
+    pub host: String,
+    /// The endpoint port.
+    pub port: u16,
+    /// The load-balancing weight of each address.
+    pub weight: u32,
+    /// A mesh workload (automatic mTLS).
+    pub istio_mtls: bool,
+}
+
+/// The names a cluster resolves.
+pub fn names(cluster: &Cluster) -> Vec<Name> {
     match &cluster.service {
-        Ok(s) if matches!(s.resolution, Resolution::Dns | Resolution::DnsRoundRobin) => {
-            s.endpoints.iter().map(|e| (e.address.clone(), e.port, e.weight)).collect()
-        }
+        Ok(s) if matches!(s.resolution, Resolution::Dns | Resolution::DnsRoundRobin) => s
+            .endpoints
+            .iter()
+            .map(|e| Name { host: e.address.clone(), port: e.port, weight: e.weight, istio_mtls: e.istio_mtls })
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -125,20 +141,20 @@ pub fn names(cluster: &Cluster) -> Vec<(String, u16, u32)> {
 pub struct Refresher {
     dns: Arc<Dns>,
     upstream: Arc<Upstream>,
-    names: Vec<(String, u16, u32)>,
+    names: Vec<Name>,
     last_good: HashMap<String, Vec<IpAddr>>,
 }
 
 impl Refresher {
     /// A refresher for `upstream` (nothing is resolved until [`Refresher::refresh`]).
-    pub fn new(dns: Arc<Dns>, upstream: Arc<Upstream>, names: Vec<(String, u16, u32)>) -> Self {
+    pub fn new(dns: Arc<Dns>, upstream: Arc<Upstream>, names: Vec<Name>) -> Self {
         Refresher { dns, upstream, names, last_good: HashMap::new() }
     }
 
     /// Resolves every name once, stores the endpoints, and returns when to look again.
     pub async fn refresh(&mut self) -> Duration {
         let mut next = MAX_REFRESH;
-        for (name, _, _) in &self.names {
+        for Name { host: name, .. } in &self.names {
             if name.parse::<IpAddr>().is_ok() {
                 continue;
             }
@@ -170,14 +186,16 @@ impl Refresher {
     fn store(&self) {
         let round_robin = self.upstream.resolution == Resolution::DnsRoundRobin;
         let mut endpoints = Vec::new();
-        for (name, port, weight) in &self.names {
-            let ips = match name.parse::<IpAddr>() {
+        for n in &self.names {
+            let ips = match n.host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
-                Err(_) => self.last_good.get(name).cloned().unwrap_or_default(),
+                Err(_) => self.last_good.get(&n.host).cloned().unwrap_or_default(),
             };
             // Istio DNS_ROUND_ROBIN (Envoy LOGICAL_DNS) uses the first address only.
             let take = if round_robin { 1 } else { ips.len() };
-            endpoints.extend(ips.into_iter().take(take).map(|ip| Endpoint::new(SocketAddr::new(ip, *port), *weight)));
+            endpoints.extend(
+                ips.into_iter().take(take).map(|ip| Endpoint::of(SocketAddr::new(ip, n.port), n.weight, n.istio_mtls)),
+            );
         }
         // An address that stays keeps its endpoint: requests in flight, outlier streaks and
         // ejections carry over a refresh.
@@ -185,7 +203,11 @@ impl Refresher {
         let endpoints: Vec<Arc<Endpoint>> = endpoints
             .into_iter()
             .map(|fresh| {
-                current.iter().find(|e| e.addr == fresh.addr && e.weight == fresh.weight).cloned().unwrap_or(fresh)
+                current
+                    .iter()
+                    .find(|e| e.addr == fresh.addr && e.weight == fresh.weight && e.istio_mtls == fresh.istio_mtls)
+                    .cloned()
+                    .unwrap_or(fresh)
             })
             .collect();
         self.upstream.endpoints.store(Arc::new(endpoints));
@@ -218,7 +240,8 @@ mod tests {
         let cluster =
             built.table.clusters.first().cloned().unwrap_or_else(|| panic!("a cluster: {}", built.diagnostics));
         let upstream = Arc::new(Upstream::new(&cluster));
-        let names = vec![("10.0.0.1".to_string(), 80, 1), ("10.0.0.2".to_string(), 80, 1)];
+        let name = |host: &str| Name { host: host.to_string(), port: 80, weight: 1, istio_mtls: false };
+        let names = vec![name("10.0.0.1"), name("10.0.0.2")];
         let refresher = Refresher::new(Dns::without_servers().unwrap(), upstream.clone(), names);
         refresher.store();
         let first = upstream.endpoints.load()[0].clone();

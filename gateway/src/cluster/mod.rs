@@ -50,13 +50,21 @@ pub struct Endpoint {
     pub health: outlier::Health,
     /// When it joined (slow start measures from here).
     pub created: std::time::Instant,
+    /// A mesh workload: a cluster under automatic mTLS reaches it with ISTIO_MUTUAL.
+    pub istio_mtls: bool,
 }
 
 impl Endpoint {
     /// An endpoint with no requests in flight.
     pub fn new(addr: SocketAddr, weight: u32) -> Arc<Self> {
+        Endpoint::of(addr, weight, false)
+    }
+
+    /// An endpoint with no requests in flight; `istio_mtls`: a mesh workload.
+    pub fn of(addr: SocketAddr, weight: u32, istio_mtls: bool) -> Arc<Self> {
         Arc::new(Endpoint {
             addr,
+            istio_mtls,
             weight: weight.max(1),
             active: AtomicUsize::new(0),
             health: outlier::Health::default(),
@@ -193,7 +201,9 @@ impl Upstream {
                 let eps = s
                     .endpoints
                     .iter()
-                    .filter_map(|e| Some(Endpoint::new(SocketAddr::new(e.address.parse().ok()?, e.port), e.weight)))
+                    .filter_map(|e| {
+                        Some(Endpoint::of(SocketAddr::new(e.address.parse().ok()?, e.port), e.weight, e.istio_mtls))
+                    })
                     .collect();
                 (None, s.resolution, s.protocol.is_some_and(conf::model::Protocol::is_http2), eps)
             }

@@ -100,7 +100,7 @@ impl Registry {
             let names = dns::names(&clusters[i]);
             let dns = self.dns.clone();
             set.spawn(async move {
-                if names.iter().all(|(n, _, _)| n.parse::<std::net::IpAddr>().is_ok()) {
+                if names.iter().all(|n| n.host.parse::<std::net::IpAddr>().is_ok()) {
                     return (slot, ClusterRuntime { upstream, refresher: None });
                 }
                 let mut r = Refresher::new(dns, upstream.clone(), names);

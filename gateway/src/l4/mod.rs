@@ -83,7 +83,7 @@ async fn connect(
     let failed = |detail: String| ("connect_failure", detail);
     let endpoint = upstream.pick(&[]).ok_or(("no_healthy_upstream", "no healthy upstream".to_string()))?;
     let addr = endpoint.endpoint().addr;
-    let origination = snap.tls.origination(cluster).map_err(|e| failed(e.to_string()))?;
+    let origination = snap.tls.origination(cluster, endpoint.endpoint()).map_err(|e| failed(e.to_string()))?;
     match origination {
         None => {
             let bind = upstream.source.as_ref().map(|(b, _)| b);

@@ -175,8 +175,9 @@ fn peer(snap: &Snapshot, cluster: usize, req: &RequestHeader) -> Option<HttpPeer
     if upstream.refusal().is_some() {
         return None;
     }
-    let addr = upstream.pick(&[])?.endpoint().addr;
-    let mut peer = match snap.tls.origination(cluster).ok()? {
+    let chosen = upstream.pick(&[])?;
+    let addr = chosen.endpoint().addr;
+    let mut peer = match snap.tls.origination(cluster, chosen.endpoint()).ok()? {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => o.peer(addr, &super::request::authority(req), true).ok()?,
     };

@@ -33,9 +33,10 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     let avoid = if super::retry::ignore_previous_hosts(ctx) { &ctx.tried[..] } else { &[] };
     let chosen = upstream.pick_for(avoid, ctx.hash_key).ok_or(Outcome::NoHealthyUpstream)?;
     let addr = chosen.endpoint().addr;
+    let origination = ctx.snap.tls.origination(id, chosen.endpoint());
     ctx.tried.push(addr);
     ctx.endpoint = Some(chosen);
-    let origination = ctx.snap.tls.origination(id).map_err(|_| Outcome::UpstreamTls)?;
+    let origination = origination.map_err(|_| Outcome::UpstreamTls)?;
     let mut peer = match origination {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {

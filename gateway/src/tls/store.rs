@@ -17,6 +17,7 @@ use openssl::ssl::SslAcceptor;
 use super::acceptor::{self, ServerMaterial};
 use super::material::{self, MaterialError, Raw, Role};
 use crate::cluster::tls::Origination;
+use crate::cluster::Endpoint;
 
 /// Whether an expired certificate is refused (rotation) or only reported (start-up, where the
 /// alternative would be serving nothing at all).
@@ -193,13 +194,21 @@ impl TlsStore {
         self.servers.get(server)?.as_ref()?.slot.current.load_full()
     }
 
-    /// The origination settings of a cluster: `Ok(None)` for plaintext, `Err` while its material
-    /// is missing or unusable (the request fails; it never leaves in plaintext).
-    pub fn origination(&self, cluster: ClusterId) -> Result<Option<Arc<Origination>>, Unusable> {
+    /// The origination settings of a cluster for `endpoint`: `Ok(None)` for plaintext (and, under
+    /// automatic mTLS, for an endpoint that is not a mesh workload), `Err` while its material is
+    /// missing or unusable (the request fails; it never leaves in plaintext).
+    pub fn origination(&self, cluster: ClusterId, endpoint: &Endpoint) -> Result<Option<Arc<Origination>>, Unusable> {
         match self.clusters.get(cluster).and_then(Option::as_ref) {
             None => Ok(None),
+            Some(c) if c.tls.auto && !endpoint.istio_mtls => Ok(None),
             Some(c) => c.slot.current.load_full().map(Some).ok_or(Unusable),
         }
+    }
+
+    /// The state of a cluster's origination material: `None` when it originates no TLS.
+    pub fn origination_ready(&self, cluster: ClusterId) -> Option<bool> {
+        let c = self.clusters.get(cluster)?.as_ref()?;
+        Some(c.slot.current.load_full().is_some())
     }
 
     /// True when no server and no cluster has TLS material (nothing to rotate).
