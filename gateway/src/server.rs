@@ -151,6 +151,8 @@ pub struct Running {
     release: watch::Sender<bool>,
     data: Option<Runtime>,
     admin: Option<Runtime>,
+    /// Logs each rotation of the workload identity (`--identity-dir`) while it lives.
+    _identity_watch: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
@@ -336,6 +338,7 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
         release,
         data: Some(data),
         admin: Some(admin),
+        _identity_watch: opts.selection.identity_dir.as_deref().and_then(crate::tls::identity::watch),
     })
 }
 
@@ -490,6 +493,11 @@ fn operator_socket(addr: SocketAddr, what: &'static str) -> Result<std::net::Tcp
 fn telemetry(opts: &Options) -> Result<Arc<Telemetry>, StartError> {
     let source = metrics::Source::new(opts.workload_name.as_deref(), &opts.selection.namespace, &opts.selection.labels);
     let metrics = Metrics::new(source);
+    if let Some(dir) = &opts.selection.identity_dir {
+        let expiry = crate::tls::identity::ExpiryCollector::new(dir.clone())
+            .map_err(|e| StartError::Setup(format!("the identity expiry metric: {e}")))?;
+        metrics.add(Box::new(expiry));
+    }
     let access_log = match &opts.access_log {
         None => None,
         Some((target, json)) => Some(

@@ -381,3 +381,25 @@ fn a_service_known_only_from_dns_under_strict_is_warned_about() {
         "{text}"
     );
 }
+
+/// The expiry of `cert` in seconds since the Unix epoch, as the metric prints it.
+fn expiry_of(cert: &openssl::x509::X509Ref) -> String {
+    let left = openssl::asn1::Asn1Time::from_unix(0).unwrap().diff(cert.not_after()).unwrap();
+    (i64::from(left.days) * 86_400 + i64::from(left.secs)).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_expiry_is_exported_and_follows_rotation() {
+    let m = mesh(|ca| workload(ca, REVIEWS_ID)).await;
+    let series = |cert: &openssl::x509::X509Ref| {
+        format!("pylon_workload_certificate_expiry_timestamp_seconds{{spiffe_id=\"{GATEWAY_ID}\"}} {}", expiry_of(cert))
+    };
+    let first = openssl::x509::X509::from_pem(&std::fs::read(m.identity.0.join("cert-chain.pem")).unwrap()).unwrap();
+    let text = m.gw.metrics_when(|t| t.contains(&series(&first))).await;
+    assert!(text.contains(&series(&first)), "{text}");
+    // A shorter-lived certificate replaces it: the metric says so at the next scrape.
+    let rotated = m.ca.issue(&Leaf { days: (-1, 30), ..Leaf::workload(GATEWAY_ID) });
+    write_identity(&m.identity.0, &m.ca, &rotated);
+    let text = m.gw.metrics_when(|t| t.contains(&series(&rotated.cert))).await;
+    assert!(text.contains(&series(&rotated.cert)), "{text}");
+}

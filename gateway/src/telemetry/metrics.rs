@@ -309,6 +309,13 @@ impl Metrics {
         }
     }
 
+    /// Registers another collector (one whose series are read at scrape time).
+    pub fn add(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::error!(error = %e, "cannot register a metric");
+        }
+    }
+
     /// The label values of one series.
     fn values<'a>(
         &'a self,
