@@ -43,6 +43,13 @@ fn config(sidecar_port: u16) -> String {
         + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews.default.svc.cluster.local\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n"
 }
 
+/// A mesh CA, and a directory holding the gateway's identity issued by it.
+fn mesh_ca() -> (Ca, TempDir) {
+    let (ca, identity) = (Ca::new("mesh root"), TempDir::new());
+    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    (ca, identity)
+}
+
 struct Mesh {
     ca: Ca,
     identity: TempDir,
@@ -53,9 +60,7 @@ struct Mesh {
 /// A mesh CA, the gateway's identity from it, and a sidecar presenting `sidecar_cert` that
 /// requires a client certificate from the mesh CA.
 async fn mesh(sidecar_cert: impl Fn(&Ca) -> Issued) -> Mesh {
-    let ca = Ca::new("mesh root");
-    let identity = TempDir::new();
-    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let (ca, identity) = mesh_ca();
     let sidecar = TlsUpstream::start_with("reviews", &sidecar_cert(&ca), Some(&ca.cert)).await;
     let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
     let gw = TestGateway::start_with(&config(sidecar.addr.port()), setup);
@@ -186,9 +191,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_istio_mutual_server_admits_mesh_peers_by_principal_and_namespace() {
-    let ca = Ca::new("mesh root");
-    let identity = TempDir::new();
-    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let (ca, identity) = mesh_ca();
     let ledger = Upstream::start("ledger").await;
     let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
     let gw = TestGateway::start_with(&istio_mutual_server(ledger.port()), setup);
@@ -229,9 +232,10 @@ async fn an_istio_mutual_server_admits_mesh_peers_by_principal_and_namespace() {
     assert_eq!(ledger.seen().len(), 2, "no refused peer reached the upstream");
 }
 
-/// A ServiceEntry `name` for `host` in `namespace` at `location`, port 9080, with `endpoints`
-/// (`(port, labels in YAML flow)`) on 127.0.0.1.
-fn service_entry(name: &str, namespace: &str, host: &str, location: &str, endpoints: &[(u16, &str)]) -> String {
+/// A ServiceEntry `name` in `namespace` for `<name>.<namespace>.svc.cluster.local` at
+/// `location`, port 9080, with `endpoints` (`(port, labels in YAML flow)`) on 127.0.0.1.
+fn service_entry(name: &str, namespace: &str, location: &str, endpoints: &[(u16, &str)]) -> String {
+    let host = format!("{name}.{namespace}.svc.cluster.local");
     let endpoints: Vec<String> = endpoints
         .iter()
         .map(|(port, labels)| format!("{{address: 127.0.0.1, ports: {{http: {port}}}, labels: {labels}}}"))
@@ -257,9 +261,7 @@ fn routes(to: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_authentication_strict_reaches_mesh_workloads_with_automatic_mtls() {
-    let ca = Ca::new("mesh root");
-    let identity = TempDir::new();
-    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let (ca, identity) = mesh_ca();
     let sidecar = TlsUpstream::start_with("reviews-sidecar", &workload(&ca, REVIEWS_ID), Some(&ca.cert)).await;
     let (no_sidecar, external) = (Upstream::start("reviews-no-sidecar").await, Upstream::start("external").await);
     // One service, two endpoints: only the labelled one is a mesh workload (Istio's
@@ -269,17 +271,10 @@ async fn peer_authentication_strict_reaches_mesh_workloads_with_automatic_mtls()
         + &service_entry(
             "reviews",
             "default",
-            "reviews.default.svc.cluster.local",
             "MESH_INTERNAL",
             &[(sidecar.addr.port(), MESH_WORKLOAD), (no_sidecar.port(), "{}")],
         )
-        + &service_entry(
-            "external",
-            "default",
-            "external.default.svc.cluster.local",
-            "MESH_EXTERNAL",
-            &[(external.port(), MESH_WORKLOAD)],
-        )
+        + &service_entry("external", "default", "MESH_EXTERNAL", &[(external.port(), MESH_WORKLOAD)])
         + &peer_authentication("default", "istio-system", "STRICT");
     let setup = Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
     let gw = TestGateway::start_with(&yaml, setup);
@@ -300,19 +295,11 @@ async fn peer_authentication_strict_reaches_mesh_workloads_with_automatic_mtls()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_with_peer_authentication_disable_gets_plaintext() {
-    let ca = Ca::new("mesh root");
-    let identity = TempDir::new();
-    write_identity(&identity.0, &ca, &workload(&ca, GATEWAY_ID));
+    let (_ca, identity) = mesh_ca();
     // A workload labelled as a mesh workload that speaks plaintext only.
     let legacy = Upstream::start("legacy").await;
     let yaml = routes(&[("legacy", "legacy")])
-        + &service_entry(
-            "legacy",
-            "legacy",
-            "legacy.legacy.svc.cluster.local",
-            "MESH_INTERNAL",
-            &[(legacy.port(), MESH_WORKLOAD)],
-        )
+        + &service_entry("legacy", "legacy", "MESH_INTERNAL", &[(legacy.port(), MESH_WORKLOAD)])
         + &peer_authentication("default", "istio-system", "STRICT");
     let setup = || Setup { identity_dir: Some(identity.0.clone()), ..Setup::default() };
     let strict = TestGateway::start_with(&yaml, setup());
@@ -326,13 +313,7 @@ async fn a_namespace_with_peer_authentication_disable_gets_plaintext() {
 #[test]
 fn mesh_workloads_under_strict_without_an_identity_name_the_flag() {
     let yaml = routes(&[("reviews", "default")])
-        + &service_entry(
-            "reviews",
-            "default",
-            "reviews.default.svc.cluster.local",
-            "MESH_INTERNAL",
-            &[(15000, MESH_WORKLOAD)],
-        );
+        + &service_entry("reviews", "default", "MESH_INTERNAL", &[(15000, MESH_WORKLOAD)]);
     let strict = conf::build_str(
         "strict.yaml",
         &(yaml.clone() + &peer_authentication("default", "istio-system", "STRICT")),
@@ -350,13 +331,7 @@ fn mesh_workloads_under_strict_without_an_identity_name_the_flag() {
 #[test]
 fn mesh_config_enable_auto_mtls_false_sends_plaintext() {
     let yaml = routes(&[("reviews", "default")])
-        + &service_entry(
-            "reviews",
-            "default",
-            "reviews.default.svc.cluster.local",
-            "MESH_INTERNAL",
-            &[(15000, MESH_WORKLOAD)],
-        );
+        + &service_entry("reviews", "default", "MESH_INTERNAL", &[(15000, MESH_WORKLOAD)]);
     let identity = TempDir::new();
     let mut sel = conf::Selection { identity_dir: Some(identity.0.clone()), ..conf::Selection::default() };
     let origination = |sel: &conf::Selection| {
