@@ -109,6 +109,21 @@ pub struct Config {
     pub peer_authentications: Vec<Resource<raw::PeerAuthentication>>,
     /// Pylon `GatewayPolicy` resources.
     pub gateway_policies: Vec<Resource<raw::GatewayPolicy>>,
+    /// Gateway API `GatewayClass` resources.
+    pub gateway_classes: Vec<Resource<raw::gateway_api::GatewayClass>>,
+    /// Gateway API `Gateway` resources.
+    pub kube_gateways: Vec<Resource<raw::gateway_api::KubeGateway>>,
+    /// Gateway API `HTTPRoute` resources.
+    pub http_routes: Vec<Resource<raw::gateway_api::KubeHttpRoute>>,
+    /// Gateway API `GRPCRoute` resources.
+    pub grpc_routes: Vec<Resource<raw::gateway_api::GrpcRoute>>,
+    /// Gateway API `TLSRoute` resources.
+    pub tls_routes: Vec<Resource<raw::gateway_api::L4Route>>,
+    /// Gateway API `TCPRoute` resources.
+    pub tcp_routes: Vec<Resource<raw::gateway_api::L4Route>>,
+    /// Gateway API `ReferenceGrant` resources.
+    pub reference_grants: Vec<Resource<raw::gateway_api::ReferenceGrant>>,
+
     /// Resources of other kinds.
     pub foreign: Vec<Foreign>,
 }
@@ -130,6 +145,13 @@ impl Config {
         sort_resources(&mut self.authorization_policies);
         sort_resources(&mut self.peer_authentications);
         sort_resources(&mut self.gateway_policies);
+        sort_resources(&mut self.gateway_classes);
+        sort_resources(&mut self.kube_gateways);
+        sort_resources(&mut self.http_routes);
+        sort_resources(&mut self.grpc_routes);
+        sort_resources(&mut self.tls_routes);
+        sort_resources(&mut self.tcp_routes);
+        sort_resources(&mut self.reference_grants);
         self.foreign.sort_by(|a, b| order_key(&a.meta).cmp(&order_key(&b.meta)));
     }
 }

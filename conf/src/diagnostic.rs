@@ -102,6 +102,7 @@ codes! {
     Unselected = "unselected": "a Gateway whose selector does not match this workload's labels",
     Policy = "policy": "an AuthorizationPolicy that Istio rejects, or that Pylon cannot enforce exactly as written",
     Jwt = "jwt": "a RequestAuthentication JWT rule that Istio rejects",
+    GatewayApi = "gateway-api": "a Gateway API condition that is not met (the status Istio's controller would write)",
 }
 
 impl fmt::Display for Code {

@@ -63,8 +63,21 @@ pub fn build_str(name: &str, text: &str, sel: &Selection) -> Built {
 fn finish(loaded: load::Loaded, sel: &Selection) -> Built {
     let mut diagnostics = loaded.diagnostics;
     let mut regexes = validate::validate(&loaded.config, &sel.namespace, &mut diagnostics);
-    let table = compile::compile(&loaded.config, sel, &mut regexes, &mut diagnostics);
-    parallel::drop_elsewhere(loaded.config, |c| c.virtual_services.len());
+    let mut config = loaded.config;
+    // The Gateway API resources this workload serves, as the Istio resources they amount to.
+    let translated = compile::gateway_api::translate(&config, sel, &mut diagnostics);
+    config.gateways.extend(translated.gateways);
+    config.virtual_services.extend(translated.virtual_services);
+    let mut table = compile::compile(&config, sel, &mut regexes, &mut diagnostics);
+    table.gateway_api = translated.status;
+    // What compilation warns about generated resources was said of the Gateway API resources.
+    diagnostics.0.retain(|d| match &d.location {
+        diagnostic::Location::Resource { resource, .. } => {
+            d.severity == Severity::Error || !compile::gateway_api::is_generated(resource)
+        }
+        _ => true,
+    });
+    parallel::drop_elsewhere(config, |c| c.virtual_services.len());
     // A VirtualService bound on several ports reports the same destination problem once.
     let mut seen = std::collections::HashSet::new();
     diagnostics.0.retain(|d| seen.insert(d.to_string()));

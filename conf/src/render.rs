@@ -18,6 +18,7 @@ pub fn text(t: &RouteTable) -> String {
         "GATEWAYS {}",
         if t.gateways.is_empty() { "(none select this workload)".to_string() } else { t.gateways.join(", ") }
     );
+    gateway_api(&mut out, t);
     policies(&mut out, &t.security);
     out.push_str("\nLISTENERS\n");
     if t.listeners.is_empty() {
@@ -42,6 +43,29 @@ pub fn text(t: &RouteTable) -> String {
         cluster(&mut out, c);
     }
     out
+}
+
+/// The Gateway API status: each resource (listener, parent) with its conditions, those that do
+/// not hold marked.
+fn gateway_api(out: &mut String, t: &RouteTable) {
+    if t.gateway_api.is_empty() {
+        return;
+    }
+    out.push_str("\nGATEWAY API STATUS\n");
+    for s in &t.gateway_api {
+        let scope = if s.scope.is_empty() { String::new() } else { format!(" {}", s.scope) };
+        let _ = writeln!(out, "  {} {}{scope}", s.kind, s.name);
+        for c in &s.conditions {
+            let _ = writeln!(
+                out,
+                "      {}={} {}: {}",
+                c.kind,
+                if c.status { "True" } else { "False" },
+                c.reason,
+                c.message
+            );
+        }
+    }
 }
 
 /// `pylon routes --egress`: the ServiceEntry hosts this gateway forwards to, with the gateway ports

@@ -55,6 +55,10 @@ pub struct RouteTable {
     /// What happens to `x-forwarded-client-cert` (MeshConfig
     /// `gatewayTopology.forwardClientCertDetails`).
     pub forward_client_cert: ForwardClientCert,
+    /// The Gateway API status this workload's resources would have (no API server to write it
+    /// to): its Gateway's listeners and the routes attached to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateway_api: Vec<ApiStatus>,
 }
 
 /// MeshConfig `pathNormalization.normalization`
@@ -133,6 +137,36 @@ pub struct BoundPolicy<T> {
     pub dry_run: bool,
     /// The spec as validated.
     pub spec: T,
+}
+
+/// The conditions of one Gateway API resource (or of one of its listeners or parents), as the
+/// Gateway API defines them and Istio's controller sets them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiStatus {
+    /// `Gateway`, `HTTPRoute`, ...
+    pub kind: String,
+    /// `namespace/name`.
+    pub name: String,
+    /// The listener (for a Gateway) or the parent reference (for a route) the conditions are
+    /// about; empty for the resource itself.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// The conditions, by type.
+    pub conditions: Vec<Condition>,
+}
+
+/// One Gateway API condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    /// `Accepted`, `ResolvedRefs`, `Programmed`, ...
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The condition holds.
+    pub status: bool,
+    /// The reason (`Accepted`, `NotAllowedByListeners`, `RefNotPermitted`, ...).
+    pub reason: String,
+    /// Istio's message.
+    pub message: String,
 }
 
 /// One Gateway server, with its TLS settings resolved.
@@ -414,6 +448,10 @@ pub struct Route {
     /// Header operations of the rule.
     #[serde(skip_serializing_if = "HeaderOps::is_empty")]
     pub headers: HeaderOps,
+    /// A Gateway API route (Istio's gateway route semantics): a destination that is not found
+    /// answers 500, as the Gateway API requires, instead of 503.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gateway_api: bool,
     /// `rewrite` (this and the other rarely set actions are boxed: a route table holds 100,000
     /// routes in a large configuration, each paying for every field inline).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,9 @@ pub enum Outcome {
     NoRoute,
     /// The route's cluster is not in the registry.
     NoCluster,
+    /// A Gateway API route's backend is not found or not permitted: 500, as the Gateway API
+    /// requires (Istio's `cluster_not_found_response_code` for such routes); flag `NC`.
+    BackendNotFound,
     /// The cluster has no endpoint.
     NoHealthyUpstream,
     /// Connecting to the upstream failed (after the retries allowed).
@@ -47,6 +50,7 @@ impl Outcome {
             | Outcome::UpstreamReset
             | Outcome::UpstreamTls
             | Outcome::Overflow => 503,
+            Outcome::BackendNotFound => 500,
             Outcome::BadRequest => 400,
             Outcome::HeadersTooLarge => 431,
             Outcome::Timeout => 504,
@@ -61,6 +65,7 @@ impl Outcome {
         match self {
             Outcome::NoRoute
             | Outcome::NoCluster
+            | Outcome::BackendNotFound
             | Outcome::BadRequest
             | Outcome::HeadersTooLarge
             | Outcome::UriTooLong => "",
@@ -87,7 +92,7 @@ impl Outcome {
     pub fn flag(self) -> &'static str {
         match self {
             Outcome::NoRoute => "NR",
-            Outcome::NoCluster => "NC",
+            Outcome::NoCluster | Outcome::BackendNotFound => "NC",
             Outcome::NoHealthyUpstream => "UH",
             Outcome::ConnectFailure | Outcome::UpstreamTls => "UF",
             Outcome::UpstreamReset => "UC",

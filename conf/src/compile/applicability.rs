@@ -32,7 +32,7 @@ fn treatment(group: &str, kind: &str) -> Treatment {
             Ignored("Telemetry is not implemented by this version; it has no effect")
         }
         ("gateway.networking.k8s.io", _) => {
-            Ignored("the Kubernetes Gateway API is not supported; use networking.istio.io Gateway and VirtualService")
+            Ignored("this Gateway API kind is not served by this version (GatewayClass, Gateway, HTTPRoute and ReferenceGrant are)")
         }
         _ => Ignored("Pylon does not read this kind"),
     }

@@ -138,6 +138,8 @@ fn certificates(t: &ServerTlsSettings, path: &str, store: &Store<'_>, tls: &mut 
 /// What to use instead of a server's `ISTIO_MUTUAL` without an identity.
 const SERVER_OTHERWISE: &str =
     "use MUTUAL with serverCertificate, privateKey and caCertificates, or with credentialName";
+/// Istio's credential name prefix for a Gateway API certificateRef.
+pub const GATEWAY_API_SECRET: &str = "kubernetes-gateway://";
 /// What a missing server credential means.
 const SERVER_WAITS: &str = "the server refuses TLS handshakes until it appears";
 /// What a missing origination credential means.
@@ -170,17 +172,26 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
-    /// A Secret `name` in the workload's namespace: its data with base64 decoded, stringData over it.
+    /// The namespace and name of credential `name`: a Secret in the workload's namespace, or, in
+    /// Istio's form for a Gateway API `certificateRef` (which a ReferenceGrant may let name another
+    /// namespace), `kubernetes-gateway://<namespace>/<name>`.
+    fn locate<'n>(&'n self, name: &'n str) -> (&'n str, &'n str) {
+        name.strip_prefix(GATEWAY_API_SECRET)
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap_or((self.sel.namespace.as_str(), name))
+    }
+
+    /// Secret `name` (see [`Store::locate`]): its data with base64 decoded, stringData over it.
     fn secret(&self, name: &str) -> Option<(String, SecretData)> {
-        let s =
-            self.config.secrets.iter().find(|s| s.meta.name() == name && s.meta.namespace() == self.sel.namespace)?;
+        let (namespace, name) = self.locate(name);
+        let s = self.config.secrets.iter().find(|s| s.meta.name() == name && s.meta.namespace() == namespace)?;
         let mut data: Vec<(String, Vec<u8>)> =
             s.spec.data.iter().filter_map(|(k, v)| crate::raw::Secret::decode(v).map(|b| (k.clone(), b))).collect();
         for (k, v) in &s.spec.string_data {
             data.retain(|(dk, _)| dk != k);
             data.push((k.clone(), v.clone().into_bytes()));
         }
-        Some((format!("{}/{name}", self.sel.namespace), data))
+        Some((format!("{namespace}/{name}"), data))
     }
 
     fn from_secret(secret: &str, data: &[(String, Vec<u8>)], keys: &[&str]) -> Option<PemSource> {
@@ -191,6 +202,7 @@ impl Store<'_> {
     }
 
     fn dir_file(&self, name: &str, file: &str) -> Option<PemSource> {
+        let (_, name) = self.locate(name);
         let path = self.sel.credentials_dir.as_ref()?.join(name).join(file);
         path.is_file().then_some(PemSource::File { path })
     }
@@ -220,14 +232,16 @@ impl Store<'_> {
         }
         let dir = self.sel.credentials_dir.as_ref().map_or_else(
             || "no --credentials-dir".to_string(),
-            |d| format!("no {}/{name}/tls.crt and tls.key", d.display()),
+            |d| format!("no {}/{}/tls.crt and tls.key", d.display(), self.locate(name).1),
         );
         r.warn(
             Code::Credential,
             at,
             format!(
-                "credential {name:?} not found (no Secret {}/{name} in the configuration, {dir}); {}",
-                self.sel.namespace, self.waits
+                "credential {name:?} not found (no Secret {}/{} in the configuration, {dir}); {}",
+                self.locate(name).0,
+                self.locate(name).1,
+                self.waits
             ),
         )
         .hint = Some("add a kubernetes.io/tls Secret to the configuration, or the files to --credentials-dir".into());

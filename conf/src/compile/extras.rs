@@ -111,6 +111,7 @@ pub(super) fn route_extras(r: &Rule<'_>, port: u16, ctx: &mut Ctx<'_, '_>) -> Ro
         matcher: RouteMatch::any(),
         action: RouteAction::Forward { destinations: Vec::new(), weighted: false },
         headers,
+        gateway_api: r.owner.meta.annotations.get(super::gateway_api::ROUTE_SEMANTICS).is_some_and(|v| v == "gateway"),
         rewrite: rewrite.map(Box::new),
         timeout: duration(rule.timeout.as_ref()),
         retries: rule

@@ -12,6 +12,7 @@ mod clusters;
 pub mod credentials;
 mod delegate;
 mod extras;
+pub(crate) mod gateway_api;
 mod gateway_policy;
 mod http;
 mod kubernetes;
@@ -71,6 +72,9 @@ pub struct Selection {
     /// MeshConfig `enableAutoMtls` (default true): Istio's automatic mutual TLS to mesh workloads
     /// whose DestinationRule sets no `tls`.
     pub auto_mtls: bool,
+    /// `--gateway-class`: the Gateway API class this workload serves (default: Istio's, `istio` or
+    /// any GatewayClass with controller `istio.io/gateway-controller`).
+    pub gateway_class: Option<String>,
 }
 
 impl Default for Selection {
@@ -92,6 +96,7 @@ impl Default for Selection {
             trust_domain: "cluster.local".into(),
             trust_domain_aliases: Vec::new(),
             auto_mtls: true,
+            gateway_class: None,
         }
     }
 }

@@ -39,6 +39,20 @@ pub enum Loaded {
     PeerAuthentication(Resource<raw::PeerAuthentication>),
     /// GatewayPolicy.
     GatewayPolicy(Resource<raw::GatewayPolicy>),
+    /// Gateway API `GatewayClass`.
+    GatewayClass(Resource<raw::gateway_api::GatewayClass>),
+    /// Gateway API `Gateway`.
+    KubeGateway(Resource<raw::gateway_api::KubeGateway>),
+    /// Gateway API `HTTPRoute`.
+    KubeHttpRoute(Resource<raw::gateway_api::KubeHttpRoute>),
+    /// Gateway API `GRPCRoute`.
+    GrpcRoute(Resource<raw::gateway_api::GrpcRoute>),
+    /// Gateway API `TLSRoute`.
+    TlsRoute(Resource<raw::gateway_api::L4Route>),
+    /// Gateway API `TCPRoute`.
+    TcpRoute(Resource<raw::gateway_api::L4Route>),
+    /// Gateway API `ReferenceGrant`.
+    ReferenceGrant(Resource<raw::gateway_api::ReferenceGrant>),
     /// Anything else.
     Foreign(Foreign),
 }
@@ -59,6 +73,13 @@ impl Loaded {
             Loaded::AuthorizationPolicy(r) => &r.meta,
             Loaded::PeerAuthentication(r) => &r.meta,
             Loaded::GatewayPolicy(r) => &r.meta,
+            Loaded::GatewayClass(r) => &r.meta,
+            Loaded::KubeGateway(r) => &r.meta,
+            Loaded::KubeHttpRoute(r) => &r.meta,
+            Loaded::GrpcRoute(r) => &r.meta,
+            Loaded::TlsRoute(r) => &r.meta,
+            Loaded::TcpRoute(r) => &r.meta,
+            Loaded::ReferenceGrant(r) => &r.meta,
             Loaded::Foreign(f) => &f.meta,
         }
     }
@@ -78,6 +99,13 @@ impl Loaded {
             Loaded::AuthorizationPolicy(r) => &mut r.meta,
             Loaded::PeerAuthentication(r) => &mut r.meta,
             Loaded::GatewayPolicy(r) => &mut r.meta,
+            Loaded::GatewayClass(r) => &mut r.meta,
+            Loaded::KubeGateway(r) => &mut r.meta,
+            Loaded::KubeHttpRoute(r) => &mut r.meta,
+            Loaded::GrpcRoute(r) => &mut r.meta,
+            Loaded::TlsRoute(r) => &mut r.meta,
+            Loaded::TcpRoute(r) => &mut r.meta,
+            Loaded::ReferenceGrant(r) => &mut r.meta,
             Loaded::Foreign(f) => &mut f.meta,
         }
     }
@@ -99,6 +127,13 @@ pub(super) fn store(config: &mut Config, loaded: Loaded) {
         Loaded::AuthorizationPolicy(r) => config.authorization_policies.push(r),
         Loaded::PeerAuthentication(r) => config.peer_authentications.push(r),
         Loaded::GatewayPolicy(r) => config.gateway_policies.push(r),
+        Loaded::GatewayClass(r) => config.gateway_classes.push(r),
+        Loaded::KubeGateway(r) => config.kube_gateways.push(r),
+        Loaded::KubeHttpRoute(r) => config.http_routes.push(r),
+        Loaded::GrpcRoute(r) => config.grpc_routes.push(r),
+        Loaded::TlsRoute(r) => config.tls_routes.push(r),
+        Loaded::TcpRoute(r) => config.tcp_routes.push(r),
+        Loaded::ReferenceGrant(r) => config.reference_grants.push(r),
         Loaded::Foreign(f) => config.foreign.push(f),
     }
 }
@@ -122,6 +157,13 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
         .or_else(|| take(&mut config.authorization_policies, id))
         .or_else(|| take(&mut config.peer_authentications, id))
         .or_else(|| take(&mut config.gateway_policies, id))
+        .or_else(|| take(&mut config.gateway_classes, id))
+        .or_else(|| take(&mut config.kube_gateways, id))
+        .or_else(|| take(&mut config.http_routes, id))
+        .or_else(|| take(&mut config.grpc_routes, id))
+        .or_else(|| take(&mut config.tls_routes, id))
+        .or_else(|| take(&mut config.tcp_routes, id))
+        .or_else(|| take(&mut config.reference_grants, id))
         .or_else(|| {
             let pos = config.foreign.iter().position(|f| &f.meta.id == id)?;
             Some(config.foreign.remove(pos).meta.load_index)
@@ -144,6 +186,13 @@ enum Kind {
     AuthorizationPolicy,
     PeerAuthentication,
     GatewayPolicy,
+    GatewayClass,
+    KubeGateway,
+    KubeHttpRoute,
+    GrpcRoute,
+    TlsRoute,
+    TcpRoute,
+    ReferenceGrant,
 }
 
 fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
@@ -163,8 +212,25 @@ fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
         ("security.istio.io", "AuthorizationPolicy") => Some(Kind::AuthorizationPolicy),
         ("security.istio.io", "PeerAuthentication") => Some(Kind::PeerAuthentication),
         ("gateway.pylon.dev", "GatewayPolicy") if version == "v1alpha1" => Some(Kind::GatewayPolicy),
+        ("gateway.networking.k8s.io", kind) if matches!(version, "v1" | "v1beta1" | "v1alpha2" | "v1alpha3") => {
+            gateway_api_kind(kind)
+        }
         _ => None,
     }
+}
+
+/// The Gateway API kinds Pylon serves.
+fn gateway_api_kind(kind: &str) -> Option<Kind> {
+    Some(match kind {
+        "GatewayClass" => Kind::GatewayClass,
+        "Gateway" => Kind::KubeGateway,
+        "HTTPRoute" => Kind::KubeHttpRoute,
+        "GRPCRoute" => Kind::GrpcRoute,
+        "TLSRoute" => Kind::TlsRoute,
+        "TCPRoute" => Kind::TcpRoute,
+        "ReferenceGrant" => Kind::ReferenceGrant,
+        _ => return None,
+    })
 }
 
 /// Reads one document. Problems go to `out`; what could be decoded is returned.
@@ -238,6 +304,13 @@ fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Rep
             Loaded::PeerAuthentication(Resource { meta, spec: decode(spec, "spec", r, false)? })
         }
         Kind::GatewayPolicy => Loaded::GatewayPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::GatewayClass => Loaded::GatewayClass(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::KubeGateway => Loaded::KubeGateway(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::KubeHttpRoute => Loaded::KubeHttpRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::GrpcRoute => Loaded::GrpcRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::TlsRoute => Loaded::TlsRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::TcpRoute => Loaded::TcpRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::ReferenceGrant => Loaded::ReferenceGrant(Resource { meta, spec: decode(spec, "spec", r, false)? }),
         Kind::Secret | Kind::Endpoints | Kind::EndpointSlice => return None,
     })
 }

@@ -7,6 +7,7 @@
 mod common;
 mod destination_rule;
 mod gateway;
+pub mod gateway_api;
 mod gateway_policy;
 mod kubernetes;
 mod meta;

@@ -64,6 +64,7 @@ pub fn decide(session: &Session, ctx: &mut Ctx) -> Decision {
             ctx.cluster = Some(cluster);
             match unavailable(&snap, cluster) {
                 None => Decision::Forward,
+                Some(Outcome::NoCluster) if route.gateway_api => reply(ctx, Outcome::BackendNotFound),
                 Some(o) => reply(ctx, o),
             }
         }

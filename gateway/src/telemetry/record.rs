@@ -18,7 +18,7 @@ fn details(ctx: &Ctx, code: u16) -> &str {
     }
     match ctx.outcome {
         Some(Outcome::NoRoute) => "route_not_found",
-        Some(Outcome::NoCluster) => "cluster_not_found",
+        Some(Outcome::NoCluster | Outcome::BackendNotFound) => "cluster_not_found",
         Some(Outcome::NoHealthyUpstream) => "no_healthy_upstream",
         Some(Outcome::ConnectFailure) => "upstream_reset_before_response_started{connection_failure}",
         Some(Outcome::UpstreamReset) => "upstream_reset_before_response_started{connection_termination}",
