@@ -57,6 +57,10 @@ pub struct Selection {
     /// file-mounted certificates (DestinationRule `ISTIO_MUTUAL`).
     #[arg(long, value_name = "DIR")]
     pub identity_dir: Option<PathBuf>,
+    /// The Gateway API GatewayClass this workload serves (default: Istio's, `istio` or a class
+    /// with controllerName istio.io/gateway-controller).
+    #[arg(long, value_name = "NAME")]
+    pub gateway_class: Option<String>,
     /// Listen on TO for servers that declare port FROM.
     #[arg(long, value_name = "FROM=TO[,FROM=TO...]", value_parser = parse_port_map)]
     pub port_map: Option<PortMap>,
@@ -238,6 +242,7 @@ impl Selection {
             namespace: self.namespace.clone(),
             credentials_dir: self.credentials_dir.clone(),
             identity_dir: self.identity_dir.clone(),
+            gateway_class: self.gateway_class.clone(),
             ..conf::Selection::default()
         };
         if let Some(path) = &self.mesh_config {

@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod conformance;
 pub mod dns;
 pub mod faulty;
 pub mod gateway;

@@ -13,6 +13,7 @@ pub mod credentials;
 mod delegate;
 mod extras;
 pub(crate) mod gateway_api;
+pub use gateway_api::GATEWAY_NAME_LABEL;
 mod gateway_policy;
 mod http;
 mod kubernetes;

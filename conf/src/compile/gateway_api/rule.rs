@@ -340,7 +340,8 @@ fn with_paths(a: &Action, m: HttpMatchRequest, paths: Paths) -> HttpRoute {
             port: rd.port,
             derive_port: derive,
             scheme: rd.scheme.clone(),
-            redirect_code: u32::from(rd.status_code.unwrap_or(301)),
+            // The API's default (the CRD sets it where an API server applies defaults).
+            redirect_code: u32::from(rd.status_code.unwrap_or(302)),
         });
     }
     if let Some(rw) = &a.rewrite {

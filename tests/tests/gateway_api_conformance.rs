@@ -1,0 +1,191 @@
+//! The Kubernetes Gateway API conformance tests (kubernetes-sigs/gateway-api `conformance/tests/`,
+//! v1.6.1), each ported with its manifests and expectations (`tests/fixtures/gateway-api`) and named
+//! after the test it ports: the HTTPRoute tests of the core and extended HTTP profile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
+
+use e2e::conformance::Conformance;
+
+/// Runs conformance test `name`: its status assertions, then every request case.
+async fn conformance(name: &str) {
+    let mut t = Conformance::load(name).await;
+    // The suite checks the status first, then sends the requests.
+    t.check_status();
+    let skipped = t.run_cases().await;
+    println!("{name}: {} cases checked, skipped {skipped:?}", t.checked);
+    assert!(t.failures.is_empty(), "{name}: {} failures:\n{}", t.failures.len(), t.failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_simple_same_namespace() {
+    conformance("HTTPRouteSimpleSameNamespace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_matching() {
+    conformance("HTTPRouteMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_matching_across_routes() {
+    conformance("HTTPRouteMatchingAcrossRoutes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_header_matching() {
+    conformance("HTTPRouteHeaderMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_query_param_matching() {
+    conformance("HTTPRouteQueryParamMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_method_matching() {
+    conformance("HTTPRouteMethodMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_hostname_intersection() {
+    conformance("HTTPRouteHostnameIntersection").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_listener_hostname_matching() {
+    conformance("HTTPRouteListenerHostnameMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_cross_namespace() {
+    conformance("HTTPRouteCrossNamespace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_reference_grant() {
+    conformance("HTTPRouteReferenceGrant").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_cross_namespace_backend_ref() {
+    conformance("HTTPRouteInvalidCrossNamespaceBackendRef").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_request_header_modifier() {
+    conformance("HTTPRouteRequestHeaderModifier").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_response_header_modifier() {
+    conformance("HTTPRouteResponseHeaderModifier").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirect_host_and_status() {
+    conformance("HTTPRouteRedirectHostAndStatus").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirect_path() {
+    conformance("HTTPRouteRedirectPath").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirect_port() {
+    conformance("HTTPRouteRedirectPort").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirect_scheme() {
+    conformance("HTTPRouteRedirectScheme").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_redirect_port_and_scheme() {
+    conformance("HTTPRouteRedirectPortAndScheme").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_rewrite_path() {
+    conformance("HTTPRouteRewritePath").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_rewrite_host() {
+    conformance("HTTPRouteRewriteHost").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_exact_path_matching() {
+    conformance("HTTPRouteExactPathMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_path_match_order() {
+    conformance("HTTPRoutePathMatchOrder").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_backend_ref_unknown_kind() {
+    conformance("HTTPRouteInvalidBackendRefUnknownKind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_non_existent_backend_ref() {
+    conformance("HTTPRouteInvalidNonExistentBackendRef").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_parent_ref_not_matching_listener_port() {
+    conformance("HTTPRouteInvalidParentRefNotMatchingListenerPort").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_parent_ref_not_matching_section_name() {
+    conformance("HTTPRouteInvalidParentRefNotMatchingSectionName").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_parent_ref_section_name_not_matching_port() {
+    conformance("HTTPRouteInvalidParentRefSectionNameNotMatchingPort").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_cross_namespace_parent_ref() {
+    conformance("HTTPRouteInvalidCrossNamespaceParentRef").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_secret_reference_grant_all_in_namespace() {
+    conformance("GatewaySecretReferenceGrantAllInNamespace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_secret_reference_grant_specific() {
+    conformance("GatewaySecretReferenceGrantSpecific").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_secret_invalid_reference_grant() {
+    conformance("GatewaySecretInvalidReferenceGrant").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_secret_missing_reference_grant() {
+    conformance("GatewaySecretMissingReferenceGrant").await;
+}
+
+/// HTTPRouteWeight: backends weighted 70/30/0 share 500 requests within 5 points of their weight,
+/// and the zero-weight backend gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_weight() {
+    conformance("HTTPRouteWeight").await;
+    let mut t = Conformance::load("HTTPRouteWeight").await;
+    let counts = t.distribution("same-namespace", 500).await;
+    let share = |b: &str| counts.get(b).copied().unwrap_or(0) as f64 / 500.0;
+    println!("HTTPRouteWeight: {counts:?}");
+    assert!((share("infra-backend-v1") - 0.7).abs() <= 0.05, "{counts:?}");
+    assert!((share("infra-backend-v2") - 0.3).abs() <= 0.05, "{counts:?}");
+    assert_eq!(share("infra-backend-v3"), 0.0, "{counts:?}");
+}
