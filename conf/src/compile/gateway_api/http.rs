@@ -29,7 +29,7 @@ struct Merged<'a> {
     units: Vec<rule::Unit>,
 }
 
-/// Translates every HTTPRoute attached to `parents`.
+/// Translates every HTTPRoute and GRPCRoute attached to `parents`.
 pub(super) fn translate(
     config: &Config,
     sel: &Selection,
@@ -38,9 +38,16 @@ pub(super) fn translate(
     out: &mut Diagnostics,
 ) {
     let grants = Grants::new(config);
-    let mut routes: Vec<&Resource<KubeHttpRoute>> = config.http_routes.iter().collect();
+    // GRPCRoutes join the HTTPRoutes of their listener and host, as in Istio.
+    let all: Vec<(&'static str, Resource<KubeHttpRoute>)> = config
+        .http_routes
+        .iter()
+        .map(|r| ("HTTPRoute", r.clone()))
+        .chain(config.grpc_routes.iter().map(|r| ("GRPCRoute", super::grpc::as_http_route(r))))
+        .collect();
+    let mut routes: Vec<&(&'static str, Resource<KubeHttpRoute>)> = all.iter().collect();
     // Istio `sortRoutesByCreationTime`: oldest first, then namespace, then name.
-    routes.sort_by(|a, b| {
+    routes.sort_by(|(_, a), (_, b)| {
         (a.meta.created.is_none(), a.meta.created, a.meta.namespace(), a.meta.name()).cmp(&(
             b.meta.created.is_none(),
             b.meta.created,
@@ -49,12 +56,12 @@ pub(super) fn translate(
         ))
     });
     let mut merged: BTreeMap<(String, String), Merged<'_>> = BTreeMap::new();
-    for route in routes {
-        let attachments = attach(&route.spec.parent_refs, "HTTPRoute", &route.meta, &route.spec.hostnames, parents);
+    for (kind, route) in routes {
+        let attachments = attach(&route.spec.parent_refs, kind, &route.meta, &route.spec.hostnames, parents);
         if attachments.is_empty() {
             continue;
         }
-        let converted = rule::convert(route, config, sel, &grants);
+        let converted = rule::convert(route, kind, config, sel, &grants);
         let resolved = match &converted.error {
             Some((reason, message)) => fails("ResolvedRefs", reason, message.clone()),
             None => holds("ResolvedRefs", "ResolvedRefs", "All references resolved"),
@@ -65,7 +72,7 @@ pub(super) fn translate(
                 contribute(route, &converted, &parents[i], &mut merged);
             }
             let status = ApiStatus {
-                kind: "HTTPRoute".into(),
+                kind: (*kind).into(),
                 name: route.meta.key(),
                 scope: a.scope.clone(),
                 conditions: vec![a.accepted.clone(), resolved.clone()],

@@ -11,7 +11,9 @@
 //! Istio's (`istio`, or a GatewayClass with controller `istio.io/gateway-controller`), or the
 //! class given with `--gateway-class`.
 
+mod grpc;
 mod http;
+mod l4;
 mod listeners;
 mod parents;
 mod refs;
@@ -58,27 +60,12 @@ pub(crate) fn is_generated(id: &ResourceRef) -> bool {
 /// Translates the Gateway API resources this workload serves.
 pub(crate) fn translate(config: &Config, sel: &Selection, out: &mut Diagnostics) -> Translated {
     let mut t = Translated::default();
-    not_served_yet(config, out);
     let Some(gw) = served(config, sel, out) else { return t };
     let mut parents = listeners::translate(gw, config, sel, &mut t, out);
     http::translate(config, sel, &mut parents, &mut t, out);
+    l4::translate(config, sel, &mut parents, &mut t, out);
     listeners::attached_routes(&parents, &mut t);
     t
-}
-
-/// Route kinds that load (their schema is checked) but are not served by this version.
-fn not_served_yet(config: &Config, out: &mut Diagnostics) {
-    let ids = config
-        .grpc_routes
-        .iter()
-        .map(|r| &r.meta.id)
-        .chain(config.tls_routes.iter().map(|r| &r.meta.id))
-        .chain(config.tcp_routes.iter().map(|r| &r.meta.id));
-    for id in ids {
-        Reporter::new(id, out)
-            .warn(Code::Unsupported, "", format!("{} is not served by this version; the route is ignored", id.kind))
-            .hint = Some("use an HTTPRoute, or Istio's VirtualService tls and tcp routes".into());
-    }
 }
 
 /// The Gateway this workload runs, if any; the others are reported as not served here.

@@ -56,17 +56,19 @@ struct Action {
 /// Converts every rule of `route`.
 pub(super) fn convert(
     route: &Resource<KubeHttpRoute>,
+    kind: &str,
     config: &Config,
     sel: &Selection,
     grants: &Grants<'_>,
 ) -> Converted {
+    let scope = Scope { kind, namespace: route.meta.namespace(), config, sel, grants };
     let mut units = Vec::new();
     let mut error = None;
     let mut hard = false;
     for (i, r) in route.spec.rules.iter().enumerate() {
         let name = r.name.clone().unwrap_or_else(|| format!("{}.{}.{i}", route.meta.namespace(), route.meta.name()));
         let mut problems = Vec::new();
-        let action = action(r, name, route.meta.namespace(), config, sel, grants, &mut problems);
+        let action = action(r, name, &scope, &mut problems);
         if let Some(last) = problems.last() {
             error = Some((last.0, last.1.clone()));
             hard |= problems.iter().any(|p| p.2);
@@ -78,19 +80,27 @@ pub(super) fn convert(
     Converted { units: (!hard).then_some(units), error }
 }
 
+/// What resolving a route's references needs: the route's kind and namespace (ReferenceGrants
+/// name them), the configuration, the workload, the grants.
+struct Scope<'a> {
+    kind: &'a str,
+    namespace: &'a str,
+    config: &'a Config,
+    sel: &'a Selection,
+    grants: &'a Grants<'a>,
+}
+
+impl Scope<'_> {
+    fn backend(&self, b: &crate::raw::gateway_api::BackendRef) -> super::refs::Backend {
+        backend(b, self.kind, self.namespace, self.config, self.sel, self.grants)
+    }
+}
+
 /// A problem: (reason, message, drops the route).
 type Problem = (&'static str, String, bool);
 
 /// The rule's filters, backends, timeouts and retries as an Istio rule without its match.
-fn action(
-    r: &HttpRouteRule,
-    name: String,
-    route_ns: &str,
-    config: &Config,
-    sel: &Selection,
-    grants: &Grants<'_>,
-    problems: &mut Vec<Problem>,
-) -> Action {
+fn action(r: &HttpRouteRule, name: String, scope: &Scope<'_>, problems: &mut Vec<Problem>) -> Action {
     let mut base = HttpRoute { name: Some(name), ..HttpRoute::default() };
     let mut redirect = None;
     let mut rewrite = None;
@@ -103,7 +113,7 @@ fn action(
             "URLRewrite" => rewrite.clone_from(&f.url_rewrite),
             "RequestMirror" => {
                 let Some(m) = &f.request_mirror else { continue };
-                match backend(&m.backend_ref, "HTTPRoute", route_ns, config, sel, grants) {
+                match scope.backend(&m.backend_ref) {
                     Ok((host, port)) => base.mirrors.push(HttpMirrorPolicy {
                         destination: Some(destination(host, port)),
                         percentage: mirror_percent(m),
@@ -115,7 +125,7 @@ fn action(
         }
     }
     if redirect.is_none() {
-        route_to(&mut base, r, route_ns, config, sel, grants, problems);
+        route_to(&mut base, r, scope, problems);
     }
     timeouts(&mut base, r);
     Action { base, redirect, rewrite }
@@ -160,15 +170,7 @@ fn destination(host: String, port: u32) -> Destination {
 
 /// Istio `buildHTTPDestination`: no weight at all → 500; zero weights dropped; one backend left
 /// → no weight; a backend that cannot be used keeps its share, which answers 500.
-fn route_to(
-    base: &mut HttpRoute,
-    r: &HttpRouteRule,
-    route_ns: &str,
-    config: &Config,
-    sel: &Selection,
-    grants: &Grants<'_>,
-    problems: &mut Vec<Problem>,
-) {
+fn route_to(base: &mut HttpRoute, r: &HttpRouteRule, scope: &Scope<'_>, problems: &mut Vec<Problem>) {
     let weight = |w: Option<u32>| w.unwrap_or(1);
     if r.backend_refs.iter().map(|b| u64::from(weight(b.weight))).sum::<u64>() == 0 {
         base.direct_response = Some(HttpDirectResponse { status: 500, body: None });
@@ -177,7 +179,7 @@ fn route_to(
     let kept: Vec<_> = r.backend_refs.iter().filter(|b| weight(b.weight) > 0).collect();
     let single = kept.len() == 1;
     for b in kept {
-        let dest = match backend(&b.backend(), "HTTPRoute", route_ns, config, sel, grants) {
+        let dest = match scope.backend(&b.backend()) {
             Ok((host, port)) => destination(host, port),
             Err((reason, message)) => {
                 let hard = reason == "InvalidDestination";
