@@ -4,6 +4,7 @@
 
 mod destination_rule;
 mod gateway;
+mod gateway_api;
 mod gateway_policy;
 mod http_match;
 mod http_route;
@@ -82,6 +83,9 @@ pub fn validate(config: &Config, namespace: &str, out: &mut Diagnostics) -> Rege
     for p in &config.gateway_policies {
         gateway_policy::validate(&p.spec, &mut Reporter::new(&p.meta.id, out));
         embedded_security(p, out);
+    }
+    for route in &config.http_routes {
+        gateway_api::http_route(&route.spec, &mut Reporter::new(&route.meta.id, out), &mut regexes);
     }
     for p in &config.peer_authentications {
         security::validate_peer_authentication(&p.spec, &mut Reporter::new(&p.meta.id, out));

@@ -69,8 +69,10 @@ pub(super) fn convert(
         let name = r.name.clone().unwrap_or_else(|| format!("{}.{}.{i}", route.meta.namespace(), route.meta.name()));
         let mut problems = Vec::new();
         let action = action(r, name, &scope, &mut problems);
-        if let Some(last) = problems.last() {
-            error = Some((last.0, last.1.clone()));
+        // Istio reports the last problem; a problem that drops the route is reported before any
+        // other, so that the status says why the route is not served.
+        if let Some(shown) = problems.iter().rev().find(|p| p.2).or(problems.last()) {
+            error = Some((shown.0, shown.1.clone()));
             hard |= problems.iter().any(|p| p.2);
         }
         let default = [HttpRouteMatch::default()];
@@ -111,6 +113,7 @@ fn action(r: &HttpRouteRule, name: String, scope: &Scope<'_>, problems: &mut Vec
             }
             "RequestRedirect" => redirect.clone_from(&f.request_redirect),
             "URLRewrite" => rewrite.clone_from(&f.url_rewrite),
+            "CORS" => base.cors_policy = f.cors.as_ref().map(cors),
             "RequestMirror" => {
                 let Some(m) = &f.request_mirror else { continue };
                 match scope.backend(&m.backend_ref) {
@@ -362,4 +365,45 @@ fn with_paths(a: &Action, m: HttpMatchRequest, paths: Paths) -> HttpRoute {
         }
     }
     route
+}
+
+/// Istio `createCorsFilter`: origins `*` → any origin, a single trailing `*` → a prefix, other
+/// wildcards → a regex, others exact; credentials only when true; preflights that do not match
+/// are answered without CORS headers (`IGNORE`).
+fn cors(c: &crate::raw::gateway_api::Opaque) -> crate::raw::CorsPolicy {
+    let strings = |key: &str| -> Vec<String> {
+        c.get(key)
+            .and_then(|v| v.as_sequence())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let origin = |o: String| -> StringMatch {
+        if o == "*" {
+            return StringMatch {
+                regex: Some(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+$".into()),
+                ..StringMatch::default()
+            };
+        }
+        match o.matches('*').count() {
+            0 => exact(&o),
+            1 if o.ends_with('*') => starts(o.trim_end_matches('*')),
+            _ => {
+                let parts: Vec<String> = o.split('*').map(regex::escape).collect();
+                StringMatch { regex: Some(format!("^{}$", parts.join(".*"))), ..StringMatch::default() }
+            }
+        }
+    };
+    let max_age = c.get("maxAge").and_then(serde_yaml::Value::as_u64).filter(|s| *s > 0).map(|s| format!("{s}s"));
+    crate::raw::CorsPolicy {
+        allow_origins: strings("allowOrigins").into_iter().map(origin).collect(),
+        allow_methods: strings("allowMethods"),
+        allow_headers: strings("allowHeaders"),
+        expose_headers: strings("exposeHeaders"),
+        max_age,
+        allow_credentials: c.get("allowCredentials").and_then(serde_yaml::Value::as_bool).filter(|b| *b),
+        unmatched_preflights: Some(crate::raw::UnmatchedPreflights::Ignore),
+        ..crate::raw::CorsPolicy::default()
+    }
 }
