@@ -45,6 +45,13 @@ pub fn text(t: &RouteTable) -> String {
     out
 }
 
+/// The Gateway API status section alone (`pylon validate` prints it too).
+pub fn gateway_api_status(t: &RouteTable) -> String {
+    let mut out = String::new();
+    gateway_api(&mut out, t);
+    out
+}
+
 /// The Gateway API status: each resource (listener, parent) with its conditions, those that do
 /// not hold marked.
 fn gateway_api(out: &mut String, t: &RouteTable) {

@@ -58,7 +58,7 @@ fn a_gateway_of_another_class_is_served_only_with_gateway_class() {
     let ignored = conf::build_str("gw.yaml", CONFIG, &sel("elsewhere", None));
     assert!(ignored.table.listeners.is_empty());
     assert!(
-        ignored.diagnostics.to_string().contains("GatewayClass \"other\" is not Istio's"),
+        ignored.diagnostics.to_string().contains("GatewayClass \"other\": it is not Istio's"),
         "{}",
         ignored.diagnostics
     );

@@ -33,6 +33,8 @@ pub fn validate(sel: &Selection) -> u8 {
     };
     let mut stdout = std::io::stdout().lock();
     let _ = write!(stdout, "{}", built.diagnostics);
+    // The Gateway API status a controller would write: every condition, not only those that fail.
+    let _ = write!(stdout, "{}", conf::render::gateway_api_status(&built.table));
     let errors = built.diagnostics.error_count();
     let warnings = built.diagnostics.0.len() - errors;
     if built.is_valid() {

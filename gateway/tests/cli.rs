@@ -327,3 +327,22 @@ fn routes_shows_the_workload_identity_of_the_identity_dir() {
     assert!(first.ends_with("(89 days)") || first.ends_with("(90 days)"), "{first}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn validate_prints_the_gateway_api_status_and_gateway_class_picks_the_class() {
+    let config = "tests/fixtures/gateway-api/istio-samples/helloworld-helloworld-gateway.yaml";
+    let selection = ["--config", config, "--labels", "gateway.networking.k8s.io/gateway-name=helloworld-gateway"];
+    let out = pylon(&[&["validate"][..], &selection[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("GATEWAY API STATUS"), "{text}");
+    assert!(text.contains("HTTPRoute default/helloworld parent default/helloworld-gateway\n      Accepted=True Accepted: Route was valid\n      ResolvedRefs=False BackendNotFound"), "{text}");
+    // The sample's class is Istio's: served as `istio` only, not as another class.
+    let other = pylon(&[&["validate"][..], &selection[..], &["--gateway-class", "other"][..]].concat());
+    assert!(
+        stdout(&other).contains("GatewayClass \"istio\": this workload serves class \"other\""),
+        "{}",
+        stdout(&other)
+    );
+    assert!(!stdout(&other).contains("GATEWAY API STATUS"), "{}", stdout(&other));
+}

@@ -80,7 +80,11 @@ fn served<'a>(config: &'a Config, sel: &Selection, out: &mut Diagnostics) -> Opt
             (true, true) if found.is_none() => found = Some(gw),
             (true, true) => {}
             (true, false) => {
-                r.warn(Code::Unselected, "spec.gatewayClassName", format!("GatewayClass {:?} is not Istio's (controller {CONTROLLER}); the Gateway is ignored", gw.spec.gateway_class_name)).hint =
+                let served = match &sel.gateway_class {
+                    Some(class) => format!("this workload serves class {class:?} (--gateway-class)"),
+                    None => format!("it is not Istio's (controller {CONTROLLER})"),
+                };
+                r.warn(Code::Unselected, "spec.gatewayClassName", format!("GatewayClass {:?}: {served}; the Gateway is ignored", gw.spec.gateway_class_name)).hint =
                     Some("use class `istio`, a GatewayClass with controllerName istio.io/gateway-controller, or --gateway-class".into());
             }
             (false, _) => {
