@@ -88,7 +88,8 @@ impl Conformance {
         self.gateways.clear();
     }
 
-    fn gateway(&mut self, name: &str) -> &TestGateway {
+    /// The gateway workload that runs Gateway `name` (started on first use).
+    pub fn gateway(&mut self, name: &str) -> &TestGateway {
         let yaml = self.yaml.clone();
         self.gateways.entry(name.to_string()).or_insert_with(|| {
             let sel = Self::selection(name);
@@ -178,7 +179,7 @@ impl Conformance {
                 _ => Vec::new(),
             };
             let condition = |route: &str, kind: &str, want: bool, reason: Option<&str>| {
-                status.iter().filter(|s| s.kind == "HTTPRoute" && s.name == route).any(|s| {
+                status.iter().filter(|s| s.kind != "Gateway" && s.name == route).any(|s| {
                     s.conditions
                         .iter()
                         .any(|c| c.kind == kind && c.status == want && reason.is_none_or(|r| c.reason == r))
@@ -186,7 +187,9 @@ impl Conformance {
             };
             for route in &routes {
                 let ok = match kind {
-                    "GatewayAndHTTPRoutesMustBeAccepted" => condition(route, "Accepted", true, None),
+                    "GatewayAndHTTPRoutesMustBeAccepted" | "GatewayAndTLSRoutesMustBeAccepted" => {
+                        condition(route, "Accepted", true, None)
+                    }
                     "HTTPRouteMustHaveResolvedRefsConditionsTrue" => condition(route, "ResolvedRefs", true, None),
                     "HTTPRouteMustHaveCondition" => {
                         let c = &a["condition"];

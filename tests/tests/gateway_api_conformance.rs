@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use e2e::conformance::Conformance;
+use e2e::certs::{Ca, Leaf};
+use e2e::conformance::{Conformance, INFRA};
+use e2e::tls::{Client, TlsUpstream};
 
 /// Runs conformance test `name`: its status assertions, then every request case.
 async fn conformance(name: &str) {
@@ -188,4 +190,24 @@ async fn http_route_weight() {
     assert!((share("infra-backend-v1") - 0.7).abs() <= 0.05, "{counts:?}");
     assert!((share("infra-backend-v2") - 0.3).abs() <= 0.05, "{counts:?}");
     assert_eq!(share("infra-backend-v3"), 0.0, "{counts:?}");
+}
+
+/// TLSRouteSimpleSameNamespace: a TLSRoute on a Passthrough listener takes the connections whose
+/// SNI it names to its backend, the TLS untouched (the backend's certificate answers). The
+/// suite's backend speaks a line protocol over TLS; here it speaks HTTP over TLS, which tells the
+/// same thing: which backend completed the handshake and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_route_simple_same_namespace() {
+    let ca = Ca::new("tls-passthrough-checks");
+    let backend = TlsUpstream::start("tcp-backend", &ca.issue(&Leaf::server(&["abc.example.com"]))).await;
+    let mut t = Conformance::load("TLSRouteSimpleSameNamespace").await;
+    t.yaml += &format!(
+        "\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: tcp-backend, namespace: {INFRA}}}\nspec:\n  ports: [{{name: echo-tcp-tls, port: 8443}}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: tcp-backend, namespace: {INFRA}}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{name: echo-tcp-tls, port: {}}}]}}]\n",
+        backend.addr.port()
+    );
+    t.check_status();
+    assert!(t.failures.is_empty(), "{}", t.failures.join("\n"));
+    let addr = t.gateway("gateway-tlsroute").addr(443);
+    let r = Client::to("abc.example.com", &ca.cert).get(addr, "abc.example.com", "/", &[]).await.unwrap();
+    assert_eq!((r.status, r.upstream()), (200, Some("tcp-backend")));
 }
