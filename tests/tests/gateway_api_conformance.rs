@@ -13,8 +13,8 @@ async fn conformance(name: &str) {
     let mut t = Conformance::load(name).await;
     // The suite checks the status first, then sends the requests.
     t.check_status();
-    let skipped = t.run_cases().await;
-    println!("{name}: {} cases checked, skipped {skipped:?}", t.checked);
+    t.run_cases().await;
+    println!("{name}: {} cases checked", t.checked);
     assert!(t.failures.is_empty(), "{name}: {} failures:\n{}", t.failures.len(), t.failures.join("\n"));
 }
 
