@@ -32,6 +32,11 @@ metadata: {name: web, namespace: infra}
 spec:
   parentRefs: [{name: public}, {name: public, sectionName: https}]
   rules: [{backendRefs: [{name: missing, port: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: present, namespace: infra}
+spec: {ports: [{port: 80}]}
 ";
 
 fn sel(gateway: &str, class: Option<&str>) -> conf::Selection {
@@ -85,4 +90,20 @@ fn routes_prints_each_condition_and_warns_about_those_that_do_not_hold() {
         warnings.contains("warning[gateway-api] HTTPRoute infra/web spec.parentRefs: ResolvedRefs=False BackendNotFound (parent infra/public): backend(missing.infra.svc.cluster.local) not found"),
         "{warnings}"
     );
+}
+
+#[test]
+fn without_any_service_in_the_configuration_backends_are_found_through_the_cluster_dns() {
+    let without = CONFIG.split("---\napiVersion: v1\nkind: Service").next().unwrap();
+    let built = conf::build_str("gw.yaml", without, &sel("public", None));
+    let text = built.diagnostics.to_string();
+    assert!(
+        text.contains(
+            "the configuration has no Kubernetes Service: Service backends are reached through the cluster's DNS"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("BackendNotFound"), "{text}");
+    let cluster = built.table.clusters.iter().find(|c| c.host == "missing.infra.svc.cluster.local").unwrap();
+    assert!(cluster.service.is_ok(), "{:?}", cluster.service);
 }

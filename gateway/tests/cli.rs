@@ -336,7 +336,11 @@ fn validate_prints_the_gateway_api_status_and_gateway_class_picks_the_class() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains("GATEWAY API STATUS"), "{text}");
-    assert!(text.contains("HTTPRoute default/helloworld parent default/helloworld-gateway\n      Accepted=True Accepted: Route was valid\n      ResolvedRefs=False BackendNotFound"), "{text}");
+    assert!(text.contains("HTTPRoute default/helloworld parent default/helloworld-gateway\n      Accepted=True Accepted: Route was valid\n      ResolvedRefs=True ResolvedRefs"), "{text}");
+    assert!(
+        text.contains("warning[unknown-host] Gateway API backends: the configuration has no Kubernetes Service"),
+        "{text}"
+    );
     // The sample's class is Istio's: served as `istio` only, not as another class.
     let other = pylon(&[&["validate"][..], &selection[..], &["--gateway-class", "other"][..]].concat());
     assert!(

@@ -62,6 +62,15 @@ pub(crate) fn translate(config: &Config, sel: &Selection, out: &mut Diagnostics)
     let mut t = Translated::default();
     let Some(gw) = served(config, sel, out) else { return t };
     let mut parents = listeners::translate(gw, config, sel, &mut t, out);
+    if config.kube_services.is_empty() && !(config.http_routes.is_empty() && config.grpc_routes.is_empty()) {
+        out.global(
+            crate::diagnostic::Severity::Warning,
+            Code::UnknownHost,
+            "Gateway API backends".into(),
+            format!("the configuration has no Kubernetes Service: Service backends are reached through the cluster's DNS (<name>.<namespace>.svc.{}) without being checked", sel.domain),
+        )
+        .hint = Some("include the Services (kubectl get services,endpointslices -A -o yaml) to have their endpoints balanced directly and a missing one reported and answered with 500".into());
+    }
     http::translate(config, sel, &mut parents, &mut t, out);
     l4::translate(config, sel, &mut parents, &mut t, out);
     listeners::attached_routes(&parents, &mut t);

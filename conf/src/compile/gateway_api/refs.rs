@@ -104,7 +104,8 @@ pub(super) fn server_tls(
 pub(super) type Backend = Result<(String, u32), (&'static str, String)>;
 
 /// Istio `buildDestination` for a backend of a `route_kind` in `route_ns`: a Service
-/// (`<name>.<namespace>.svc.<domain>`, which must be in the configuration) or a
+/// (`<name>.<namespace>.svc.<domain>`, which must be in the configuration when it lists Services
+/// at all; without any, the cluster's DNS finds it, as for VirtualServices) or a
 /// `networking.istio.io/Hostname` (a ServiceEntry host, by exact name); another namespace's only
 /// with a ReferenceGrant; `port` required.
 pub(super) fn backend(
@@ -130,7 +131,9 @@ pub(super) fn backend(
                 ));
             }
             let host = format!("{}.{ns}.svc.{}", b.name, sel.domain);
-            let known = config.kube_services.iter().any(|s| s.meta.namespace() == ns && s.meta.name() == b.name);
+            let registry = &config.kube_services;
+            let known =
+                registry.is_empty() || registry.iter().any(|s| s.meta.namespace() == ns && s.meta.name() == b.name);
             if known {
                 Ok((host, port))
             } else {
