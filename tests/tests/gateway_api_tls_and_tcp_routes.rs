@@ -93,3 +93,51 @@ fn tls_route_hosts_outside_the_listener_hostname_are_not_served_and_the_status_s
     assert!(!text.contains("other.example.org"), "outside *.example.com: {text}");
     assert!(text.contains("TCPRoute infra/ledger parent infra/edge/tcp\n      Accepted=True"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_route_on_a_terminating_listener_forwards_the_decrypted_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("edge ca");
+    let cert = ca.issue(&Leaf::server(&["db.example.com"]));
+    let ledger = TcpUpstream::start("ledger").await;
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db-cert, namespace: infra}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}---\n",
+        indent(&cert.cert_pem()),
+        indent(&cert.key_pem())
+    );
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: db, port: 5432, protocol: TLS, hostname: db.example.com, tls: {mode: Terminate, certificateRefs: [{name: db-cert}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: db, namespace: infra}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [db.example.com]
+  rules: [{backendRefs: [{name: ledger, port: 9000}]}]
+---
+"
+    .to_string()
+        + &secret
+        + &service("ledger", 9000, ledger.port());
+    let gw = TestGateway::start_with(&yaml, setup());
+    let mut conn = Client::to("db.example.com", &ca.cert).connect(gw.addr(5432)).await.unwrap();
+    conn.stream.write_all(b"entry").await.unwrap();
+    conn.stream.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.stream.read_to_end(&mut got)).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "ledger\nentry",
+        "the gateway's certificate, then plain bytes to the backend"
+    );
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}

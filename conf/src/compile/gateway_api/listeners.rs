@@ -41,6 +41,8 @@ pub(super) struct Parent {
     pub internal: String,
     /// Routes attached to it.
     pub attached: usize,
+    /// A `TLS` listener that terminates: its TLSRoutes forward the decrypted bytes.
+    pub terminates_tls: bool,
 }
 
 /// Translates every listener of `gw` and reports the Gateway's status; returns the listeners
@@ -141,6 +143,8 @@ fn parent(
         others,
         internal,
         attached: 0,
+        terminates_tls: l.protocol == "TLS"
+            && l.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("Terminate") == "Terminate",
     }
 }
 
