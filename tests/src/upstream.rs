@@ -1,6 +1,7 @@
 //! An in-process echo upstream: answers every request with a JSON report of what it received
 //! (method, path, version, headers) and its own name, over HTTP/1 and h2c. A request with
-//! `x-delay-ms: N` is answered after N milliseconds. An HTTP/1.1 `Upgrade: websocket` request is
+//! `x-delay-ms: N` (or, as the Gateway API conformance echo server takes it, a `delay=1s` query
+//! parameter) is answered after that long. An HTTP/1.1 `Upgrade: websocket` request is
 //! answered 101, and the connection then echoes every byte back (what a proxy sees of a WebSocket).
 //! A request can shape the answer: each `x-reply-header: name: value` is added to the response,
 //! `x-reply-status: N` sets the status and `x-reply-body-bytes: N` replaces the report with N bytes.
@@ -155,7 +156,7 @@ async fn answer(
         headers: headers.clone(),
         peer,
     };
-    let delay = s.header("x-delay-ms").and_then(|v| v.parse::<u64>().ok());
+    let delay = s.header("x-delay-ms").and_then(|v| v.parse::<u64>().ok()).or_else(|| query_delay(&s.path));
     let body = json!({"upstream": name, "method": s.method, "path": s.path, "version": s.version, "headers": headers});
     seen.lock().unwrap().push(s);
     if let Some(ms) = delay {
@@ -184,4 +185,14 @@ fn shaped(req: &hyper::HeaderMap, name: &str, report: String) -> Response<Full<B
         None => Bytes::from(report),
     };
     builder.status(if not_modified { 304 } else { status }).body(Full::new(body)).unwrap()
+}
+
+/// The `delay` query parameter in milliseconds (`500ms`, `1s`).
+fn query_delay(path: &str) -> Option<u64> {
+    let query = path.split_once('?')?.1;
+    let value = query.split('&').find_map(|kv| kv.strip_prefix("delay="))?;
+    match value.strip_suffix("ms") {
+        Some(ms) => ms.parse().ok(),
+        None => value.strip_suffix('s')?.parse::<u64>().ok().map(|s| s * 1000),
+    }
 }

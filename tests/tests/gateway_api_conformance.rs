@@ -211,3 +211,73 @@ async fn tls_route_simple_same_namespace() {
     let r = Client::to("abc.example.com", &ca.cert).get(addr, "abc.example.com", "/", &[]).await.unwrap();
     assert_eq!((r.status, r.upstream()), (200, Some("tcp-backend")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_backend_request_header_modifier() {
+    conformance("HTTPRouteBackendRequestHeaderModifier").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_request_mirror() {
+    conformance("HTTPRouteRequestMirror").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_request_multiple_mirrors() {
+    conformance("HTTPRouteRequestMultipleMirrors").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_timeout_request() {
+    conformance("HTTPRouteTimeoutRequest").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_timeout_backend_request() {
+    conformance("HTTPRouteTimeoutBackendRequest").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_listener_port_matching() {
+    conformance("HTTPRouteListenerPortMatching").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_named_rule() {
+    conformance("HTTPRouteNamedRule").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_disallowed_kind() {
+    conformance("HTTPRouteDisallowedKind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_invalid_reference_grant() {
+    conformance("HTTPRouteInvalidReferenceGrant").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_partially_invalid_via_invalid_reference_grant() {
+    conformance("HTTPRoutePartiallyInvalidViaInvalidReferenceGrant").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_https_listener() {
+    conformance("HTTPRouteHTTPSListener").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_303_redirect() {
+    conformance("HTTPRoute303Redirect").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_307_redirect() {
+    conformance("HTTPRoute307Redirect").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_308_redirect() {
+    conformance("HTTPRoute308Redirect").await;
+}
