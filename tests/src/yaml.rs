@@ -34,6 +34,21 @@ pub fn service_at(name: &str, host: &str, endpoints: &[(u16, u32)]) -> String {
     )
 }
 
+/// Kubernetes Endpoints for Service `ns/name`: one address, 127.0.0.1:`at`, on the port named
+/// `port_name` (empty: unnamed).
+pub fn kube_endpoints(ns: &str, name: &str, port_name: &str, at: u16) -> String {
+    format!("apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: {ns}}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{name: '{port_name}', port: {at}}}]}}]\n---\n")
+}
+
+/// A Kubernetes Service `ns/name` with one port `port` named `port_name` (`extra`: more fields of
+/// the port in YAML flow, like `appProtocol: kubernetes.io/h2c`), and its Endpoints on
+/// 127.0.0.1:`at`.
+pub fn kube_service(ns: &str, name: &str, port_name: &str, port: u16, extra: &str, at: u16) -> String {
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports: [{{name: '{port_name}', port: {port}{extra}}}]\n---\n")
+        + &kube_endpoints(ns, name, port_name, at)
+}
+
 /// A VirtualService `name` bound to `gw` for `hosts`, with `http` as its (YAML) rules.
 pub fn virtual_service(name: &str, hosts: &[&str], http: &str) -> String {
     format!(

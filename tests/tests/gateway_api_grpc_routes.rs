@@ -8,11 +8,8 @@ use std::collections::BTreeMap;
 
 use e2e::client::{h2c, http1};
 use e2e::gateway::Setup;
+use e2e::yaml::kube_service;
 use e2e::{TestGateway, Upstream};
-
-fn service(name: &str, at: u16) -> String {
-    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: infra}}\nspec:\n  ports: [{{port: 8080, protocol: TCP, appProtocol: kubernetes.io/h2c}}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: infra}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {at}, protocol: TCP}}]}}]\n---\n")
-}
 
 const CONFIG: &str = "apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -50,7 +47,7 @@ async fn a_grpc_route_matches_service_and_method_beside_the_http_routes_of_its_h
     let mut yaml = CONFIG.to_string();
     for n in names {
         let up = Upstream::start(n).await;
-        yaml += &service(n, up.port());
+        yaml += &kube_service("infra", n, "grpc", 8080, "appProtocol: kubernetes.io/h2c", up.port());
         upstreams.push(up);
     }
     let setup = Setup {

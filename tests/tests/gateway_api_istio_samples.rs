@@ -12,6 +12,7 @@ use e2e::certs::{Ca, Leaf};
 use e2e::client::{get, http1};
 use e2e::gateway::Setup;
 use e2e::tls::{tcp_exchange, Client, TcpUpstream};
+use e2e::yaml::{kube_endpoints, kube_service};
 use e2e::{TestGateway, Upstream};
 
 fn sample(name: &str) -> String {
@@ -22,12 +23,11 @@ fn sample(name: &str) -> String {
 /// Endpoints for Service `name` (port `port`, named `port_name`) on 127.0.0.1:`at`, in `ns`; with
 /// the Service itself when `with_service`.
 fn endpoints(ns: &str, name: &str, port_name: &str, port: u16, at: u16, with_service: bool) -> String {
-    let service = if with_service {
-        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports: [{{port: {port}, name: {port_name}}}]\n---\n")
+    if with_service {
+        kube_service(ns, name, port_name, port, "", at)
     } else {
-        String::new()
-    };
-    service + &format!("apiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: {ns}}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {at}, name: {port_name}}}]}}]\n---\n")
+        kube_endpoints(ns, name, port_name, at)
+    }
 }
 
 /// The workload that runs Gateway `name` in `ns`.

@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use e2e::certs::{Ca, Leaf};
 use e2e::gateway::Setup;
 use e2e::tls::{tcp_exchange, Client, TcpUpstream, TlsUpstream};
+use e2e::yaml::kube_service;
 use e2e::TestGateway;
 
 /// A Service `name` in `infra` on port `port`, its endpoint on 127.0.0.1:`at`.
 fn service(name: &str, port: u16, at: u16) -> String {
-    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: infra}}\nspec:\n  ports: [{{port: {port}, protocol: TCP}}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: infra}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {at}, protocol: TCP}}]}}]\n---\n")
+    kube_service("infra", name, "", port, "", at)
 }
 
 const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1

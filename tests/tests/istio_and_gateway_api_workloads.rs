@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use e2e::client::{get, http1};
 use e2e::gateway::Setup;
+use e2e::yaml::kube_service;
 use e2e::{TestGateway, Upstream};
 
 fn config(istio_backend: u16, api_backend: u16) -> String {
@@ -50,7 +51,7 @@ spec:
 }
 
 fn service(name: &str, at: u16) -> String {
-    format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  ports: [{{port: 8080, name: http}}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: {name}, namespace: default}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {at}, name: http}}]}}]\n---\n")
+    kube_service("default", name, "http", 8080, "", at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,17 +184,26 @@ pub struct ParentReference {
     pub port: Option<u32>,
 }
 
-/// `HTTPRoute` spec (also `GRPCRoute`'s shape for parents and hostnames).
+/// The spec every route kind shares: the Gateways (and listeners) it attaches to, the host names
+/// it serves (none: every host of the listener; TCPRoute has none), and its rules.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct KubeHttpRoute {
+pub struct RouteSpec<R> {
     /// The Gateways (and listeners) it attaches to.
     pub parent_refs: Vec<ParentReference>,
-    /// Host names it serves (none: every host of the listener).
+    /// Host names it serves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
     /// The rules.
-    pub rules: Vec<HttpRouteRule>,
+    pub rules: Vec<R>,
 }
+
+/// `HTTPRoute` spec.
+pub type KubeHttpRoute = RouteSpec<HttpRouteRule>;
+/// `GRPCRoute` spec.
+pub type GrpcRoute = RouteSpec<GrpcRouteRule>;
+/// `TLSRoute` and `TCPRoute` spec.
+pub type L4Route = RouteSpec<L4RouteRule>;
 
 /// `HTTPRouteRule`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -514,18 +523,6 @@ pub struct ReferenceGrantTo {
     pub name: Option<String>,
 }
 
-/// `GRPCRoute` spec.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct GrpcRoute {
-    /// The Gateways (and listeners) it attaches to.
-    pub parent_refs: Vec<ParentReference>,
-    /// Host names it serves.
-    pub hostnames: Vec<String>,
-    /// The rules.
-    pub rules: Vec<GrpcRouteRule>,
-}
-
 /// `GRPCRouteRule`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -568,19 +565,6 @@ pub struct GrpcMethodMatch {
     /// The method.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-}
-
-/// `TLSRoute` and `TCPRoute` spec (TCPRoute has no hostnames).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct L4Route {
-    /// The Gateways (and listeners) it attaches to.
-    pub parent_refs: Vec<ParentReference>,
-    /// SNI host names (TLSRoute only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hostnames: Vec<String>,
-    /// The rules.
-    pub rules: Vec<L4RouteRule>,
 }
 
 /// `TLSRouteRule` / `TCPRouteRule`.

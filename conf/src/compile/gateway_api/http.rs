@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 
 use super::listeners::Parent;
-use super::parents::{attach, isolated};
+use super::parents::{attach, isolated, report_route};
 use super::refs::Grants;
 use super::rule::{self, Converted};
-use super::{fails, generated_meta, holds, report, Translated, ROUTE_SEMANTICS};
+use super::{generated_meta, Translated, ROUTE_SEMANTICS};
 use crate::config::{Config, Meta, Resource};
 use crate::diagnostic::Diagnostics;
 use crate::raw::gateway_api::KubeHttpRoute;
 use crate::raw::VirtualService;
-use crate::table::ApiStatus;
 
 use super::super::Selection;
 
@@ -62,23 +61,13 @@ pub(super) fn translate(
             continue;
         }
         let converted = rule::convert(route, kind, config, sel, &grants);
-        let resolved = match &converted.error {
-            Some((reason, message)) => fails("ResolvedRefs", reason, message.clone()),
-            None => holds("ResolvedRefs", "ResolvedRefs", "All references resolved"),
-        };
         for a in &attachments {
             for &i in &a.listeners {
                 parents[i].attached += 1;
                 contribute(route, &converted, &parents[i], &mut merged);
             }
-            let status = ApiStatus {
-                kind: (*kind).into(),
-                name: route.meta.key(),
-                scope: a.scope.clone(),
-                conditions: vec![a.accepted.clone(), resolved.clone()],
-            };
-            report(status, &route.meta.id, "spec.parentRefs", t, out);
         }
+        report_route(kind, &route.meta, &attachments, converted.error.as_ref(), t, out);
     }
     for ((gateway_key, host), m) in merged {
         t.virtual_services.push(virtual_service(&gateway_key, &host, m));

@@ -8,9 +8,9 @@
 //! `buildGatewayNetworkFiltersFromTCPRoutes` for `TLSRoute/` parents).
 
 use super::listeners::Parent;
-use super::parents::attach;
+use super::parents::{attach, report_route};
 use super::refs::{backend, Grants};
-use super::{fails, generated_meta, holds, report, Translated, GENERATED};
+use super::{generated_meta, Translated, GENERATED};
 use crate::config::{Config, Resource};
 use crate::diagnostic::Diagnostics;
 use crate::model::host::intersection;
@@ -19,7 +19,6 @@ use crate::raw::{
     Destination, L4MatchAttributes, PortSelector, RouteDestination, TcpRoute, TlsMatchAttributes, TlsRoute,
     VirtualService,
 };
-use crate::table::ApiStatus;
 
 use super::super::Selection;
 
@@ -42,10 +41,6 @@ pub(super) fn translate(
                 .iter()
                 .map(|r| destinations(r, kind, route.meta.namespace(), config, sel, &grants, &mut error))
                 .collect();
-            let resolved = match &error {
-                Some((reason, message)) => fails("ResolvedRefs", reason, message.clone()),
-                None => holds("ResolvedRefs", "ResolvedRefs", "All references resolved"),
-            };
             let mut n = 0;
             for a in &attachments {
                 for &i in &a.listeners {
@@ -54,14 +49,8 @@ pub(super) fn translate(
                         t.virtual_services.push(vs);
                     }
                 }
-                let status = ApiStatus {
-                    kind: kind.into(),
-                    name: route.meta.key(),
-                    scope: a.scope.clone(),
-                    conditions: vec![a.accepted.clone(), resolved.clone()],
-                };
-                report(status, &route.meta.id, "spec.parentRefs", t, out);
             }
+            report_route(kind, &route.meta, &attachments, error.as_ref(), t, out);
         }
     }
 }

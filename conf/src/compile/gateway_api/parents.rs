@@ -8,6 +8,31 @@ use crate::model::host::{matches, subset_of};
 use crate::raw::gateway_api::ParentReference;
 use crate::table::Condition;
 
+/// Reports the status of a route of `kind` for each of its `attachments`: `Accepted` as the
+/// attachment says, `ResolvedRefs` from `error` (the problem the status shows, if any).
+pub(super) fn report_route(
+    kind: &str,
+    meta: &Meta,
+    attachments: &[Attachment],
+    error: Option<&(&'static str, String)>,
+    t: &mut super::Translated,
+    out: &mut crate::diagnostic::Diagnostics,
+) {
+    let resolved = match error {
+        Some((reason, message)) => fails("ResolvedRefs", reason, message.clone()),
+        None => holds("ResolvedRefs", "ResolvedRefs", "All references resolved"),
+    };
+    for a in attachments {
+        let status = crate::table::ApiStatus {
+            kind: kind.into(),
+            name: meta.key(),
+            scope: a.scope.clone(),
+            conditions: vec![a.accepted.clone(), resolved.clone()],
+        };
+        super::report(status, &meta.id, "spec.parentRefs", t, out);
+    }
+}
+
 /// One parentRef of a route that names the Gateway this workload runs.
 pub(super) struct Attachment {
     /// The parentRef as `namespace/name[/section][:port]` (the status entry's scope).
