@@ -161,7 +161,7 @@ fn sort_resources<T>(list: &mut [Resource<T>]) {
 }
 
 // Istio: sortConfigByCreationTime orders by creation time, then name, then namespace.
-// Resources without a timestamp come after, in load order (CONTRACT.md).
+// Resources without a timestamp come after, in load order (README "Configuration").
 fn order_key(m: &Meta) -> (bool, i64, usize, &str, &str) {
     match m.created {
         Some(t) => (false, t, 0, m.name(), m.namespace()),

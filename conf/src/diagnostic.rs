@@ -2,7 +2,7 @@
 //!
 //! A diagnostic names the resource, the YAML path inside it, what is wrong (Istio's own wording where
 //! Istio has one) and, where it helps, how to fix it. The one-line rendering is part of the user
-//! contract (`CONTRACT.md`, `pylon validate`):
+//! contract (README "Diagnostics", `pylon validate`):
 //! `error[CODE] Kind namespace/name spec.path: message; fix: hint`.
 
 use std::fmt;

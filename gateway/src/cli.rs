@@ -1,4 +1,4 @@
-//! The command line (CONTRACT.md "Command line"). Every flag of `run` parses from the first
+//! The command line (README "Command line"). Every flag of `run` parses from the first
 //! release; a flag whose feature is not built yet is accepted with a warning.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The connection context (DESIGN.md "Connection context"): the listener a connection arrived on
+//! The connection context: the listener a connection arrived on
 //! and, for TLS, the Gateway server its SNI chose and the client certificate it presented.
 //! Resolved once, when the connection is accepted and hand-shaken; every request on the
 //! connection reads it instead of re-deriving it.

@@ -1,4 +1,4 @@
-//! Connection tracking for a drain that loses nothing (DESIGN.md "lifecycle"): every accepted
+//! Connection tracking for a drain that loses nothing: every accepted
 //! connection is counted while its task lives, so the drain knows when the last in-flight request,
 //! stream, WebSocket or TCP connection has finished, instead of cancelling them all at once as
 //! `Runtime::shutdown_timeout` would.

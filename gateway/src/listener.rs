@@ -1,4 +1,4 @@
-//! Pylon's own accept loops (DESIGN.md "Listeners", way (b)), one per listener of the plan; each
+//! Pylon's own accept loops (rather than Pingora's listener services, so that reload can add and remove listeners), one per listener of the plan; each
 //! accepted connection goes to the handler of its listener's kind: plaintext HTTP here, TLS in
 //! [`crate::tls`], TCP in [`crate::l4`].
 //!

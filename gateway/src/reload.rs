@@ -1,4 +1,4 @@
-//! Reload: load → validate → compile → build → swap, all or nothing (DESIGN.md). A configuration
+//! Reload: load → validate → compile → build → swap, all or nothing. A configuration
 //! with errors is refused with every diagnostic logged, and the previous one keeps serving.
 //! Listeners follow the configuration: ports it adds are bound before anything changes (a port that
 //! cannot be bound refuses the whole reload), ports it removes stop accepting once the new

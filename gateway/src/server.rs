@@ -180,7 +180,7 @@ impl Running {
         rx.recv().map_err(|_| ReloadError::Stopped)?
     }
 
-    /// Graceful stop (CONTRACT.md "Signals, reload, drain"): readiness turns 503 at once; the
+    /// Graceful stop (README "Operations": signals, reload, drain): readiness turns 503 at once; the
     /// listeners keep accepting and serving for `drain`, with `Connection: close` on HTTP/1
     /// responses and GOAWAY on HTTP/2; then they stop accepting, idle keep-alive connections are
     /// closed, and what is still in flight (requests, streams, WebSockets, TCP) gets up to `grace` to

@@ -1,5 +1,5 @@
 //! The `pylon` command line: exit statuses, output formats, and the shipped and Istio sample
-//! configurations (CONTRACT.md "Command line").
+//! configurations (README "Command line").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

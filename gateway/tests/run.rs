@@ -1,4 +1,4 @@
-//! `pylon run` as a process: startup errors, readiness, and the SIGTERM drain (CONTRACT.md).
+//! `pylon run` as a process: startup errors, readiness, and the SIGTERM drain (README "Operations").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

@@ -1,5 +1,6 @@
 //! Forwarding: weighted destinations, subsets, endpoints, Istio's request headers, protocols, and
-//! the outcome codes with Envoy's bodies (`istio-semantics.md` §2.6, §2.13, §3.1).
+//! the outcome codes with Envoy's bodies (Envoy's local replies and response flags:
+//! envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

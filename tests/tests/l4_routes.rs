@@ -1,6 +1,6 @@
 //! L4 at the gateway: PASSTHROUGH servers routed by ClientHello SNI with VirtualService `tls` routes,
 //! TLS-terminated `protocol: TLS` servers and opaque TCP servers with `tcp` routes, weights,
-//! half-close, and connections without a route closed at once (`istio-semantics.md` §1.6, §2.12).
+//! half-close, and connections without a route closed at once (istio.io/latest/docs/reference/config/networking/virtual-service/#TLSRoute, #TCPRoute).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

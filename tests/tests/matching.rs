@@ -1,4 +1,4 @@
-//! Istio's HTTPMatchRequest semantics end to end (`istio-semantics.md` §2.5): every condition type,
+//! Istio's HTTPMatchRequest semantics end to end (istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPMatchRequest): every condition type,
 //! first match wins, and path normalization before matching.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking

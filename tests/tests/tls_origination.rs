@@ -1,7 +1,7 @@
 //! TLS origination to upstreams (DestinationRule `tls` SIMPLE and MUTUAL): the upstream certificate
 //! is verified against `caCertificates`, its SANs against `subjectAltNames` or else the SNI (the
 //! request's host by default, Istio's auto SNI and SAN validation); a failure answers 503 and
-//! nothing reaches the upstream (`istio-semantics.md` §3.2).
+//! nothing reaches the upstream (istio.io/latest/docs/reference/config/networking/destination-rule/#ClientTLSSettings).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

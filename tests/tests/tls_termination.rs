@@ -1,7 +1,8 @@
 //! TLS termination at the gateway: the ClientHello's SNI chooses the Gateway server (exact name,
 //! longest wildcard, `*`; a miss refuses the handshake), each server presents its own
 //! certificate and routes only its own hosts, with Envoy's defaults for versions, ciphers and
-//! ALPN (`istio-semantics.md` §1.5, §1.6).
+//! ALPN (istio.io/latest/docs/reference/config/networking/gateway/#ServerTLSSettings; Envoy's
+//! `DownstreamTlsContext` defaults).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

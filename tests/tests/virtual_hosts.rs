@@ -1,5 +1,6 @@
-//! Virtual-host selection (`istio-semantics.md` §2.3) and local actions: redirects, direct
-//! responses, httpsRedirect, rewrites and header operations (§1.8, §2.6, §2.7).
+//! Virtual-host selection (Istio's gateway host matching, the most specific name first) and local
+//! actions: redirects, direct responses, httpsRedirect, rewrites and header operations
+//! (istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRoute).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 

@@ -1,5 +1,5 @@
 //! Fail closed: kinds Pylon reads but does not implement are errors when they apply to this
-//! workload, and warnings otherwise (CONTRACT.md "Configuration input").
+//! workload, and warnings otherwise (README "Configuration").
 
 use super::Selection;
 use crate::config::{Config, Foreign};

@@ -1,7 +1,7 @@
 //! Server TLS settings with certificates resolved: files, Secrets in the configuration, or
 //! `--credentials-dir/NAME/{tls.crt,tls.key,ca.crt}`.
 //!
-//! A credential that cannot be found is a warning, not an error (CONTRACT.md): the server refuses
+//! A credential that cannot be found is a warning, not an error (README "TLS"): the server refuses
 //! handshakes until it appears, and every other server keeps working.
 
 use std::path::{Path, PathBuf};

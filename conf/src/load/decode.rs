@@ -8,7 +8,7 @@ use crate::diagnostic::{Code, Reporter};
 
 /// Decodes `value` (found at `root`, e.g. `spec`) into `T`.
 ///
-/// Every field `T` does not have is an error naming it (CONTRACT.md: a misspelled field is an error),
+/// Every field `T` does not have is an error naming it (README "Configuration": a misspelled field is an error),
 /// unless `lenient` (kinds without a spec, like Secret). A wrong type or unknown enum value stops the
 /// decoding of this resource; it is reported with its path and `None` is returned.
 pub(super) fn decode<T: DeserializeOwned>(value: Value, root: &str, r: &mut Reporter<'_>, lenient: bool) -> Option<T> {

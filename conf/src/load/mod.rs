@@ -1,4 +1,4 @@
-//! Loading: files and directories → YAML documents → typed resources (CONTRACT.md "Configuration input").
+//! Loading: files and directories → YAML documents → typed resources (README "Configuration").
 //!
 //! Arguments are read in the order given; a directory is walked recursively in sorted path order,
 //! reading `*.yaml`, `*.yml` and `*.json` and skipping names that start with `.` (a mounted

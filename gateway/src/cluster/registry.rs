@@ -1,4 +1,4 @@
-//! Clusters outlive snapshots (DESIGN.md): a cluster is kept by its identity, everything that
+//! Clusters outlive snapshots: a cluster is kept by its identity, everything that
 //! defines it (host, subset, port, the service's endpoints and resolution, the DestinationRule
 //! policy). A reload that leaves a cluster unchanged hands the new snapshot the same run-time
 //! cluster: its endpoints, DNS refresher, least-request counters and round-robin position carry on.

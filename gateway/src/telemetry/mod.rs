@@ -1,5 +1,5 @@
 //! Telemetry: Istio's metrics and the access log, fed once per finished request or TCP connection
-//! (DESIGN.md "telemetry/").
+//! (README "Operations": metrics and the access log).
 
 pub mod access_log;
 pub mod metrics;

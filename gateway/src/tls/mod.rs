@@ -1,4 +1,4 @@
-//! TLS listeners (DESIGN.md "TLS by peeking"): read the ClientHello, choose the Gateway server by
+//! TLS listeners: read the ClientHello, choose the Gateway server by
 //! SNI (exact name, then the longest wildcard, then a `*` server; no match → the connection is
 //! closed, as Envoy closes it without a filter chain), then either pass the bytes through
 //! untouched (PASSTHROUGH) or hand-shake with that server's own acceptor and serve HTTP (HTTPS
