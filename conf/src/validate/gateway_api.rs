@@ -37,6 +37,7 @@ pub(super) fn http_route(route: &KubeHttpRoute, r: &mut Reporter<'_>, re: &mut R
             values(&m.query_params, &format!("{at}.queryParams"), r, re);
         }
         rewrite_needs_one_prefix_match(rule, &at, r);
+        timeouts(rule, &at, r);
         for (j, f) in rule.filters.iter().enumerate() {
             filter(f, &format!("{at}.filters[{j}]"), r);
         }
@@ -47,6 +48,32 @@ fn values(list: &[HttpValueMatch], at: &str, r: &mut Reporter<'_>, re: &mut Rege
     for (k, v) in list.iter().enumerate() {
         if v.kind.as_deref() == Some("RegularExpression") {
             validate_regex(&v.value, &v.name, &format!("{at}[{k}].value"), r, re);
+        }
+    }
+}
+
+/// Durations (GEP-2257: `1h`, `10s`, `500ms`, `1h30m`), and CEL: `backendRequest` no longer than
+/// `request`.
+fn timeouts(rule: &HttpRouteRule, at: &str, r: &mut Reporter<'_>) {
+    let Some(t) = &rule.timeouts else { return };
+    let mut parsed = |field: &str, value: &Option<String>| {
+        let v = value.as_deref()?;
+        match crate::model::Duration::parse(v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                r.error(Code::Duration, format!("{at}.timeouts.{field}"), e);
+                None
+            }
+        }
+    };
+    let (request, backend) = (parsed("request", &t.request), parsed("backendRequest", &t.backend_request));
+    if let (Some(request), Some(backend)) = (request, backend) {
+        if request > crate::model::Duration::default() && backend > request {
+            r.error(
+                Code::Duration,
+                format!("{at}.timeouts.backendRequest"),
+                "backendRequest timeout cannot be longer than request timeout",
+            );
         }
     }
 }

@@ -209,8 +209,7 @@ fn route_to(base: &mut HttpRoute, r: &HttpRouteRule, scope: &Scope<'_>, problems
 /// `retry`, and otherwise replaces the route timeout (Istio). `retry`: `attempts` (default 2),
 /// retried on Envoy's connection failures and the listed codes.
 fn timeouts(base: &mut HttpRoute, r: &HttpRouteRule) {
-    let nonzero =
-        |d: &Option<String>| d.clone().filter(|d| !d.is_empty() && d.trim_start_matches('0') != "s" && d != "0");
+    let nonzero = |d: &Option<String>| d.clone().filter(|d| !disables(d));
     base.timeout = r.timeouts.as_ref().and_then(|t| nonzero(&t.request));
     if let Some(retry) = &r.retry {
         let attempts = retry.attempts.unwrap_or(2);
@@ -405,5 +404,35 @@ fn cors(c: &crate::raw::gateway_api::Opaque) -> crate::raw::CorsPolicy {
         allow_credentials: c.get("allowCredentials").and_then(serde_yaml::Value::as_bool).filter(|b| *b),
         unmatched_preflights: Some(crate::raw::UnmatchedPreflights::Ignore),
         ..crate::raw::CorsPolicy::default()
+    }
+}
+
+/// A Gateway API duration that turns the timeout off: empty or zero (`0s`, `0ms`, `0.0s`).
+fn disables(duration: &str) -> bool {
+    duration.chars().take_while(|c| c.is_ascii_digit() || *c == '.').all(|c| c == '0' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_duration_of_any_unit_turns_the_timeout_off() {
+        for off in ["", "0", "0s", "0ms", "00s", "0.0s"] {
+            assert!(disables(off), "{off}");
+        }
+        for on in ["500ms", "1s", "10s", "0.5s", "1h"] {
+            assert!(!disables(on), "{on}");
+        }
+    }
+
+    #[test]
+    fn replace_prefix_match_keeps_what_follows_the_prefix() {
+        assert_eq!(replaced_prefix("/one", Paths::Whole), "/one");
+        assert_eq!(replaced_prefix("/one", Paths::Under), "/one/");
+        assert_eq!(replaced_prefix("/one/", Paths::Under), "/one/");
+        assert_eq!(replaced_prefix("/", Paths::Whole), "/");
+        assert_eq!(replaced_prefix("/", Paths::Under), "/");
+        assert_eq!(replaced_prefix("", Paths::Under), "/");
     }
 }
