@@ -165,8 +165,7 @@ fn dns_only(
 ) {
     let Ok(service) = d.service else { return };
     let Some(host) = service.endpoints.first().map(|e| e.address.as_str()) else { return };
-    let suffix = format!(".svc.{}", sel.domain);
-    let Some((_, ns)) = host.strip_suffix(&suffix).and_then(|name| name.split_once('.')) else { return };
+    let Some(ns) = crate::model::host::kubernetes_namespace(host, &sel.domain) else { return };
     if sel.auto_mtls && modes.of(ns) == PeerMtlsMode::Strict {
         r.warn(Code::Policy, path, format!("namespace {ns} is STRICT, but {host} is reached through the cluster's DNS, so Pylon cannot tell whether its pods are mesh workloads: it sends plaintext, which their sidecars refuse")).hint =
             Some("include the Service with its EndpointSlices and Pods (labelled security.istio.io/tlsMode: istio), or give the host a DestinationRule with `trafficPolicy.tls.mode: ISTIO_MUTUAL`".into());

@@ -322,8 +322,7 @@ impl Registry<'_> {
     /// A Kubernetes service's name (`<service>.<namespace>.svc.<domain>`, which short names
     /// expand to): a gateway pod finds it through the cluster's DNS even without a registry.
     fn is_kubernetes_service(&self, host: &str) -> bool {
-        let suffix = format!(".svc.{}", self.sel.domain);
-        host.strip_suffix(&suffix).is_some_and(|name| name.split('.').count() == 2 && !name.contains('*'))
+        crate::model::host::kubernetes_namespace(host, &self.sel.domain).is_some()
     }
 }
 

@@ -61,6 +61,16 @@ pub fn expand_short_name(h: &str, namespace: &str, domain: &str) -> String {
     format!("{h}.{namespace}.svc.{domain}")
 }
 
+/// The namespace of a Kubernetes service's name (`<service>.<namespace>.svc.<domain>`, which
+/// short names expand to); `None` for any other name.
+pub fn kubernetes_namespace<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
+    let name = host.strip_suffix(domain)?.strip_suffix(".svc.")?;
+    if name.contains('*') || name.split('.').count() != 2 {
+        return None;
+    }
+    name.split_once('.').map(|(_, ns)| ns)
+}
+
 /// A server host entry split into its namespace part and DNS name (`ns/name`, `./name`, `*/name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerHost {
@@ -124,6 +134,16 @@ mod tests {
         assert_eq!(intersection(&s(&["*"]), &s(&["*"])), s(&["*"]));
         assert_eq!(intersection(&s(&["foo.bar"]), &s(&["*"])), s(&["foo.bar"]));
         assert!(intersection(&s(&["foo.com"]), &s(&["*.foo.com"])).is_empty());
+    }
+
+    #[test]
+    fn a_kubernetes_service_name_gives_its_namespace() {
+        assert_eq!(kubernetes_namespace("reviews.bookinfo.svc.cluster.local", "cluster.local"), Some("bookinfo"));
+        assert_eq!(kubernetes_namespace("reviews.svc.cluster.local", "cluster.local"), None);
+        assert_eq!(kubernetes_namespace("a.reviews.bookinfo.svc.cluster.local", "cluster.local"), None);
+        assert_eq!(kubernetes_namespace("*.bookinfo.svc.cluster.local", "cluster.local"), None);
+        assert_eq!(kubernetes_namespace("reviews.bookinfo.svccluster.local", "cluster.local"), None);
+        assert_eq!(kubernetes_namespace("reviews.example.com", "cluster.local"), None);
     }
 
     #[test]

@@ -37,14 +37,11 @@ pub(super) fn translate(
     out: &mut Diagnostics,
 ) {
     let grants = Grants::new(config);
-    // GRPCRoutes join the HTTPRoutes of their listener and host, as in Istio.
-    let all: Vec<(&'static str, Resource<KubeHttpRoute>)> = config
-        .http_routes
-        .iter()
-        .map(|r| ("HTTPRoute", r.clone()))
-        .chain(config.grpc_routes.iter().map(|r| ("GRPCRoute", super::grpc::as_http_route(r))))
-        .collect();
-    let mut routes: Vec<&(&'static str, Resource<KubeHttpRoute>)> = all.iter().collect();
+    // GRPCRoutes join the HTTPRoutes of their listener and host, as in Istio (HTTPRoutes are
+    // borrowed; only GRPCRoutes are converted).
+    let grpc: Vec<Resource<KubeHttpRoute>> = config.grpc_routes.iter().map(super::grpc::as_http_route).collect();
+    let mut routes: Vec<(&'static str, &Resource<KubeHttpRoute>)> =
+        config.http_routes.iter().map(|r| ("HTTPRoute", r)).chain(grpc.iter().map(|r| ("GRPCRoute", r))).collect();
     // Istio `sortRoutesByCreationTime`: oldest first, then namespace, then name.
     routes.sort_by(|(_, a), (_, b)| {
         (a.meta.created.is_none(), a.meta.created, a.meta.namespace(), a.meta.name()).cmp(&(
