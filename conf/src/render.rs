@@ -61,7 +61,8 @@ fn gateway_api(out: &mut String, t: &RouteTable) {
     out.push_str("\nGATEWAY API STATUS\n");
     for s in &t.gateway_api {
         let scope = if s.scope.is_empty() { String::new() } else { format!(" {}", s.scope) };
-        let _ = writeln!(out, "  {} {}{scope}", s.kind, s.name);
+        let attached = s.attached_routes.map(|n| format!(" (attachedRoutes {n})")).unwrap_or_default();
+        let _ = writeln!(out, "  {} {}{scope}{attached}", s.kind, s.name);
         for c in &s.conditions {
             let _ = writeln!(
                 out,

@@ -153,6 +153,9 @@ pub struct ApiStatus {
     pub scope: String,
     /// The conditions, by type.
     pub conditions: Vec<Condition>,
+    /// For a listener: the routes attached to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_routes: Option<usize>,
 }
 
 /// One Gateway API condition.

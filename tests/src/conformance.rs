@@ -108,13 +108,10 @@ impl Conformance {
 
     /// The gateway workload that runs Gateway `name` (started on first use).
     pub fn gateway(&mut self, name: &str) -> &TestGateway {
-        let yaml = self.yaml.clone();
-        self.gateways.entry(name.to_string()).or_insert_with(|| {
-            let sel = Self::selection(name);
-            let setup =
-                Setup { labels: Some(sel.labels.clone()), namespace: Some(INFRA.to_string()), ..Setup::default() };
-            TestGateway::start_with(&yaml, setup)
-        })
+        let yaml = &self.yaml;
+        self.gateways
+            .entry(name.to_string())
+            .or_insert_with(|| TestGateway::start_with(yaml, Setup::gateway_api(name, INFRA)))
     }
 
     /// Sends every case of every group of the test (over TLS for the HTTPS listener).
@@ -287,10 +284,8 @@ impl Conformance {
                 self.failures.extend(listeners(&a["listeners"], &status));
             }
             if kind == "GatewayMustHaveZeroRoutes" {
-                let attached =
-                    status.iter().filter(|s| s.kind == "Gateway" && !s.scope.ends_with("(attachedRoutes 0)"));
-                for s in attached.filter(|s| s.scope.contains("attachedRoutes")) {
-                    self.failures.push(format!("{kind}: {}", s.scope));
+                for s in status.iter().filter(|s| s.attached_routes.is_some_and(|n| n > 0)) {
+                    self.failures.push(format!("{kind}: {} {:?} routes", s.scope, s.attached_routes));
                 }
             }
         }
@@ -303,8 +298,7 @@ fn listeners(want: &Value, status: &[conf::table::ApiStatus]) -> Vec<String> {
     let mut out = Vec::new();
     for l in want.as_array().into_iter().flatten() {
         let name = l["name"].as_str().unwrap_or("");
-        let Some(s) = status.iter().find(|s| s.kind == "Gateway" && s.scope.starts_with(&format!("listener {name} ")))
-        else {
+        let Some(s) = status.iter().find(|s| s.kind == "Gateway" && s.scope == format!("listener {name}")) else {
             out.push(format!("no status for listener {name}: {status:?}"));
             continue;
         };
@@ -317,8 +311,8 @@ fn listeners(want: &Value, status: &[conf::table::ApiStatus]) -> Vec<String> {
             }
         }
         if let Some(n) = l["attachedRoutes"].as_u64() {
-            if !s.scope.ends_with(&format!("(attachedRoutes {n})")) {
-                out.push(format!("listener {name}: {}, wanted attachedRoutes {n}", s.scope));
+            if s.attached_routes.and_then(|a| u64::try_from(a).ok()) != Some(n) {
+                out.push(format!("listener {name}: attachedRoutes {:?}, wanted {n}", s.attached_routes));
             }
         }
     }

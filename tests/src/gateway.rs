@@ -78,6 +78,18 @@ pub struct Setup {
     pub stream_idle_timeout: Option<Duration>,
 }
 
+impl Setup {
+    /// The workload that runs Gateway API Gateway `name` in `namespace` (its
+    /// `gateway.networking.k8s.io/gateway-name` label, as Istio labels gateway pods).
+    pub fn gateway_api(name: &str, namespace: &str) -> Setup {
+        Setup {
+            labels: Some(BTreeMap::from([(conf::compile::GATEWAY_NAME_LABEL.to_string(), name.to_string())])),
+            namespace: Some(namespace.to_string()),
+            ..Setup::default()
+        }
+    }
+}
+
 impl TestGateway {
     /// Starts a gateway serving `yaml` (the default workload labels).
     pub fn start(yaml: &str) -> TestGateway {

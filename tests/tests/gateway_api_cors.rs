@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::collections::BTreeMap;
-
 use e2e::gateway::Setup;
 use e2e::{TestGateway, Upstream};
 
@@ -54,11 +52,7 @@ subsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {}, name: http}}]}}]
 async fn the_cors_filter_answers_preflights_of_allowed_origins() {
     let up = Upstream::start("app").await;
     let yaml = config(up.port());
-    let setup = Setup {
-        labels: Some(BTreeMap::from([("gateway.networking.k8s.io/gateway-name".to_string(), "edge".to_string())])),
-        namespace: Some("infra".into()),
-        ..Setup::default()
-    };
+    let setup = Setup::gateway_api("edge", "infra");
     let gw = TestGateway::start_with(&yaml, setup);
     let preflight = |origin: &'static str| {
         let url = gw.url(80);

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::collections::BTreeMap;
-
 use e2e::client::{h2c, http1};
 use e2e::gateway::Setup;
 use e2e::yaml::kube_service;
@@ -50,11 +48,7 @@ async fn a_grpc_route_matches_service_and_method_beside_the_http_routes_of_its_h
         yaml += &kube_service("infra", n, "grpc", 8080, "appProtocol: kubernetes.io/h2c", up.port());
         upstreams.push(up);
     }
-    let setup = Setup {
-        labels: Some(BTreeMap::from([("gateway.networking.k8s.io/gateway-name".to_string(), "edge".to_string())])),
-        namespace: Some("infra".into()),
-        ..Setup::default()
-    };
+    let setup = Setup::gateway_api("edge", "infra");
     let gw = TestGateway::start_with(&yaml, setup);
     let call = |path: &'static str| {
         let url = format!("{}{path}", gw.url(80));

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::collections::BTreeMap;
-
 use e2e::certs::{Ca, Leaf};
 use e2e::client::{get, http1};
 use e2e::gateway::Setup;
@@ -32,11 +30,7 @@ fn endpoints(ns: &str, name: &str, port_name: &str, port: u16, at: u16, with_ser
 
 /// The workload that runs Gateway `name` in `ns`.
 fn runs(name: &str, ns: &str) -> Setup {
-    Setup {
-        labels: Some(BTreeMap::from([("gateway.networking.k8s.io/gateway-name".to_string(), name.to_string())])),
-        namespace: Some(ns.into()),
-        ..Setup::default()
-    }
+    Setup::gateway_api(name, ns)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

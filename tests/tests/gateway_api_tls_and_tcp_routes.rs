@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::collections::BTreeMap;
-
 use e2e::certs::{Ca, Leaf};
 use e2e::gateway::Setup;
 use e2e::tls::{tcp_exchange, Client, TcpUpstream, TlsUpstream};
@@ -52,11 +50,7 @@ spec:
 ";
 
 fn setup() -> Setup {
-    Setup {
-        labels: Some(BTreeMap::from([("gateway.networking.k8s.io/gateway-name".to_string(), "edge".to_string())])),
-        namespace: Some("infra".into()),
-        ..Setup::default()
-    }
+    Setup::gateway_api("edge", "infra")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 
-use std::collections::BTreeMap;
-
 use e2e::client::{get, http1};
 use e2e::gateway::Setup;
 use e2e::yaml::kube_service;
@@ -59,16 +57,7 @@ async fn each_workload_serves_its_own_kinds_from_one_configuration() {
     let (classic, modern) = (Upstream::start("classic").await, Upstream::start("modern").await);
     let yaml = config(classic.port(), modern.port());
     let istio = TestGateway::start(&yaml);
-    let api = TestGateway::start_with(
-        &yaml,
-        Setup {
-            labels: Some(BTreeMap::from([(
-                "gateway.networking.k8s.io/gateway-name".to_string(),
-                "modern".to_string(),
-            )])),
-            ..Setup::default()
-        },
-    );
+    let api = TestGateway::start_with(&yaml, Setup::gateway_api("modern", "default"));
     let status = |gw: &TestGateway, host: &'static str| {
         let url = gw.url(80);
         async move {

@@ -166,22 +166,29 @@ fn gateway_status(gw: &Resource<KubeGateway>, valid: usize, t: &mut Translated, 
         name: gw.meta.key(),
         scope: String::new(),
         conditions: vec![accepted, programmed],
+        attached_routes: None,
     };
     report(status, &gw.meta.id, "", t, out);
 }
 
-/// Every listener's status gains `attachedRoutes` once the routes are known.
+/// Every listener that routes may attach to gains its `attachedRoutes` once the routes are known.
 pub(super) fn attached_routes(parents: &[Parent], t: &mut Translated) {
     for p in parents {
         let scope = format!("listener {}", p.listener);
         if let Some(s) = t.status.iter_mut().find(|s| s.kind == "Gateway" && s.name == p.gateway && s.scope == scope) {
-            s.scope = format!("{scope} (attachedRoutes {})", p.attached);
+            s.attached_routes = Some(p.attached);
         }
     }
 }
 
 fn listener_status(gw: &Resource<KubeGateway>, l: &Listener, conditions: Vec<Condition>) -> ApiStatus {
-    ApiStatus { kind: "Gateway".into(), name: gw.meta.key(), scope: format!("listener {}", l.name), conditions }
+    ApiStatus {
+        kind: "Gateway".into(),
+        name: gw.meta.key(),
+        scope: format!("listener {}", l.name),
+        conditions,
+        attached_routes: None,
+    }
 }
 
 /// Istio `listenersDistinct`, in order: a later listener on the same port as an earlier one

@@ -28,6 +28,7 @@ pub(super) fn report_route(
             name: meta.key(),
             scope: a.scope.clone(),
             conditions: vec![a.accepted.clone(), resolved.clone()],
+            attached_routes: None,
         };
         super::report(status, &meta.id, "spec.parentRefs", t, out);
     }
