@@ -122,7 +122,7 @@ fn check_request(p: &ExtAuthz, req: &RequestHeader) -> Result<RequestHeader, Str
     let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let target = format!("{}{path}", p.provider.path_prefix);
     let mut check = RequestHeader::build(req.method.clone(), target.as_bytes(), None).map_err(|e| e.to_string())?;
-    let host = crate::proxy::request::authority(req);
+    let host = crate::proxy::request::authority(req).into_owned();
     check.insert_header("host", host).map_err(|e| e.to_string())?;
     check.insert_header("content-length", "0").map_err(|e| e.to_string())?;
     let patterns: Vec<Pattern> =

@@ -3,8 +3,9 @@
 //! stream, WebSocket or TCP connection has finished, instead of cancelling them all at once as
 //! `Runtime::shutdown_timeout` would.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -15,7 +16,10 @@ pub struct Tracker {
     changed: Notify,
     /// Idle keep-alive connections are to close (the end of a drain).
     closing_idle: AtomicBool,
-    close_idle: Notify,
+    /// Wakes the connections waiting between requests: at each tick, and when they are to close.
+    idle_wake: Notify,
+    /// Seconds counted by [`Tracker::ticking`].
+    ticks: AtomicU64,
 }
 
 /// Held by a connection's task; the connection counts until it is dropped.
@@ -50,16 +54,47 @@ impl Tracker {
     /// end of a drain: in-flight requests go on).
     pub fn close_idle(&self) {
         self.closing_idle.store(true, Ordering::Release);
-        self.close_idle.notify_waiters();
+        self.idle_wake.notify_waiters();
     }
 
-    /// Resolves once idle connections are to close.
-    pub async fn idle_closed(&self) {
-        let notified = self.close_idle.notified();
-        if self.closing_idle.load(Ordering::Acquire) {
+    /// Idle connections are to close.
+    pub fn closing_idle(&self) -> bool {
+        self.closing_idle.load(Ordering::Acquire)
+    }
+
+    /// Seconds counted so far.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the next tick, or at once when idle connections are to close.
+    pub async fn idle_wake(&self) {
+        let woken = self.idle_wake.notified();
+        if self.closing_idle() {
             return;
         }
-        notified.await;
+        woken.await;
+    }
+
+    /// Counts a second, and wakes the connections waiting between requests to look at their
+    /// keep-alive timeout.
+    fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::AcqRel);
+        self.idle_wake.notify_waiters();
+    }
+
+    /// Ticks every second while the tracker lives (spawned on the runtime that serves the
+    /// connections). One clock for every waiting connection, instead of a timer each: registering
+    /// and cancelling a Tokio timer for every wait between requests cost about 800 instructions a
+    /// request, and keep-alive timeouts are whole seconds.
+    pub async fn ticking(tracker: Weak<Tracker>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(t) = tracker.upgrade() else { return };
+            t.tick();
+        }
     }
 
     /// Resolves once no connection is open.
@@ -102,13 +137,28 @@ mod tests {
         let tracker = Tracker::new();
         let waiting = tokio::spawn({
             let t = tracker.clone();
-            async move { t.idle_closed().await }
+            async move { t.idle_wake().await }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiting.is_finished());
         tracker.close_idle();
         tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        assert!(tracker.closing_idle());
         // A connection that goes idle later closes at once.
-        tokio::time::timeout(Duration::from_secs(1), tracker.idle_closed()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), tracker.idle_wake()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_connections_are_woken_every_second_until_the_tracker_goes() {
+        let tracker = Tracker::new();
+        let ticking = tokio::spawn(Tracker::ticking(Arc::downgrade(&tracker)));
+        let before = tokio::time::Instant::now();
+        tracker.idle_wake().await;
+        assert_eq!(before.elapsed(), Duration::from_secs(1));
+        tracker.idle_wake().await;
+        assert_eq!(tracker.ticks(), 2);
+        assert!(!tracker.closing_idle());
+        drop(tracker);
+        tokio::time::timeout(Duration::from_secs(2), ticking).await.unwrap().unwrap();
     }
 }

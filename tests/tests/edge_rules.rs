@@ -150,6 +150,27 @@ async fn a_malformed_upstream_response_is_a_502_with_envoys_protocol_error() {
     assert!(out.ends_with("reset reason: protocol error"), "{out}");
 }
 
+/// Response header names go downstream as Envoy writes HTTP/1 headers: in lower case (Pingora
+/// titles the standard ones it knows, `Server` among them, as for requests); the upstream's own
+/// reason phrase is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_header_names_go_downstream_in_lower_case_with_the_upstreams_reason() {
+    let up = Faulty::start(Behaviour::Raw(
+        b"HTTP/1.1 299 Fine By Me\r\nX-Custom-Thing: a\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    ))
+    .await;
+    let yaml = gateway(80, &["*"])
+        + &service_at("up", "up.internal", &[(up.port, 1)])
+        + &virtual_service("vs", &["*"], "- route: [{destination: {host: up.internal}}]\n  retries: {attempts: 0}");
+    let gw = TestGateway::start(&yaml);
+    let out = exchange(&gw, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    assert!(out.starts_with("HTTP/1.1 299 Fine By Me\r\n"), "{out}");
+    assert!(out.contains("\r\nx-custom-thing: a\r\n"), "{out}");
+    assert!(out.contains("\r\nContent-Type: text/plain\r\n"), "{out}");
+    assert!(out.contains("\r\nServer: pylon\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nok"), "{out}");
+}
+
 /// Pipelined requests arriving in two writes, the first cut inside a head's blank line: the gateway
 /// holds the start of request 2 when request 1 is answered, and must not wait for more bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,21 @@ async fn each_attempt_carries_its_number_in_x_envoy_attempt_count() {
     assert_eq!(counts, ["1", "2", "3"]);
 }
 
+/// Envoy sets `x-envoy-attempt-count` before the route's header operations
+/// (`Router::Filter::decodeHeaders`), so a VirtualService that sets the header has the last word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_header_operation_applies_after_the_attempt_count() {
+    let up = Upstream::start("up").await;
+    let rule =
+        "- route: [{destination: {host: up.internal}}]\n  headers: {request: {set: {x-envoy-attempt-count: \"9\"}}}";
+    let yaml = gateway(80, &["*"])
+        + &service_at("up", "up.internal", &[(up.port(), 1)])
+        + &virtual_service("vs", &["*"], rule);
+    let gw = TestGateway::start(&yaml);
+    assert_eq!(get(&http1(), &gw.url(80), "x", "/", &[]).await.status, 200);
+    assert_eq!(up.last().header("x-envoy-attempt-count"), Some("9"));
+}
+
 /// `retryIgnorePreviousHosts: false`: a retry may go back to the endpoint that failed (with a
 /// consistent hash, it does); by default it goes to another one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,17 @@
 //! Virtual-host selection by Host / `:authority` (Envoy's virtual-host
 //! domain matching: <https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#config-route-v3-virtualhost>).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 /// The host part of an authority, lower-cased, without port (`[::1]:80` → `[::1]`).
-pub fn authority_host(authority: &str) -> String {
-    split_authority(authority).0.to_ascii_lowercase()
+pub fn authority_host(authority: &str) -> Cow<'_, str> {
+    let host = split_authority(authority).0;
+    // Clients send lower case almost always: copy only to fold case (this runs for every request).
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// An authority as (host, port): `example.com:8080` → (`example.com`, `Some("8080")`),
@@ -27,7 +33,9 @@ pub fn split_authority(authority: &str) -> (&str, Option<&str>) {
 /// (`*.foo.com` matches `a.foo.com` and `a.b.foo.com`), then `*`. No fallback beyond that.
 #[derive(Debug, Clone, Default)]
 pub struct VirtualHostIndex {
-    exact: HashMap<String, usize>,
+    /// hashbrown's default hasher (foldhash): a request's host is hashed on every request, and
+    /// std's SipHash cost several times as much.
+    exact: hashbrown::HashMap<String, usize>,
     /// (suffix including the leading dot, index), longest suffix first.
     wildcard: Vec<(String, usize)>,
     any: Option<usize>,

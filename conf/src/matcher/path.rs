@@ -85,6 +85,15 @@ pub fn normalize(path_and_query: &str) -> Option<Cow<'_, str>> {
     }
     let split = path_and_query.find('?').unwrap_or(path_and_query.len());
     let (path, query) = path_and_query.split_at(split);
+    // Most paths are already normal: no escape, no backslash, no segment that starts with a dot.
+    // One look at each byte says so without splitting it (this runs for every request).
+    let bytes = path.as_bytes();
+    let before = std::iter::once(&b'/').chain(bytes);
+    let needs_work = |(&b, &prev): (&u8, &u8)| matches!(b, b'%' | b'\\') || (b == b'.' && prev == b'/');
+    let plain = !bytes.iter().zip(before).any(needs_work);
+    if plain {
+        return Some(Cow::Borrowed(path_and_query));
+    }
     let canonical = decode_unreserved(path);
     let path: &str = &canonical;
     let needs_work = path.split('/').any(|s| is_dot(s) || is_dot_dot(s));

@@ -94,7 +94,7 @@ impl Origination {
     /// `subjectAltNames` are configured (Istio's auto SAN validation, HTTP only). `Err` when
     /// there is no name to send or check (no `sni` and an empty host).
     pub fn peer(&self, addr: SocketAddr, host: &str, check_host: bool) -> Result<HttpPeer, String> {
-        let host = conf::matcher::authority_host(host);
+        let host = conf::matcher::authority_host(host).into_owned();
         let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let is_ip = bare.parse::<std::net::IpAddr>().is_ok();
         // Pingora turns verification off entirely for an empty SNI, so one is always given: the

@@ -96,9 +96,12 @@ pub fn forwarding_headers(
     // Room for these four and for what the route adds after them (`x-envoy-attempt-count`, its
     // header operations): growing the map later rehashes every header, about 1,500 instructions.
     headers.reserve(8);
+    // One pass over the client's names first: few requests carry any `x-forwarded-*` header, and
+    // each lookup or removal below hashes its name.
+    let forwarded = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
-        let prev = joined(headers.get_all(&X_FORWARDED_FOR)).unwrap_or_default();
+        let prev = if forwarded { joined(headers.get_all(&X_FORWARDED_FOR)).unwrap_or_default() } else { "".into() };
         let prev = prev.trim();
         let xff = if prev.is_empty() { peer } else { format!("{prev},{peer}") };
         headers.insert(X_FORWARDED_FOR.clone(), value(xff)?);
@@ -107,12 +110,12 @@ pub fn forwarding_headers(
     if !trusted_hop || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
-    if !trusted_hop {
+    if !trusted_hop && forwarded {
         for name in &FORWARDED_BY_PROXIES {
             headers.remove(name);
         }
     }
-    client_cert_header(headers, xfcc_mode, client_cert)?;
+    client_cert_header(headers, xfcc_mode, client_cert, forwarded)?;
     // One id per request, whatever the number of upstream attempts.
     let lines = headers.get_all(&X_REQUEST_ID);
     let single = lines.iter().nth(1).is_none();
@@ -147,6 +150,7 @@ fn client_cert_header(
     headers: &mut HeaderMap,
     mode: conf::table::ForwardClientCert,
     cert: Option<&PeerCertificate>,
+    client_sent_forwarded: bool,
 ) -> pingora::Result<()> {
     use conf::table::ForwardClientCert as Mode;
     // Envoy: FORWARD_ONLY and APPEND_FORWARD keep the client's header only on mutual-TLS
@@ -162,7 +166,9 @@ fn client_cert_header(
             headers.insert(XFCC_NAME.clone(), value(joined)?);
         }
         (Mode::Sanitize, _) | (Mode::SanitizeSet | Mode::ForwardOnly | Mode::AppendForward, None) => {
-            headers.remove(&XFCC_NAME);
+            if client_sent_forwarded {
+                headers.remove(&XFCC_NAME);
+            }
         }
     }
     Ok(())

@@ -14,7 +14,6 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use pingora::apps::HttpServerApp;
 use pingora::protocols::http::ServerSession;
@@ -71,18 +70,19 @@ async fn next_request(session: &ServerSession, tracker: &Tracker) -> bool {
         Some(Ok(_)) => return true,
         None => {}
     }
-    // `Some(0)` is Pingora's "no timeout".
-    let keepalive = session.get_keepalive().filter(|s| *s > 0).map(Duration::from_secs);
-    let timeout = async {
-        match keepalive {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    // `Some(0)` is Pingora's "no timeout". Counted in the tracker's ticks, one more than the
+    // timeout: a connection parked just before a tick is kept at least the whole timeout (and at
+    // most a second more).
+    let keepalive = session.get_keepalive().filter(|s| *s > 0);
+    let since = tracker.ticks();
+    loop {
+        tokio::select! {
+            biased;
+            ready = tcp.readable() => return ready.is_ok(),
+            () = tracker.idle_wake() => {}
         }
-    };
-    tokio::select! {
-        biased;
-        ready = tcp.readable() => ready.is_ok(),
-        () = tracker.idle_closed() => false,
-        () = timeout => false,
+        if tracker.closing_idle() || keepalive.is_some_and(|s| tracker.ticks().saturating_sub(since) > s) {
+            return false;
+        }
     }
 }

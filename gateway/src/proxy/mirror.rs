@@ -154,7 +154,7 @@ impl Mirrors {
 /// with an origin-form target and a Host header, or HTTP/2 with an absolute target. False when
 /// the request has no authority to send.
 fn for_peer(req: &mut RequestHeader, http2: bool) -> bool {
-    let authority = super::request::authority(req);
+    let authority = super::request::authority(req).into_owned();
     if authority.is_empty() {
         return false;
     }

@@ -89,7 +89,7 @@ impl Gateway {
             ctx.tls = Some(tls);
             return;
         }
-        ctx.port = local.and_then(|a| self.state.ports().declared(a)).unwrap_or_default();
+        ctx.port = local.and_then(|a| self.state.declared_port(a)).unwrap_or_default();
         ctx.route_config = ctx.snap.table.http_route_config(ctx.port, ctx.local_ip);
     }
 }
@@ -270,7 +270,15 @@ impl ProxyHttp for Gateway {
         let xfcc = ctx.snap.table.forward_client_cert;
         let origin = forwarded::Origin { addresses, scheme: ctx.scheme, trusted_hop, xfcc };
         let id = ctx.request_id.as_deref();
-        let id = request::with_header_map(req, |h| forwarded::forwarding_headers(h, origin, cert, id))?;
+        let attempt = upstream::attempt_count(ctx.tried.len().max(1));
+        let id = request::with_header_map(req, |h| {
+            let id = forwarded::forwarding_headers(h, origin, cert, id)?;
+            // Istio sets Envoy's `include_request_attempt_count` on every virtual host: the upstream
+            // learns which attempt this is (1 for the first try). Envoy sets it before the route's
+            // header operations (`Router::Filter::decodeHeaders`), which may then change it.
+            h.insert(&upstream::X_ENVOY_ATTEMPT_COUNT, attempt);
+            Ok::<_, Box<pingora::Error>>(id)
+        })?;
         ctx.request_id = Some(id);
         header_policy::request(req, ctx, client)?;
         if !session.as_downstream().is_http2() {

@@ -15,7 +15,8 @@ pub fn check(session: &Session, ctx: &mut Ctx, route_limit: Option<usize>) -> Op
     let limiter = ctx.snap.limiters.get(route_limit?)?.clone();
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     let client = peer.map(|p| super::policies::client_address(session, p, ctx).to_string()).unwrap_or_default();
-    let host = conf::matcher::authority_host(&super::request::authority(session.req_header()));
+    let authority = super::request::authority(session.req_header());
+    let host = conf::matcher::authority_host(&authority);
     let v = limiter.check(&host, &client, tokio::time::Instant::now());
     let headers = if limiter.rule().response_headers {
         vec![

@@ -41,11 +41,12 @@ pub fn joined(lines: http::header::GetAll<'_, http::HeaderValue>) -> Option<Cow<
 }
 
 /// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or the Host header.
-pub fn authority(req: &RequestHeader) -> String {
+/// Borrowed: it is read for every request.
+pub fn authority(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
     if let Some(a) = req.uri.authority() {
-        return a.as_str().to_string();
+        return a.as_str().into();
     }
-    req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()).unwrap_or_default()
+    req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes())).unwrap_or_default()
 }
 
 /// Framing and size checks Pingora does not do; `Some` is the reply to send.
@@ -53,26 +54,35 @@ pub fn check(session: &Session) -> Option<Outcome> {
     let req = session.req_header();
     let h = &req.headers;
     let h1 = !session.as_downstream().is_http2();
+    // One pass over the headers instead of a hashed lookup per name.
+    let (mut bytes, mut lengths, mut chunked, mut host) = (0, 0, false, false);
+    for (name, v) in h {
+        bytes += name.as_str().len() + v.len() + 4;
+        if name == http::header::CONTENT_LENGTH {
+            // A list (`5, 5`) counts as several values.
+            lengths += 1 + usize::from(v.as_bytes().contains(&b','));
+        }
+        chunked |= name == http::header::TRANSFER_ENCODING;
+        host |= name == http::header::HOST;
+    }
     // Request smuggling: Content-Length with Transfer-Encoding is rejected outright, as Envoy does.
     // Pingora drops the Content-Length before we see the header map, so look at the raw bytes.
-    if h.contains_key(http::header::TRANSFER_ENCODING) && raw_has_content_length(session) {
+    if chunked && raw_has_content_length(session) {
         return Some(Outcome::BadRequest);
     }
     // Several Content-Length values, even equal ones (`5, 5`), are refused rather than collapsed
     // (RFC 9110 §8.6 allows either; nginx refuses too).
-    let lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
-    if lengths.enumerate().any(|(i, v)| i > 0 || v.as_bytes().contains(&b',')) {
+    if lengths > 1 {
         return Some(Outcome::BadRequest);
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without Host (and not in absolute form) is a 400.
-    let no_host = !h.contains_key(http::header::HOST) && req.uri.authority().is_none();
+    let no_host = !host && req.uri.authority().is_none();
     if h1 && req.version == http::Version::HTTP_11 && no_host {
         return Some(Outcome::BadRequest);
     }
     if req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
         return Some(Outcome::UriTooLong);
     }
-    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
         return Some(Outcome::HeadersTooLarge);
     }
@@ -156,10 +166,15 @@ fn raw_has_content_length(session: &Session) -> bool {
 /// origin-form.
 pub fn normalize_path(session: &mut Session, mode: conf::table::PathNormalization) -> Result<(), Outcome> {
     let req = session.req_header();
-    let Some(pq) = req.uri.path_and_query().map(|pq| pq.as_str().to_string()) else { return Err(Outcome::BadRequest) };
-    let normalized = conf::matcher::path::normalize_as(&pq, mode).ok_or(Outcome::BadRequest)?;
-    if normalized != pq {
-        let uri = with_path_and_query(&session.req_header().uri, &normalized).ok_or(Outcome::BadRequest)?;
+    let pq = req.uri.path_and_query().map(|pq| pq.as_str()).ok_or(Outcome::BadRequest)?;
+    // Most paths are already normal: borrowed, nothing is copied.
+    let uri = match conf::matcher::path::normalize_as(pq, mode).ok_or(Outcome::BadRequest)? {
+        std::borrow::Cow::Owned(normalized) if normalized != pq => {
+            Some(with_path_and_query(&req.uri, &normalized).ok_or(Outcome::BadRequest)?)
+        }
+        _ => None,
+    };
+    if let Some(uri) = uri {
         session.req_header_mut().set_uri(uri);
     }
     Ok(())

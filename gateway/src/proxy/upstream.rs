@@ -41,7 +41,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {
             let host = match ctx.route().and_then(|r| r.authority_override(ctx.cluster)) {
-                Some(rewritten) => rewritten.to_string(),
+                Some(rewritten) => rewritten.into(),
                 None => super::request::authority(req),
             };
             o.peer(addr, &host, true).map_err(|why| {
@@ -163,9 +163,6 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     if let Some(a) = route.authority_override(ctx.cluster) {
         rewrite_authority(req, a)?;
     }
-    // Istio sets Envoy's `include_request_attempt_count` on every virtual host: the upstream
-    // learns which attempt this is (1 for the first try).
-    req.insert_header("x-envoy-attempt-count", attempt_count(ctx.tried.len().max(1)))?;
     if ctx.last_on_connection {
         // `maxRequestsPerConnection` or `maxConnectionDuration` reached: the upstream closes after
         // answering, and the connection is not pooled again.
@@ -174,10 +171,32 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `x-envoy-attempt-count`, parsed once.
+pub static X_ENVOY_ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
+
 /// `x-envoy-attempt-count`'s value: the first attempts' without formatting or copying a number.
-fn attempt_count(n: usize) -> http::HeaderValue {
+pub fn attempt_count(n: usize) -> http::HeaderValue {
     const FIRST: [&str; 5] = ["1", "2", "3", "4", "5"];
     FIRST.get(n.wrapping_sub(1)).map_or_else(|| http::HeaderValue::from(n), |v| http::HeaderValue::from_static(v))
+}
+
+/// Runs `f` on the response's own `http` header map, then hands the response back to Pingora
+/// without its record of the upstream's header-name case, as `request::with_header_map` does for
+/// requests: names go downstream in lower case, as Envoy writes HTTP/1 header names, but for the
+/// standard ones Pingora titles (`Content-Type`, `Content-Length`, …). Each header set through
+/// Pingora's `ResponseHeader` was written to two maps, and every header written out was looked up
+/// in both. A reason phrase other than the status's own is kept.
+fn with_header_map<R>(resp: &mut ResponseHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
+    let canonical = resp.status.canonical_reason();
+    let reason = resp.get_reason_phrase().filter(|r| Some(*r) != canonical).map(str::to_string);
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
+    let out = f(&mut parts.headers);
+    *resp = ResponseHeader::from(parts);
+    if let Err(e) = resp.set_reason_phrase(reason.as_deref()) {
+        tracing::debug!(error = %e, "the upstream's reason phrase is replaced by the status's own");
+    }
+    out
 }
 
 /// Response header operations, and the `server` header.
@@ -187,7 +206,7 @@ pub fn response_headers(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
             header_ops::apply(resp, o, Side::Response)?;
         }
     }
-    resp.insert_header("server", http::HeaderValue::from_static(SERVER))?;
+    with_header_map(resp, |h| h.insert(http::header::SERVER, http::HeaderValue::from_static(SERVER)));
     if let Some(cookie) = &ctx.hash_cookie {
         resp.append_header(http::header::SET_COOKIE, cookie.as_str())?;
     }

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use super::series::{HttpCache, HttpSeries};
 
 /// Istio's label names, in this order (istio.io "Istio Standard Metrics").
 pub const LABELS: [&str; 25] = [
@@ -147,17 +147,6 @@ pub struct HttpRequest<'a> {
     pub route: &'a str,
 }
 
-/// What tells one HTTP label set from another: destination, protocol, code, gRPC status, flags.
-type HttpKey = (Destination, &'static str, u16, Option<u16>, &'static str);
-
-/// The four series one HTTP label set feeds.
-struct HttpSeries {
-    requests: IntCounter,
-    duration: Histogram,
-    request_bytes: Histogram,
-    response_bytes: Histogram,
-}
-
 /// The four TCP counters one label set feeds.
 struct TcpSeries {
     sent: IntCounter,
@@ -194,7 +183,7 @@ pub struct Metrics {
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     cache_evictions: IntCounterVec,
-    http_cache: RwLock<HashMap<HttpKey, Arc<HttpSeries>>>,
+    http_cache: HttpCache,
     tcp_cache: RwLock<HashMap<Destination, Arc<TcpSeries>>>,
 }
 
@@ -272,7 +261,7 @@ impl Metrics {
             ),
             registry,
             source,
-            http_cache: RwLock::new(HashMap::new()),
+            http_cache: HttpCache::default(),
             tcp_cache: RwLock::new(HashMap::new()),
         };
         m.register();
@@ -360,27 +349,24 @@ impl Metrics {
         // The status as text without formatting a number (0, no response, is not a status).
         let status = http::StatusCode::from_u16(r.code).ok();
         let code = status.as_ref().map_or("0", http::StatusCode::as_str);
-        let key = (r.destination.clone(), r.protocol, r.code, r.grpc_status, r.flags);
-        let cached = self.http_cache.read().ok().and_then(|c| c.get(&key).cloned());
-        let series = cached.unwrap_or_else(|| {
+        let series = self.http_cache.get(r, || {
             let grpc = r.grpc_status.map(|g| g.to_string()).unwrap_or_default();
             let v = self.values(r.destination, r.protocol, code, &grpc, r.flags);
-            let made = Arc::new(HttpSeries {
+            HttpSeries {
                 requests: self.requests.with_label_values(&v),
                 duration: self.duration.with_label_values(&v),
                 request_bytes: self.request_bytes.with_label_values(&v),
                 response_bytes: self.response_bytes.with_label_values(&v),
-            });
-            if let Ok(mut c) = self.http_cache.write() {
-                c.insert(key, made.clone());
+                gateway_requests: self
+                    .gateway_requests
+                    .with_label_values(&[r.gateway, r.server, r.route, code, r.flags]),
             }
-            made
         });
         series.requests.inc();
         series.duration.observe(r.duration_ms);
         series.request_bytes.observe(r.request_bytes as f64);
         series.response_bytes.observe(r.response_bytes as f64);
-        self.gateway_requests.with_label_values(&[r.gateway, r.server, r.route, code, r.flags]).inc();
+        series.gateway_requests.inc();
     }
 
     /// Counts a connection on gateway `port` closed without being proxied, and why; `destination`

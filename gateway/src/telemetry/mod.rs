@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod metrics;
 pub mod record;
+mod series;
 
 use std::sync::Arc;
 

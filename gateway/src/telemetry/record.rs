@@ -84,7 +84,9 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let resp = session.response_written();
     let code = resp.map_or(0, |r| r.status.as_u16());
     let grpc = header(session, http::header::CONTENT_TYPE).starts_with("application/grpc");
+    // Istio's `grpc_response_status` is for gRPC requests only.
     let grpc_status = resp
+        .filter(|_| grpc)
         .and_then(|r| r.headers.get(&crate::proxy::retry::GRPC_STATUS))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
@@ -154,7 +156,7 @@ fn entry(session: &Session, ctx: &Ctx, code: u16, flags: &str, elapsed: Duration
         forwarded_for: header(session, "x-forwarded-for").to_string(),
         user_agent: header(session, http::header::USER_AGENT).to_string(),
         request_id: ctx.request_id.clone().unwrap_or_default(),
-        authority: crate::proxy::request::authority(req),
+        authority: crate::proxy::request::authority(req).into_owned(),
         upstream_host: ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
         upstream_cluster: upstream.map(|u| u.name.clone()).unwrap_or_default(),
         downstream_local: addr(session.server_addr()),
