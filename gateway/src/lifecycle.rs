@@ -89,6 +89,9 @@ impl Tracker {
     /// request, and keep-alive timeouts are whole seconds.
     pub async fn ticking(tracker: Weak<Tracker>) {
         let mut every = tokio::time::interval(Duration::from_secs(1));
+        // After a stall, one tick and then a second apart: ticks made up in a burst would count
+        // seconds that passed before a connection started waiting, and close it early.
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         loop {
             every.tick().await;
