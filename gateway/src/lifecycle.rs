@@ -85,7 +85,7 @@ impl Tracker {
 
     /// Ticks every second while the tracker lives (spawned on the runtime that serves the
     /// connections). One clock for every waiting connection, instead of a timer each: registering
-    /// and cancelling a Tokio timer for every wait between requests cost about 800 instructions a
+    /// and cancelling a Tokio timer for every wait between requests cost about 700 instructions a
     /// request, and keep-alive timeouts are whole seconds.
     pub async fn ticking(tracker: Weak<Tracker>) {
         let mut every = tokio::time::interval(Duration::from_secs(1));
