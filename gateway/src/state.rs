@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use crate::snapshot::Snapshot;
 
 /// Maps a listening socket to the Gateway server port it serves (`--port-map` TO → FROM). Read for
-/// every request: hashbrown's default hasher (foldhash) is a tenth of std's SipHash here.
+/// every request: with hashbrown's default hasher (foldhash) a lookup took about 70 instructions,
+/// with std's SipHash about 290.
 #[derive(Debug, Default, Clone)]
 pub struct Ports {
     by_local: hashbrown::HashMap<SocketAddr, u16>,

@@ -184,8 +184,8 @@ pub fn attempt_count(n: usize) -> http::HeaderValue {
 /// without its record of the upstream's header-name case, as `request::with_header_map` does for
 /// requests: names go downstream in lower case, as Envoy writes HTTP/1 header names, but for the
 /// standard ones Pingora titles (`Content-Type`, `Content-Length`, …). Each header set through
-/// Pingora's `ResponseHeader` was written to two maps, and every header written out was looked up
-/// in both. A reason phrase other than the status's own is kept.
+/// Pingora's `ResponseHeader` was written to two maps, and both were walked to write the head out.
+/// A reason phrase other than the status's own is kept.
 fn with_header_map<R>(resp: &mut ResponseHeader, f: impl FnOnce(&mut http::HeaderMap) -> R) -> R {
     let canonical = resp.status.canonical_reason();
     let reason = resp.get_reason_phrase().filter(|r| Some(*r) != canonical).map(str::to_string);
