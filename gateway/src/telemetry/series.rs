@@ -15,7 +15,7 @@ use super::metrics::{Destination, HttpRequest};
 /// What tells one label set from another. The destination's name and namespace are functions of
 /// its service host, so the host and the subset stand for all four of its labels.
 #[derive(PartialEq, Eq)]
-pub struct Key {
+struct Key {
     service: Arc<str>,
     version: Arc<str>,
     protocol: &'static str,
@@ -29,6 +29,10 @@ pub struct Key {
 
 /// The same label values, borrowed from the request.
 struct Lookup<'a>(&'a HttpRequest<'a>);
+
+/// A label set's values in one order, for hashing and comparing both forms alike: service,
+/// subset, protocol, code, gRPC status, flags, gateway, server, route.
+type Parts<'a> = (&'a str, &'a str, &'a str, u16, Option<u16>, &'a str, &'a str, &'a str, &'a str);
 
 impl Key {
     fn of(r: &HttpRequest<'_>) -> Self {
@@ -45,17 +49,14 @@ impl Key {
         }
     }
 
-    /// The fields in one order, for hashing both forms alike.
-    #[allow(clippy::type_complexity)]
-    fn parts(&self) -> (&str, &str, &str, u16, Option<u16>, &str, &str, &str, &str) {
+    fn parts(&self) -> Parts<'_> {
         let k = self;
         (&k.service, &k.version, k.protocol, k.code, k.grpc_status, k.flags, &k.gateway, &k.server, &k.route)
     }
 }
 
 impl Lookup<'_> {
-    #[allow(clippy::type_complexity)]
-    fn parts(&self) -> (&str, &str, &str, u16, Option<u16>, &str, &str, &str, &str) {
+    fn parts(&self) -> Parts<'_> {
         let r = self.0;
         let d: &Destination = r.destination;
         (&d.service, &d.version, r.protocol, r.code, r.grpc_status, r.flags, r.gateway, r.server, r.route)
