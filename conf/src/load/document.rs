@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::decode::decode;
@@ -172,7 +173,7 @@ pub(super) fn remove(config: &mut Config, id: &ResourceRef) -> Option<usize> {
 
 /// The kinds Pylon decodes, by API group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Gateway,
     VirtualService,
     DestinationRule,
@@ -195,7 +196,7 @@ enum Kind {
     ReferenceGrant,
 }
 
-fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
+pub(super) fn routed_kind(group: &str, version: &str, kind: &str) -> Option<Kind> {
     match (group, kind) {
         ("networking.istio.io", _) if !matches!(version, "v1" | "v1beta1" | "v1alpha3") => None,
         ("networking.istio.io", "Gateway") => Some(Kind::Gateway),
@@ -257,8 +258,7 @@ pub(super) fn read(value: Value, origin: &Origin, namespace: &str, out: &mut Dia
     let Some(routed) = routed_kind(group, version, &kind) else {
         return vec![Loaded::Foreign(foreign(meta, group, &map))];
     };
-    let mut r = Reporter::new(&meta.id, out);
-    decode_kind(routed, meta.clone(), map, &mut r).into_iter().collect()
+    decode_kind(routed, meta, map, out).into_iter().collect()
 }
 
 fn read_list(mut map: serde_yaml::Mapping, origin: &Origin, ns: &str, out: &mut Diagnostics) -> Vec<Loaded> {
@@ -272,45 +272,72 @@ fn read_list(mut map: serde_yaml::Mapping, origin: &Origin, ns: &str, out: &mut 
     }
 }
 
-fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, r: &mut Reporter<'_>) -> Option<Loaded> {
+fn decode_kind(kind: Kind, meta: Meta, mut map: serde_yaml::Mapping, out: &mut Diagnostics) -> Option<Loaded> {
     // Kubernetes' own kinds are read leniently (a dump carries `status` and fields Pylon has no
     // use for); Secret, Endpoints and EndpointSlice have no `spec`.
+    let mut r = Reporter::new(&meta.id, out);
     match kind {
-        Kind::Secret => return Some(Loaded::Secret(Resource { meta, spec: decode(top_level(map), "", r, true)? })),
+        Kind::Secret => {
+            return Some(Loaded::Secret(Resource { spec: decode(top_level(map), "", &mut r, true)?, meta }))
+        }
         Kind::Endpoints => {
-            return Some(Loaded::Endpoints(Resource { meta, spec: decode(top_level(map), "", r, true)? }))
+            return Some(Loaded::Endpoints(Resource { spec: decode(top_level(map), "", &mut r, true)?, meta }))
         }
         Kind::EndpointSlice => {
-            return Some(Loaded::EndpointSlice(Resource { meta, spec: decode(top_level(map), "", r, true)? }))
+            return Some(Loaded::EndpointSlice(Resource { spec: decode(top_level(map), "", &mut r, true)?, meta }))
         }
         _ => {}
     }
     let spec = map.remove("spec").unwrap_or(Value::Null);
     let spec = if spec.is_null() { Value::Mapping(Default::default()) } else { spec };
+    with_spec(kind, &mut SpecValue { meta: &meta, spec: Some(spec), out })
+}
+
+/// Where a resource's metadata and spec are decoded from, once its kind says the spec's type.
+pub(super) trait SpecSource {
+    /// The metadata and the spec as `S`; `lenient` lets fields `S` does not have pass.
+    fn decode<S: DeserializeOwned>(&mut self, lenient: bool) -> Option<(Meta, S)>;
+}
+
+/// A spec's value tree, its problems reported against the resource.
+struct SpecValue<'a> {
+    meta: &'a Meta,
+    spec: Option<Value>,
+    out: &'a mut Diagnostics,
+}
+
+impl SpecSource for SpecValue<'_> {
+    fn decode<S: DeserializeOwned>(&mut self, lenient: bool) -> Option<(Meta, S)> {
+        let mut r = Reporter::new(&self.meta.id, self.out);
+        let spec = decode(self.spec.take()?, "spec", &mut r, lenient)?;
+        Some((self.meta.clone(), spec))
+    }
+}
+
+/// The resource of a kind with a `spec`, decoded from `source`; `None` for a kind without one.
+pub(super) fn with_spec(kind: Kind, source: &mut impl SpecSource) -> Option<Loaded> {
+    fn resource<S: DeserializeOwned>(source: &mut impl SpecSource, lenient: bool) -> Option<Resource<S>> {
+        source.decode(lenient).map(|(meta, spec)| Resource { meta, spec })
+    }
+    let s = source;
     Some(match kind {
-        Kind::KubeService => Loaded::KubeService(Resource { meta, spec: decode(spec, "spec", r, true)? }),
-        Kind::Gateway => Loaded::Gateway(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::VirtualService => Loaded::VirtualService(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::DestinationRule => Loaded::DestinationRule(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::ServiceEntry => Loaded::ServiceEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::WorkloadEntry => Loaded::WorkloadEntry(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::RequestAuthentication => {
-            Loaded::RequestAuthentication(Resource { meta, spec: decode(spec, "spec", r, false)? })
-        }
-        Kind::AuthorizationPolicy => {
-            Loaded::AuthorizationPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? })
-        }
-        Kind::PeerAuthentication => {
-            Loaded::PeerAuthentication(Resource { meta, spec: decode(spec, "spec", r, false)? })
-        }
-        Kind::GatewayPolicy => Loaded::GatewayPolicy(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::GatewayClass => Loaded::GatewayClass(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::KubeGateway => Loaded::KubeGateway(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::KubeHttpRoute => Loaded::KubeHttpRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::GrpcRoute => Loaded::GrpcRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::TlsRoute => Loaded::TlsRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::TcpRoute => Loaded::TcpRoute(Resource { meta, spec: decode(spec, "spec", r, false)? }),
-        Kind::ReferenceGrant => Loaded::ReferenceGrant(Resource { meta, spec: decode(spec, "spec", r, false)? }),
+        Kind::KubeService => Loaded::KubeService(resource(s, true)?),
+        Kind::Gateway => Loaded::Gateway(resource(s, false)?),
+        Kind::VirtualService => Loaded::VirtualService(resource(s, false)?),
+        Kind::DestinationRule => Loaded::DestinationRule(resource(s, false)?),
+        Kind::ServiceEntry => Loaded::ServiceEntry(resource(s, false)?),
+        Kind::WorkloadEntry => Loaded::WorkloadEntry(resource(s, false)?),
+        Kind::RequestAuthentication => Loaded::RequestAuthentication(resource(s, false)?),
+        Kind::AuthorizationPolicy => Loaded::AuthorizationPolicy(resource(s, false)?),
+        Kind::PeerAuthentication => Loaded::PeerAuthentication(resource(s, false)?),
+        Kind::GatewayPolicy => Loaded::GatewayPolicy(resource(s, false)?),
+        Kind::GatewayClass => Loaded::GatewayClass(resource(s, false)?),
+        Kind::KubeGateway => Loaded::KubeGateway(resource(s, false)?),
+        Kind::KubeHttpRoute => Loaded::KubeHttpRoute(resource(s, false)?),
+        Kind::GrpcRoute => Loaded::GrpcRoute(resource(s, false)?),
+        Kind::TlsRoute => Loaded::TlsRoute(resource(s, false)?),
+        Kind::TcpRoute => Loaded::TcpRoute(resource(s, false)?),
+        Kind::ReferenceGrant => Loaded::ReferenceGrant(resource(s, false)?),
         Kind::Secret | Kind::Endpoints | Kind::EndpointSlice => return None,
     })
 }
@@ -336,6 +363,17 @@ fn read_meta(
             return None;
         }
     };
+    meta_from(meta, kind, origin, namespace, out)
+}
+
+/// A resource's identity, labels and order from its `metadata`; `None` (reported) without a name.
+pub(super) fn meta_from(
+    meta: ObjectMeta,
+    kind: &str,
+    origin: &Origin,
+    namespace: &str,
+    out: &mut Diagnostics,
+) -> Option<Meta> {
     if meta.name.is_empty() {
         out.push(file_problem(origin, &format!("{kind} has no metadata.name")));
         return None;

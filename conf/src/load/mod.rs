@@ -7,6 +7,8 @@
 
 mod decode;
 mod document;
+mod stream;
+mod strict;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,7 +95,7 @@ fn read_value(into: &mut Read, file: &str, namespace: &str, index: usize, value:
 }
 
 fn yaml_documents(file: &str, text: &str, namespace: &str) -> Result<Read, serde_yaml::Error> {
-    match yaml_documents_on_every_core(file, text, namespace) {
+    match yaml_documents_by_part(file, text, namespace) {
         Some(read) => Ok(read),
         None => yaml_documents_in_order(file, text, namespace),
     }
@@ -108,21 +110,27 @@ fn yaml_documents_in_order(file: &str, text: &str, namespace: &str) -> Result<Re
     Ok(read)
 }
 
-/// A large file of YAML documents read on every core, when its `---` lines split it into parts
-/// that each parse as exactly one document; `None` otherwise (a YAML error, an empty part, a part
-/// holding two documents), and the file is read in order, which reports each problem exactly.
-fn yaml_documents_on_every_core(file: &str, text: &str, namespace: &str) -> Option<Read> {
+/// A file of YAML documents read document by document (a large one on every core), when its
+/// `---` lines split it into parts that each parse as exactly one document; `None` otherwise (a
+/// YAML error, an empty part, a part holding two documents), and the file is read in order, which
+/// reports each problem exactly.
+fn yaml_documents_by_part(file: &str, text: &str, namespace: &str) -> Option<Read> {
     let mut parts: Vec<&str> = split_documents(text).collect();
     // Comments or blank lines before the first `---` are not a document.
     if parts.first().is_some_and(|p| holds_nothing(p)) {
         parts.remove(0);
     }
-    if parts.len() < crate::parallel::WORTH_IT || parts.iter().any(|p| holds_nothing(p)) {
+    if parts.is_empty() || parts.iter().any(|p| holds_nothing(p)) {
         return None;
     }
     on_every_core(&parts, |first, part| {
         let mut out: Read = Default::default();
         for (i, text) in part.iter().enumerate() {
+            let origin = Origin { file: file.to_string(), document: first + i + 1 };
+            if let Some(loaded) = stream::read(text, &origin, namespace, &mut out.1) {
+                out.0.push((loaded, origin));
+                continue;
+            }
             let mut docs = serde_yaml::Deserializer::from_str(text);
             let value = serde_yaml::Value::deserialize(docs.next()?).ok()?;
             if docs.next().is_some() {
@@ -142,6 +150,10 @@ fn holds_nothing(part: &str) -> bool {
 /// The file as JSON documents, when every document is a JSON object; `None` otherwise. Large
 /// files are split among the available cores, and their resources kept in document order.
 fn json_documents(file: &str, text: &str, namespace: &str) -> Option<Read> {
+    if !text.trim_start().starts_with('{') {
+        // Not JSON from its first document on: not worth splitting 25 MB of YAML to find out.
+        return None;
+    }
     let chunks: Vec<&str> = split_documents(text).map(str::trim).filter(|c| !c.is_empty()).collect();
     if !chunks.iter().all(|c| c.starts_with('{')) {
         return None;
@@ -170,19 +182,26 @@ fn on_every_core(documents: &[&str], read: impl Fn(usize, &[&str]) -> Option<Rea
 
 /// `text` split at `---` lines (YAML's document separator).
 fn split_documents(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    // Only lines starting `---` are looked at: found by substring search, not line by line.
+    let first = text.starts_with("---").then_some(0);
+    let mut separators =
+        first.into_iter().chain(text.match_indices("\n---").map(|(i, _)| i + 1)).filter_map(move |start| {
+            let end = text[start..].find('\n').map_or(text.len(), |e| start + e + 1);
+            (text[start..end].trim_end() == "---").then_some((start, end))
+        });
+    let mut from = Some(0);
     std::iter::from_fn(move || {
-        let t = rest?;
-        let mut at = 0;
-        for line in t.split_inclusive('\n') {
-            if line.trim_end() == "---" {
-                rest = Some(&t[at + line.len()..]);
-                return Some(&t[..at]);
+        let at = from?;
+        match separators.next() {
+            Some((start, end)) => {
+                from = Some(end);
+                Some(&text[at..start])
             }
-            at += line.len();
+            None => {
+                from = None;
+                Some(&text[at..])
+            }
         }
-        rest = None;
-        Some(t)
     })
 }
 
@@ -319,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_yaml_file_read_on_several_cores_loads_as_it_does_in_order() {
+    fn a_yaml_file_read_document_by_document_loads_as_it_does_in_order() {
         let summary = |r: &Read| {
             let ids: Vec<String> = r.0.iter().map(|(l, o)| format!("{:?} {}", l.meta().id, o.document)).collect();
             (ids, r.1.to_string())
@@ -328,7 +347,7 @@ mod tests {
         let plain = many(&|i| gateway(&format!("g{i}")).replace("spec:\n", &format!("spec:\n  x{i}: 1\n")));
         let block = many(&|i| format!("# gateway {i}\n{}  # a comment\n", gateway(&format!("b{i}"))));
         let cases = [
-            // (text, read on several cores)
+            // (text, read document by document)
             (plain.clone(), true),
             (format!("# generated\n\n---\n{plain}"), true),
             (block, true),
@@ -341,17 +360,19 @@ mod tests {
         for (n, (text, parallel)) in cases.iter().enumerate() {
             let in_order = yaml_documents_in_order("f", text, "default").unwrap();
             assert!(in_order.0.len() >= 300, "case {n}");
-            let cores = yaml_documents_on_every_core("f", text, "default");
-            assert_eq!(
-                cores.is_some(),
-                *parallel && std::thread::available_parallelism().is_ok_and(|c| c.get() > 1),
-                "case {n}"
-            );
+            assert_eq!(yaml_documents_by_part("f", text, "default").is_some(), *parallel, "case {n}");
             assert_eq!(summary(&yaml_documents("f", text, "default").unwrap()), summary(&in_order), "case {n}");
         }
         let broken = plain.replacen("x5: 1", "x5: [unclosed", 1);
-        assert!(yaml_documents_on_every_core("f", &broken, "default").is_none());
+        assert!(yaml_documents_by_part("f", &broken, "default").is_none());
         assert!(yaml_documents("f", &broken, "default").is_err(), "the error is reported by the in-order reader");
+    }
+
+    #[test]
+    fn documents_split_at_lines_of_three_dashes_only() {
+        let parts: Vec<&str> = split_documents("---\na: 1\n--- \r\nb: 2\n---x\nc: ---\n---").collect();
+        assert_eq!(parts, ["", "a: 1\n", "b: 2\n---x\nc: ---\n", ""]);
+        assert_eq!(split_documents("a: 1\n").collect::<Vec<_>>(), ["a: 1\n"]);
     }
 
     #[test]

@@ -37,6 +37,19 @@ where
     Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(StringMatch { null: true, ..StringMatch::default() }))).collect())
 }
 
+/// A list held at its length. Decoded from a YAML parser's events, whose lists do not say their
+/// length, a `Vec` doubles as it grows: a route's one match took four places of 528 bytes, and
+/// 100,000 routes held over 200 MB more than their value trees gave them.
+pub fn exact_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut v: Vec<T> = Deserialize::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
+}
+
 /// Istio `Percent`: a double in 0..=100.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]

@@ -15,6 +15,7 @@ pub struct VirtualService {
     /// Gateways (and `mesh`) the rules apply to; empty = `mesh` only.
     pub gateways: Vec<String>,
     /// HTTP rules, first match wins.
+    #[serde(deserialize_with = "super::common::exact_vec")]
     pub http: Vec<HttpRoute>,
     /// TLS passthrough rules.
     pub tls: Vec<TlsRoute>,
@@ -32,10 +33,10 @@ pub struct HttpRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Conditions, ORed; none = match everything.
-    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty", deserialize_with = "super::common::exact_vec")]
     pub matches: Vec<HttpMatchRequest>,
     /// Weighted destinations.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "super::common::exact_vec")]
     pub route: Vec<HttpRouteDestination>,
     /// Redirect instead of forwarding.
     #[serde(skip_serializing_if = "Option::is_none")]
