@@ -67,11 +67,17 @@ fn translate(
     if let Some(match_name) = m.and_then(|(_, m)| m.name.as_deref()) {
         name = format!("{name}.{match_name}");
     }
-    let owner = rule.owner.meta.key();
-    let mut origin = match m {
-        Some((j, _)) => format!("{owner} http[{}] match[{j}]", rule.index),
-        None => format!("{owner} http[{}]", rule.index),
-    };
+    // `namespace/name http[i] match[j]`, pushed rather than formatted: once a route, 100,000 times.
+    let mut origin = rule.owner.meta.key();
+    origin.reserve(32);
+    origin.push_str(" http[");
+    push_decimal(&mut origin, rule.index);
+    origin.push(']');
+    if let Some((j, _)) = m {
+        origin.push_str(" match[");
+        push_decimal(&mut origin, j);
+        origin.push(']');
+    }
     if let Some(root) = rule.root {
         origin.push_str(&format!(" (delegated by {} http[{root}])", vs.key));
     }
@@ -86,6 +92,21 @@ fn translate(
     route.matcher = matcher;
     route.action = action;
     Some(route)
+}
+
+/// `n` in decimal.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Istio `TranslateRouteMatch`.
@@ -185,4 +206,16 @@ pub(super) fn destination(
     let mut r = Reporter::new(&owner.meta.id, ctx.out);
     let id = ctx.registry.cluster(dest, &host, port, path, &mut r);
     (id, ctx.registry.name(id))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn indexes_are_written_in_decimal() {
+        for n in [0, 7, 10, 12_345, usize::MAX] {
+            let mut out = String::from("http[");
+            super::push_decimal(&mut out, n);
+            assert_eq!(out, format!("http[{n}"));
+        }
+    }
 }
