@@ -73,13 +73,15 @@ async fn http_egress_sample_reaches_the_external_host_through_dns() {
     assert_eq!((r.status, r.upstream()), (200, Some("cnn")));
     assert_eq!((cnn.last().header("host"), cnn.last().path.as_str()), (Some("edition.cnn.com"), "/politics"));
     assert!(dns.queries().contains(&"edition.cnn.com".to_string()));
-    let metrics = gw.metrics_when(|m| m.contains("destination_service=\"edition.cnn.com\"")).await;
-    assert!(
-        metrics.lines().any(|l| l.starts_with("istio_requests_total{")
+    // Waits for the counter itself: a request's series are made one metric after the other after
+    // its response, and a scrape in between can hold some of them only.
+    let counted = |l: &str| {
+        l.starts_with("istio_requests_total{")
             && l.contains("destination_service=\"edition.cnn.com\"")
-            && l.contains("response_code=\"200\"")),
-        "{metrics}"
-    );
+            && l.contains("response_code=\"200\"")
+    };
+    let metrics = gw.metrics_when(|m| m.lines().any(counted)).await;
+    assert!(metrics.lines().any(counted), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
