@@ -161,6 +161,11 @@ fn json_documents(file: &str, text: &str, namespace: &str) -> Option<Read> {
     let parse = |first: usize, part: &[&str]| -> Option<Read> {
         let mut out: Read = Default::default();
         for (i, chunk) in part.iter().enumerate() {
+            let origin = Origin { file: file.to_string(), document: first + i + 1 };
+            if let Some(loaded) = stream::read_json(chunk, &origin, namespace, &mut out.1) {
+                out.0.push((loaded, origin));
+                continue;
+            }
             read_value(&mut out, file, namespace, first + i, serde_json::from_str(chunk).ok()?);
         }
         Some(out)

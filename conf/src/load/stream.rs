@@ -28,13 +28,39 @@ pub(super) fn read(text: &str, origin: &Origin, namespace: &str, out: &mut Diagn
         return None;
     }
     let (api_version, kind) = kind_lines(text)?;
+    decode(Format::Yaml, text, (api_version, kind), origin, namespace, out)
+}
+
+/// [`read`] for one JSON document: the same rules, the kind read from the first `"apiVersion"` and
+/// `"kind"` members (checked against the decoded ones).
+pub(super) fn read_json(text: &str, origin: &Origin, namespace: &str, out: &mut Diagnostics) -> Option<Loaded> {
+    let kind = (json_member(text, "\"apiVersion\"")?, json_member(text, "\"kind\"")?);
+    decode(Format::Json, text, kind, origin, namespace, out)
+}
+
+fn decode(
+    format: Format,
+    text: &str,
+    (api_version, kind): (&str, &str),
+    origin: &Origin,
+    namespace: &str,
+    out: &mut Diagnostics,
+) -> Option<Loaded> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let routed = document::routed_kind(group, version, kind)?;
     if matches!(routed, Kind::Secret | Kind::Endpoints | Kind::EndpointSlice) {
         return None;
     }
-    let mut source = Events { text, api_version, kind, origin, namespace, out };
+    let mut source = Events { format, text, api_version, kind, origin, namespace, out };
     document::with_spec(routed, &mut source)
+}
+
+/// The string value of the first `key` member in `text`, if it has no escape.
+fn json_member<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let value = &rest[..rest.find('"')?];
+    (!value.is_empty() && !value.contains('\\')).then_some(value)
 }
 
 /// The values of the top-level `apiVersion:` and `kind:` lines, each found once.
@@ -68,8 +94,15 @@ fn scalar(raw: &str) -> Option<&str> {
     (!value.is_empty()).then_some(value)
 }
 
-/// The document's events, with the kind its lines named.
+#[derive(Clone, Copy)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+/// The document's events, with the kind its text named.
 struct Events<'a> {
+    format: Format,
     text: &'a str,
     api_version: &'a str,
     kind: &'a str,
@@ -81,13 +114,19 @@ struct Events<'a> {
 impl SpecSource for Events<'_> {
     fn decode<S: DeserializeOwned>(&mut self, lenient: bool) -> Option<(Meta, S)> {
         let seen = Seen::default();
-        let mut documents = serde_yaml::Deserializer::from_str(self.text);
-        let doc = Strict::new(documents.next()?, &seen).deserialize_map(Top::<S> { seen: &seen, spec: PhantomData });
-        let doc = doc.ok()?;
-        let decoded = documents.next().is_none()
-            && doc.api_version == self.api_version
-            && doc.kind == self.kind
-            && (lenient || !doc.spec_ignored);
+        let doc: Document<S> = match self.format {
+            Format::Yaml => {
+                let mut documents = serde_yaml::Deserializer::from_str(self.text);
+                let doc = top(documents.next()?, &seen)?;
+                documents.next().is_none().then_some(doc)?
+            }
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_str(self.text);
+                let doc = top(&mut de, &seen)?;
+                de.end().ok().map(|()| doc)?
+            }
+        };
+        let decoded = doc.api_version == self.api_version && doc.kind == self.kind && (lenient || !doc.spec_ignored);
         let (Some(metadata), Some(spec), true) = (doc.metadata, doc.spec, decoded) else { return None };
         if metadata.name.is_empty() {
             return None;
@@ -95,6 +134,11 @@ impl SpecSource for Events<'_> {
         let meta = document::meta_from(metadata, self.kind, self.origin, self.namespace, self.out)?;
         Some((meta, spec))
     }
+}
+
+/// The top-level fields of the one document `de` holds.
+fn top<'de, S: DeserializeOwned, D: Deserializer<'de>>(de: D, seen: &Seen) -> Option<Document<S>> {
+    Strict::new(de, seen).deserialize_map(Top::<S> { seen, spec: PhantomData }).ok()
 }
 
 /// A document's top-level fields.
@@ -229,6 +273,55 @@ spec:
         ];
         for (name, text, decoded) in cases {
             let (tree, events) = both(text);
+            assert_eq!(events.is_some(), *decoded, "{name}: {tree}");
+            if let Some(events) = events {
+                assert_eq!(events, tree, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_json_document_decodes_to_what_its_value_tree_gives_or_is_left_to_the_tree() {
+        let origin = Origin { file: "f".into(), document: 1 };
+        let vs = r#"{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"vs"},"spec":{"hosts":["a.example"],"http":[{"match":[{"uri":{"prefix":"/api"}}],"route":[{"destination":{"host":"a.svc"},"weight":90},{"destination":{"host":"b.svc"},"weight":10}]}]}}"#;
+        let cases: &[(&str, String, bool)] = &[
+            ("plain", vs.to_string(), true),
+            (
+                "spaced",
+                vs.replace(r#""kind":"#, r#""kind" : "#).replace(r#""apiVersion":"#, "\"apiVersion\":\n  "),
+                true,
+            ),
+            (
+                "null as an empty list",
+                vs.replace(r#""hosts":["a.example"],"#, r#""hosts":["a.example"],"gateways":null,"#),
+                true,
+            ),
+            ("a status", vs.replace(r#"}}]}]}}"#, r#"}}]}]},"status":{"x":1}}"#), true),
+            ("a number for a string", vs.replace(r#""prefix":"/api""#, r#""prefix":5"#), false),
+            ("a string for a number", vs.replace(r#""weight":90"#, r#""weight":"90""#), false),
+            ("a key given twice", vs.replace(r#""host":"a.svc""#, r#""host":"a.svc","host":"c.svc""#), false),
+            ("an unknown field", vs.replace(r#""weight":10"#, r#""weight":10,"wieght":5"#), false),
+            (
+                "another kind named first",
+                vs.replacen(r#"{"apiVersion""#, r#"{"status":{"kind":"Gateway"},"apiVersion""#, 1),
+                false,
+            ),
+            ("two documents", format!("{vs} {vs}"), false),
+            // TLSRoute and TCPRoute share a spec type: only the kind read back tells them apart.
+            ("a kind of the same spec named first", r#"{"status":{"kind":"TLSRoute"},"apiVersion":"gateway.networking.k8s.io/v1alpha2","kind":"TCPRoute","metadata":{"name":"t"},"spec":{"parentRefs":[{"name":"gw"}],"rules":[{"backendRefs":[{"name":"svc","port":80}]}]}}"#.into(), false),
+            ("a TCPRoute", r#"{"apiVersion":"gateway.networking.k8s.io/v1alpha2","kind":"TCPRoute","metadata":{"name":"t"},"spec":{"parentRefs":[{"name":"gw"}],"rules":[{"backendRefs":[{"name":"svc","port":80}]}]}}"#.into(), true),
+        ];
+        for (name, text, decoded) in cases {
+            let tree = match serde_json::from_str(text) {
+                Ok(value) => {
+                    let mut out = Diagnostics::default();
+                    let loaded = document::read(value, &origin, "default", &mut out);
+                    format!("{loaded:?} {out}")
+                }
+                Err(e) => format!("JSON error: {e}"),
+            };
+            let mut out = Diagnostics::default();
+            let events = read_json(text, &origin, "default", &mut out).map(|l| format!("{:?} {out}", [l]));
             assert_eq!(events.is_some(), *decoded, "{name}: {tree}");
             if let Some(events) = events {
                 assert_eq!(events, tree, "{name}");
