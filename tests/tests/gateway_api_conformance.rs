@@ -179,17 +179,26 @@ async fn gateway_secret_missing_reference_grant() {
 }
 
 /// HTTPRouteWeight: backends weighted 70/30/0 share 500 requests within 5 points of their weight,
-/// and the zero-weight backend gets none.
+/// and the zero-weight backend gets none. As in the conformance suite
+/// (`conformance/utils/weight/weight.go`, `MaxTestRetries = 10`), a batch outside the tolerance is
+/// sent again, up to 10 batches: one batch of 500 lands 5 points off 70% about once in 60 runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_route_weight() {
     conformance("HTTPRouteWeight").await;
     let mut t = Conformance::load("HTTPRouteWeight").await;
-    let counts = t.distribution("same-namespace", 500).await;
-    let share = |b: &str| counts.get(b).copied().unwrap_or(0) as f64 / 500.0;
-    println!("HTTPRouteWeight: {counts:?}");
-    assert!((share("infra-backend-v1") - 0.7).abs() <= 0.05, "{counts:?}");
-    assert!((share("infra-backend-v2") - 0.3).abs() <= 0.05, "{counts:?}");
-    assert_eq!(share("infra-backend-v3"), 0.0, "{counts:?}");
+    let mut batches = Vec::new();
+    for _ in 0..10 {
+        let counts = t.distribution("same-namespace", 500).await;
+        let share = |b: &str| counts.get(b).copied().unwrap_or(0) as f64 / 500.0;
+        println!("HTTPRouteWeight: {counts:?}");
+        assert_eq!(share("infra-backend-v3"), 0.0, "{counts:?}");
+        let within = (share("infra-backend-v1") - 0.7).abs() <= 0.05 && (share("infra-backend-v2") - 0.3).abs() <= 0.05;
+        batches.push(counts);
+        if within {
+            return;
+        }
+    }
+    panic!("no batch of 500 within 5 points of 70/30: {batches:?}");
 }
 
 /// TLSRouteSimpleSameNamespace: a TLSRoute on a Passthrough listener takes the connections whose
