@@ -5,6 +5,7 @@
 //! ConfigMap's `..data` and `..TIMESTAMP` entries). A resource defined twice is replaced by the later
 //! definition (keeping the first one's place in load order) with a warning naming both places.
 
+mod block;
 mod decode;
 mod document;
 mod stream;

@@ -7,12 +7,16 @@
 //! `apiVersion:` and `kind:` lines name a kind with a `spec`, it has no tag, and it decodes without
 //! any problem. Anything else, including every document with a problem to report, is read through
 //! the value tree, which words each problem with its path; the two give the same resource.
+//!
+//! The events come from [`super::block`] when the document is block-style YAML of its subset (the
+//! form generators and `kubectl` write), and from libyaml otherwise.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use super::block::Block;
 use super::document::{self, Kind, Loaded, SpecSource};
 use super::strict::{Seen, Strict};
 use crate::config::{Meta, Origin};
@@ -113,11 +117,14 @@ impl SpecSource for Events<'_> {
     fn decode<S: DeserializeOwned>(&mut self, lenient: bool) -> Option<(Meta, S)> {
         let seen = Seen::default();
         let doc: Document<S> = match self.format {
-            Format::Yaml => {
-                let mut documents = serde_yaml::Deserializer::from_str(self.text);
-                let doc = top(documents.next()?, &seen)?;
-                documents.next().is_none().then_some(doc)?
-            }
+            Format::Yaml => match from_block(self.text) {
+                Some(doc) => doc,
+                None => {
+                    let mut documents = serde_yaml::Deserializer::from_str(self.text);
+                    let doc = top(documents.next()?, &seen)?;
+                    documents.next().is_none().then_some(doc)?
+                }
+            },
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_str(self.text);
                 let doc = top(&mut de, &seen)?;
@@ -132,6 +139,13 @@ impl SpecSource for Events<'_> {
         let meta = document::meta_from(metadata, self.kind, self.origin, self.namespace, self.out)?;
         Some((meta, spec))
     }
+}
+
+/// The document read without libyaml, if it is block-style YAML of [`block`]'s subset.
+fn from_block<S: DeserializeOwned>(text: &str) -> Option<Document<S>> {
+    let mut block = Block::new(text)?;
+    let doc = top(block.document(), &Seen::default())?;
+    block.end().ok().map(|()| doc)
 }
 
 /// The top-level fields of the one document `de` holds.
@@ -218,6 +232,39 @@ spec:
         set: {x-route: api}
 ";
 
+    /// [`VS`] in block style, as `kubectl` and generators write it (read without libyaml).
+    const VS_BLOCK: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: vs
+  labels:
+    app: web
+spec:
+  hosts:
+  - a.example
+  gateways:
+  - gw
+  http:
+  - match:
+    - uri:
+        prefix: /api
+      headers:
+        x-user:
+          exact: dev
+    route:
+    - destination:
+        host: a.svc
+        subset: v1
+      weight: 90
+    - destination:
+        host: b.svc
+      weight: 10
+    headers:
+      request:
+        set:
+          x-route: api
+";
+
     /// What the value tree makes of `text`, and what the event stream does (`None`: not decoded).
     fn both(text: &str) -> (String, Option<String>) {
         let origin = Origin { file: "f".into(), document: 1 };
@@ -242,6 +289,15 @@ spec:
     fn a_document_decodes_from_events_to_what_its_value_tree_gives_or_is_left_to_the_tree() {
         let cases: &[(&str, String, bool)] = &[
             ("plain", VS.to_string(), true),
+            ("block style", VS_BLOCK.to_string(), true),
+            ("block style, null as an empty list", VS_BLOCK.replace("  gateways:\n  - gw\n", "  gateways: ~\n  exportTo:\n"), true),
+            ("block style, a number label", VS_BLOCK.replace("app: web", "version: 1"), false),
+            ("block style, a boolean for a string", VS_BLOCK.replace("exact: dev", "exact: true"), false),
+            ("block style, a quoted number for a number", VS_BLOCK.replace("weight: 90", "weight: \"90\""), false),
+            ("block style, a field given twice", VS_BLOCK.replace("subset: v1", "subset: v1\n        subset: v2"), false),
+            ("block style, an unknown field", VS_BLOCK.replace("weight: 10", "weight: 10\n      wieght: 5"), false),
+            ("block style, spec given twice", format!("{VS_BLOCK}spec: {{}}\n"), false),
+            ("block style, no name", VS_BLOCK.replace("  name: vs\n", ""), false),
             ("quoted kind lines", VS.replace("kind: VirtualService", "kind: \"VirtualService\"").replace("apiVersion: networking.istio.io/v1", "apiVersion: 'networking.istio.io/v1'"), true),
             ("null as an empty list", VS.replace("gateways: [gw]", "gateways: ~\n  exportTo: null"), true),
             ("anchor and alias", VS.replace("hosts: [a.example]", "hosts: &h [a.example]\n  exportTo: *h"), true),
@@ -269,6 +325,9 @@ spec:
             ("a kind Pylon does not decode", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {}\n".into(), false),
             ("a Secret", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {}\n".into(), false),
         ];
+        // The block-style cases are read without libyaml.
+        assert!(from_block::<crate::raw::VirtualService>(VS_BLOCK).is_some());
+        assert!(from_block::<crate::raw::VirtualService>(VS).is_none(), "flow style is libyaml's");
         for (name, text, decoded) in cases {
             let (tree, events) = both(text);
             assert_eq!(events.is_some(), *decoded, "{name}: {tree}");
