@@ -919,4 +919,25 @@ spec:
         // The mistakes libyaml refuses are given up on here; the rest are read alike.
         assert!(read > 0 && read < tried, "{read} of {tried} read here");
     }
+
+    #[test]
+    fn a_character_put_in_or_taken_out_anywhere_reads_as_libyaml_reads_it_or_not_at_all() {
+        let document = RESOURCE.replace("port: {number: 80}", "port:\n            number: 80");
+        let inserted =
+            [":", " ", "-", "#", "\"", "'", "[", "{", "&", "*", "|", ">", "\n", "\\", "é", "?", ",", "0", "~", "!"];
+        let (mut tried, mut read) = (0, 0);
+        let boundaries: Vec<usize> = (0..=document.len()).filter(|i| document.is_char_boundary(*i)).collect();
+        for (n, &at) in boundaries.iter().enumerate() {
+            let (before, after) = document.split_at(at);
+            let mut changed: Vec<String> = inserted.iter().map(|c| format!("{before}{c}{after}")).collect();
+            if let Some(&next) = boundaries.get(n + 1) {
+                changed.push(format!("{before}{}", &document[next..]));
+            }
+            for text in changed {
+                tried += 1;
+                read += usize::from(agrees(&format!("changed at byte {at}"), &text));
+            }
+        }
+        assert!(read > 0 && read < tried, "{read} of {tried} read here");
+    }
 }
