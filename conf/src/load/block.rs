@@ -13,11 +13,11 @@
 //! - under a key, a sequence at the key's own indentation, as `kubectl` writes it;
 //! - a value on the key's line: a plain scalar on one line (not starting with an indicator, holding
 //!   no `: `), a single- or double-quoted scalar on one line (double quotes with JSON's escapes),
-//!   or `[]` / `{}`;
+//!   or a flow collection on one line (`{name: a}`, `["*"]`: [`super::flow`]);
 //! - comments after a space, and lines holding only a comment.
 //!
-//! Everything else (flow collections, block scalars `|` `>`, anchors, aliases, tags, directives,
-//! multi-line scalars, a key over several lines) gives up, and so does any line whose indentation
+//! Everything else (block scalars `|` `>`, anchors, aliases, tags, directives, multi-line scalars
+//! and flow collections, a key over several lines) gives up, and so does any line whose indentation
 //! fits no open collection: the caller's libyaml then reports the error exactly. A plain scalar is
 //! resolved to null, a boolean, an integer, a float or a string by serde_yaml 0.9's own rules
 //! (`de::visit_untagged_scalar`, ported below), so that a value decodes the same either way.
@@ -215,20 +215,18 @@ fn is_item(content: &str) -> bool {
 }
 
 /// The rest of a line after a value: nothing, or a comment after a space.
-fn only_comment(rest: &str) -> bool {
+pub(super) fn only_comment(rest: &str) -> bool {
     let trimmed = rest.trim_start_matches(' ');
     trimmed.is_empty() || (trimmed.starts_with('#') && trimmed.len() < rest.len())
 }
 
-/// A scalar's text and how it was written.
+/// A value written on one line: a scalar (its text and how it was written) or a flow collection.
 #[derive(Debug, PartialEq)]
-enum Scalar<'t> {
+pub(super) enum Scalar<'t> {
     Plain(&'t str),
     Quoted(Cow<'t, str>),
-    /// `[]`
-    EmptySequence,
-    /// `{}`
-    EmptyMapping,
+    /// `[...]` or `{...}`: the rest of the line from its opening bracket ([`super::flow`]).
+    Flow(&'t str),
 }
 
 /// The scalar at `from`, which runs to `end` (the end of its line) but for a trailing comment.
@@ -243,15 +241,7 @@ fn scalar(text: &str, from: usize, end: usize) -> Result<Scalar<'_>> {
                 false => Err(GiveUp),
             }
         }
-        b'[' | b'{' => {
-            let empty = if first == b'[' { "[]" } else { "{}" };
-            let after = rest.strip_prefix(empty).ok_or(GiveUp)?;
-            match (only_comment(after), first) {
-                (true, b'[') => Ok(Scalar::EmptySequence),
-                (true, _) => Ok(Scalar::EmptyMapping),
-                (false, _) => Err(GiveUp),
-            }
-        }
+        b'[' | b'{' => Ok(Scalar::Flow(rest)),
         // Indicators: a plain scalar cannot start with them (`-`, `?`, `:` only before a space,
         // but a `- ` is a sequence and the rest is rare enough for libyaml).
         b']' | b'}' | b',' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'%' | b'@' | b'`' | b'?' | b':' => Err(GiveUp),
@@ -281,7 +271,7 @@ fn scalar(text: &str, from: usize, end: usize) -> Result<Scalar<'_>> {
 }
 
 /// The quoted scalar at `from` (its opening quote) and where it ends, within the line.
-fn quoted(text: &str, from: usize, end: usize) -> Result<(Cow<'_, str>, usize)> {
+pub(super) fn quoted(text: &str, from: usize, end: usize) -> Result<(Cow<'_, str>, usize)> {
     let bytes = &text.as_bytes()[..end];
     let quote = bytes[from];
     let start = from + 1;
@@ -351,6 +341,8 @@ fn escape(after: &[u8]) -> Result<(char, usize)> {
 fn entry(text: &str, from: usize, end: usize) -> Result<Option<(Scalar<'_>, usize)>> {
     let bytes = text.as_bytes();
     let (key, colon) = match bytes[from] {
+        // A flow collection is a value (as a key it is outside the subset).
+        b'[' | b'{' => return Ok(None),
         b'"' | b'\'' => {
             let (key, after) = quoted(text, from, end)?;
             let colon = after + text[after..end].len() - text[after..end].trim_start_matches(' ').len();
@@ -388,7 +380,7 @@ fn entry(text: &str, from: usize, end: usize) -> Result<Option<(Scalar<'_>, usiz
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_./-]*`, short enough to be a simple key.
-fn plain_key(key: &str) -> bool {
+pub(super) fn plain_key(key: &str) -> bool {
     let mut bytes = key.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
@@ -589,8 +581,7 @@ impl<'de, 't: 'de> Deserializer<'de> for Scalar<'t> {
             Scalar::Plain(s) => visit_plain(s, visitor),
             Scalar::Quoted(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
             Scalar::Quoted(Cow::Owned(s)) => visitor.visit_string(s),
-            Scalar::EmptySequence => visitor.visit_seq(de::value::SeqDeserializer::new(std::iter::empty::<()>())),
-            Scalar::EmptyMapping => visitor.visit_map(de::value::MapDeserializer::new(std::iter::empty::<((), ())>())),
+            Scalar::Flow(line) => super::flow::deserialize(line, visitor),
         }
     }
 
@@ -611,11 +602,11 @@ impl<'de, 't: 'de> Deserializer<'de> for Scalar<'t> {
 // `parse_null`, `parse_bool`, `visit_int`, `parse_unsigned_int`, `parse_negative_int`,
 // `parse_f64`, `digits_but_not_number`), https://github.com/dtolnay/serde-yaml.
 
-fn is_null(s: &str) -> bool {
+pub(super) fn is_null(s: &str) -> bool {
     matches!(s, "" | "null" | "Null" | "NULL" | "~")
 }
 
-fn visit_plain<'de, V: Visitor<'de>>(v: &'de str, visitor: V) -> Result<V::Value> {
+pub(super) fn visit_plain<'de, V: Visitor<'de>>(v: &'de str, visitor: V) -> Result<V::Value> {
     if is_null(v) {
         return visitor.visit_unit();
     }
@@ -784,7 +775,7 @@ spec:
     #[test]
     fn block_style_reads_as_libyaml_reads_it_or_not_at_all() {
         let cases: &[(&str, String, bool)] = &[
-            ("a resource", RESOURCE.into(), false),
+            ("a resource", RESOURCE.into(), true),
             ("a resource without flow", RESOURCE.replace("port: {number: 80}", "port:\n            number: 80"), true),
             ("scalars", "a: 1\nb: -2\nc: 0x1f\nd: 0o17\ne: 0b11\nf: 1.5\ng: .inf\nh: -.Inf\ni: 012\nj: +3\nk: ~\nl: null\nm: True\nn: FALSE\no: yes\np: 1e3\ns: 1_000\nt: 127.0.0.1\nu: 10s\nv: -0\nw: 0x\nx: .5\ny: nan\nz: \"1\"\n".into(), true),
             // A value tree holds no 128-bit integer: both refuse it.
@@ -802,7 +793,20 @@ spec:
             ("a multi-line plain scalar", "a: one\n  two\n".into(), false),
             ("a scalar on its own line", "a:\n  one\n".into(), false),
             ("a block scalar", "a: |\n  text\n".into(), false),
-            ("a flow sequence", "a: [1, 2]\n".into(), false),
+            ("flow collections", "a: [1, -2, b c, \"d\", 'e', ~, [], {}]\nf: {g: [h, {i: j}], \"k\": 'l', m: null}\nn: [ o , p ]  # q\n- r\n".replace("- r\n", ""), true),
+            ("a flow sequence over two lines", "a: [1,\n  2]\n".into(), false),
+            ("a trailing comma", "a: [1, 2,]\n".into(), false),
+            ("an empty item", "a: [1, , 2]\n".into(), false),
+            ("a pair in a flow sequence", "a: [b: c]\n".into(), false),
+            ("a key without a value", "a: {b}\n".into(), false),
+            ("an empty value", "a: {b: }\n".into(), false),
+            ("a colon in a flow scalar", "a: [http://x]\nb: [\"http://x\"]\n".into(), false),
+            ("a quoted colon in a flow scalar", "b: [\"http://x\"]\n".into(), true),
+            ("a comment inside a flow", "a: [b # c\n  ]\n".into(), false),
+            ("something after a flow", "a: [b] c\n".into(), false),
+            ("a key twice in a flow mapping", "a: {b: 1, b: 2}\n".into(), false),
+            ("a flow mapping as an item", "- {a: 1}\n- [b]\n".into(), true),
+            ("a sequence item in a flow", "a: [- b]\n".into(), false),
             ("an anchor", "a: &x 1\nb: *x\n".into(), false),
             ("a tag", "a: !!str 1\n".into(), false),
             ("a tab", "a:\t1\n".into(), false),
@@ -922,22 +926,63 @@ spec:
 
     #[test]
     fn a_character_put_in_or_taken_out_anywhere_reads_as_libyaml_reads_it_or_not_at_all() {
-        let document = RESOURCE.replace("port: {number: 80}", "port:\n            number: 80");
         let inserted =
             [":", " ", "-", "#", "\"", "'", "[", "{", "&", "*", "|", ">", "\n", "\\", "é", "?", ",", "0", "~", "!"];
-        let (mut tried, mut read) = (0, 0);
-        let boundaries: Vec<usize> = (0..=document.len()).filter(|i| document.is_char_boundary(*i)).collect();
-        for (n, &at) in boundaries.iter().enumerate() {
-            let (before, after) = document.split_at(at);
-            let mut changed: Vec<String> = inserted.iter().map(|c| format!("{before}{c}{after}")).collect();
-            if let Some(&next) = boundaries.get(n + 1) {
-                changed.push(format!("{before}{}", &document[next..]));
+        // With its flow mappings, and all in block style.
+        for document in [RESOURCE.to_string(), RESOURCE.replace("port: {number: 80}", "port:\n            number: 80")]
+        {
+            let (mut tried, mut read) = (0, 0);
+            let boundaries: Vec<usize> = (0..=document.len()).filter(|i| document.is_char_boundary(*i)).collect();
+            for (n, &at) in boundaries.iter().enumerate() {
+                let (before, after) = document.split_at(at);
+                let mut changed: Vec<String> = inserted.iter().map(|c| format!("{before}{c}{after}")).collect();
+                if let Some(&next) = boundaries.get(n + 1) {
+                    changed.push(format!("{before}{}", &document[next..]));
+                }
+                for text in changed {
+                    tried += 1;
+                    read += usize::from(agrees(&format!("changed at byte {at}"), &text));
+                }
             }
-            for text in changed {
-                tried += 1;
-                read += usize::from(agrees(&format!("changed at byte {at}"), &text));
-            }
+            assert!(read > 0 && read < tried, "{read} of {tried} read here");
         }
-        assert!(read > 0 && read < tried, "{read} of {tried} read here");
+    }
+
+    /// Reads the first item or entry of a collection and stops.
+    struct First;
+
+    impl<'de> Visitor<'de> for First {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a collection")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            seq.next_element::<de::IgnoredAny>().map(drop)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            map.next_entry::<de::IgnoredAny, de::IgnoredAny>().map(drop)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for First {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(First)
+        }
+    }
+
+    #[test]
+    fn a_collection_not_read_to_its_end_gives_up() {
+        for text in ["- a\n- b\n", "a: 1\nb: 2\n"] {
+            let mut block = Block::new(text).unwrap();
+            assert!(block.document().deserialize_any(First).is_err(), "{text}");
+        }
+        for text in ["[b, c]", "{b: 1, c: 2}"] {
+            assert!(super::super::flow::deserialize(text, First).is_err(), "{text}");
+        }
     }
 }

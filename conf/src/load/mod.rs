@@ -8,6 +8,7 @@
 mod block;
 mod decode;
 mod document;
+mod flow;
 mod stream;
 mod strict;
 

@@ -9,7 +9,8 @@
 //! the value tree, which words each problem with its path; the two give the same resource.
 //!
 //! The events come from [`super::block`] when the document is block-style YAML of its subset (the
-//! form generators and `kubectl` write), and from libyaml otherwise.
+//! form generators and `kubectl` write, with flow collections on one line), and from libyaml
+//! otherwise.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -325,9 +326,11 @@ spec:
             ("a kind Pylon does not decode", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {}\n".into(), false),
             ("a Secret", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {}\n".into(), false),
         ];
-        // The block-style cases are read without libyaml.
+        // Both styles are read without libyaml; an anchor is libyaml's.
+        let anchored = VS.replace("hosts: [a.example]", "hosts: &h [a.example]\n  exportTo: *h");
         assert!(from_block::<crate::raw::VirtualService>(VS_BLOCK).is_some());
-        assert!(from_block::<crate::raw::VirtualService>(VS).is_none(), "flow style is libyaml's");
+        assert!(from_block::<crate::raw::VirtualService>(VS).is_some());
+        assert!(from_block::<crate::raw::VirtualService>(&anchored).is_none());
         for (name, text, decoded) in cases {
             let (tree, events) = both(text);
             assert_eq!(events.is_some(), *decoded, "{name}: {tree}");
