@@ -54,6 +54,18 @@ const DEPTH: usize = 100;
 /// libyaml refuses a simple key longer than 1024 characters.
 const KEY_LENGTH: usize = 1024;
 
+/// Every `deserialize_*` method but `any` and `option`, sent to `deserialize_any`: a YAML value
+/// says what it is.
+macro_rules! forward_to_any {
+    () => {
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+            unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+        }
+    };
+}
+pub(super) use forward_to_any;
+
 /// One YAML document being read.
 pub(super) struct Block<'t> {
     text: &'t str,
@@ -480,10 +492,7 @@ impl<'de, 't: 'de> Deserializer<'de> for Node<'_, 't> {
         }
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
+    forward_to_any!();
 }
 
 /// A block mapping being read.
@@ -592,10 +601,7 @@ impl<'de, 't: 'de> Deserializer<'de> for Scalar<'t> {
         }
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
+    forward_to_any!();
 }
 
 // A plain scalar's type, by serde_yaml 0.9.34's rules (`de.rs`: `visit_untagged_scalar`,

@@ -9,7 +9,7 @@
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::block::{is_null, plain_key, quoted, visit_plain, GiveUp, Scalar};
+use super::block::{forward_to_any, is_null, plain_key, quoted, visit_plain, GiveUp, Scalar};
 
 type Result<T> = std::result::Result<T, GiveUp>;
 
@@ -141,10 +141,7 @@ impl<'de, 't: 'de> Deserializer<'de> for Node<'_, 't> {
         visitor.visit_some(self)
     }
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
+    forward_to_any!();
 }
 
 /// The items of a flow sequence.
