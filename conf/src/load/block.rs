@@ -48,11 +48,12 @@ impl de::Error for GiveUp {
 
 type Result<T> = std::result::Result<T, GiveUp>;
 
-/// Collections nested deeper than this give up (serde_yaml's own limit is 128).
-const DEPTH: usize = 100;
+/// Block collections nested deeper than this give up: with as many flow collections inside them
+/// ([`super::flow`]), still under serde_yaml's own limit of 128.
+const DEPTH: usize = 60;
 
-/// libyaml refuses a simple key longer than 1024 characters.
-const KEY_LENGTH: usize = 1024;
+/// libyaml refuses a key whose `:` comes more than 1024 characters after its start: with a margin.
+pub(super) const KEY_LENGTH: usize = 1000;
 
 /// Every `deserialize_*` method but `any` and `option`, sent to `deserialize_any`: a YAML value
 /// says what it is.
@@ -386,17 +387,19 @@ fn entry(text: &str, from: usize, end: usize) -> Result<Option<(Scalar<'_>, usiz
             (Scalar::Plain(key), from + colon)
         }
     };
+    if colon - from > KEY_LENGTH {
+        return Err(GiveUp);
+    }
     // After the `:`, a space or the end of the line.
     let after = colon + 1;
     Ok((after == end || bytes.get(after) == Some(&b' ')).then_some((key, after)))
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9_./-]*`, short enough to be a simple key.
+/// `[A-Za-z0-9_][A-Za-z0-9_./-]*`.
 pub(super) fn plain_key(key: &str) -> bool {
     let mut bytes = key.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
-        && key.len() <= KEY_LENGTH
 }
 
 /// Where a node is.
@@ -838,6 +841,31 @@ spec:
         ];
         for (name, text, read) in cases {
             assert_eq!(agrees(name, text), *read, "{name}: read here? libyaml: {:?}", libyaml(text));
+        }
+    }
+
+    #[test]
+    fn keys_and_nesting_past_libyamls_limits_are_left_to_it() {
+        let cases: &[(&str, String, bool)] = &[
+            ("a key of 1,000 characters", format!("{}: 1\n", "k".repeat(1000)), true),
+            ("a key of 1,025 characters", format!("{}: 1\n", "k".repeat(1025)), false),
+            ("a quoted key of 1,025 characters", format!("\"{}\": 1\n", "k".repeat(1023)), false),
+            ("a key far from its colon", format!("k{}: 1\n", " ".repeat(1030)), false),
+            ("a flow key of 1,025 characters", format!("a: {{{}: 1}}\n", "k".repeat(1025)), false),
+            ("nested past serde_yaml's limit", format!("a:{}\n", " [".repeat(130) + &"]".repeat(130)), false),
+            (
+                "nested 119 deep",
+                (0..59).map(|i| format!("{}k:\n", " ".repeat(i))).collect::<String>()
+                    + &" ".repeat(59)
+                    + "v: "
+                    + &"[".repeat(59)
+                    + &"]".repeat(59)
+                    + "\n",
+                true,
+            ),
+        ];
+        for (name, text, read) in cases {
+            assert_eq!(agrees(name, text), *read, "{name}: read here? libyaml: {:?}", libyaml(text).is_ok());
         }
     }
 

@@ -9,12 +9,12 @@
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::block::{forward_to_any, is_null, plain_key, quoted, visit_plain, GiveUp, Scalar};
+use super::block::{forward_to_any, is_null, plain_key, quoted, visit_plain, GiveUp, Scalar, KEY_LENGTH};
 
 type Result<T> = std::result::Result<T, GiveUp>;
 
-/// Collections nested deeper than this give up.
-const DEPTH: usize = 64;
+/// Flow collections nested deeper than this give up (see the block reader's limit).
+const DEPTH: usize = 60;
 
 /// Reads the flow collection that starts `line` (at its `[` or `{`), which must be followed by
 /// nothing but a comment.
@@ -175,6 +175,7 @@ impl<'de, 't: 'de> MapAccess<'de> for Entries<'_, 't> {
             return Ok(None);
         }
         let flow = &mut *self.flow;
+        let start = flow.pos;
         let key = match flow.peek() {
             Some(b'"' | b'\'') => {
                 let (key, after) = quoted(flow.text, flow.pos, flow.text.len())?;
@@ -196,7 +197,7 @@ impl<'de, 't: 'de> MapAccess<'de> for Entries<'_, 't> {
                 Scalar::Plain(key)
             }
         };
-        if !flow.text[flow.pos..].starts_with(": ") {
+        if !flow.text[flow.pos..].starts_with(": ") || flow.pos - start > KEY_LENGTH {
             return Err(GiveUp);
         }
         // An empty value is an empty plain scalar, which gives up.
