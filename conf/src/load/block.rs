@@ -76,8 +76,8 @@ pub(super) struct Block<'t> {
     current: Option<Line>,
     /// Open collections.
     depth: usize,
-    /// The depth of the collection that last read to its end: a visitor that stops early (none of
-    /// serde's do) would leave the rest unchecked, so it gives up.
+    /// The depth of the collection that last read to its end: a visitor that stops early (serde's
+    /// tuples and arrays read their length and stop) would leave the rest unchecked, so it gives up.
     ended: usize,
 }
 
@@ -1018,5 +1018,10 @@ spec:
         for text in ["[b, c]", "{b: 1, c: 2}"] {
             assert!(super::super::flow::deserialize(text, First).is_err(), "{text}");
         }
+        // A tuple reads its length and stops: the outer list must not take the inner `]` for
+        // its own, or the bracket missing at the end would go unseen (libyaml refuses this).
+        let mut block = Block::new("a: [[x, y, [z, w]\n").unwrap();
+        let read = std::collections::BTreeMap::<String, Vec<(String, String)>>::deserialize(block.document());
+        assert!(read.is_err(), "{read:?}");
     }
 }

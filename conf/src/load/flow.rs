@@ -19,9 +19,8 @@ const DEPTH: usize = 60;
 /// Reads the flow collection that starts `line` (at its `[` or `{`), which must be followed by
 /// nothing but a comment.
 pub(super) fn deserialize<'de, V: Visitor<'de>>(line: &'de str, visitor: V) -> Result<V::Value> {
-    let mut flow = Flow { text: line, pos: 0, depth: 0 };
+    let mut flow = Flow { text: line, pos: 0, depth: 0, ended: usize::MAX };
     let value = flow.node(visitor)?;
-    // A visitor that stopped before a closing bracket (none of serde's do) leaves a bracket here.
     match super::block::only_comment(&line[flow.pos..]) {
         true => Ok(value),
         false => Err(GiveUp),
@@ -32,6 +31,10 @@ struct Flow<'t> {
     text: &'t str,
     pos: usize,
     depth: usize,
+    /// The depth of the collection whose closing bracket was read last: a visitor that stops
+    /// before it (serde's tuples and arrays read their length and stop) would let the outer
+    /// collection take that bracket for its own, and a missing bracket go unseen.
+    ended: usize,
 }
 
 impl<'t> Flow<'t> {
@@ -62,7 +65,9 @@ impl<'t> Flow<'t> {
             open @ (b'[' | b'{') => {
                 self.pos += 1;
                 self.depth += 1;
-                if self.depth > DEPTH {
+                self.ended = usize::MAX;
+                let depth = self.depth;
+                if depth > DEPTH {
                     return Err(GiveUp);
                 }
                 let value = match open {
@@ -70,7 +75,7 @@ impl<'t> Flow<'t> {
                     _ => visitor.visit_map(Entries { flow: self, first: true })?,
                 };
                 self.depth -= 1;
-                Ok(value)
+                (self.ended == depth).then_some(value).ok_or(GiveUp)
             }
             b'"' | b'\'' => {
                 let (value, after) = quoted(self.text, self.pos, self.text.len())?;
@@ -103,6 +108,7 @@ impl<'t> Flow<'t> {
     /// Before an item or entry: `,` between them, the closing bracket after the last (`None`).
     fn next(&mut self, first: &mut bool, close: u8) -> Result<Option<()>> {
         if self.eat(close) {
+            self.ended = self.depth;
             return Ok(None);
         }
         if !std::mem::take(first) && !self.eat(b',') {

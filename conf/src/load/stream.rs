@@ -318,6 +318,7 @@ spec:
             ("a field given twice", VS.replace("subset: v1}", "subset: v1, subset: v2}"), false),
             ("spec given twice", format!("{VS}spec: {{}}\n"), false),
             ("an unknown field", VS.replace("weight: 10", "weight: 10\n      wieght: 5"), false),
+            ("a port given as 0 and as -0", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec:\n  portLevelMtls: {0: {mode: STRICT}, -0: {mode: DISABLE}}\n".into(), false),
             ("a tag", VS.replace("{prefix: /api}", "{prefix: !!str /api}"), false),
             ("no spec", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n".into(), false),
             ("no name", VS.replace("  name: vs\n", ""), false),

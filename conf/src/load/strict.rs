@@ -190,7 +190,12 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for As<'_, V> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<V::Value, E> {
-        self.key(2, &v.to_le_bytes());
+        // The value tree holds a non-negative integer as one number whatever its sign (`-0` is
+        // `0`), so the two are one key there.
+        match u64::try_from(v) {
+            Ok(unsigned) => self.key(3, &unsigned.to_le_bytes()),
+            Err(_) => self.key(2, &v.to_le_bytes()),
+        }
         match self.accepts(Want::Number) {
             true => self.visitor.visit_i64(v),
             false => Err(E::invalid_type(Unexpected::Signed(v), &self)),
