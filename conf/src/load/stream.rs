@@ -28,10 +28,6 @@ use crate::raw::ObjectMeta;
 /// tree. Reports nothing unless it returns the resource (a creation time it cannot parse is a
 /// warning, as from the value tree).
 pub(super) fn read(text: &str, origin: &Origin, namespace: &str, out: &mut Diagnostics) -> Option<Loaded> {
-    if text.contains('!') {
-        // A tag (or a `!` in a value: rare enough to read through the value tree).
-        return None;
-    }
     let (api_version, kind) = kind_lines(text)?;
     decode(Format::Yaml, text, (api_version, kind), origin, namespace, out)
 }
@@ -120,6 +116,9 @@ impl SpecSource for Events<'_> {
         let doc: Document<S> = match self.format {
             Format::Yaml => match from_block(self.text) {
                 Some(doc) => doc,
+                // A tag, which the block reader gives up on (or a `!` in a value: rare enough to
+                // read through the value tree).
+                None if self.text.contains('!') => return None,
                 None => {
                     let mut documents = serde_yaml::Deserializer::from_str(self.text);
                     let doc = top(documents.next()?, &seen)?;
@@ -293,6 +292,7 @@ spec:
             ("block style", VS_BLOCK.to_string(), true),
             ("block style, null as an empty list", VS_BLOCK.replace("  gateways:\n  - gw\n", "  gateways: ~\n  exportTo:\n"), true),
             ("block style, a number label", VS_BLOCK.replace("app: web", "version: 1"), false),
+            ("block style, a `!` in a value", VS_BLOCK.replace("x-route: api", "x-route: \"api!\""), true),
             ("block style, a boolean for a string", VS_BLOCK.replace("exact: dev", "exact: true"), false),
             ("block style, a quoted number for a number", VS_BLOCK.replace("weight: 90", "weight: \"90\""), false),
             ("block style, a field given twice", VS_BLOCK.replace("subset: v1", "subset: v1\n        subset: v2"), false),
