@@ -2,12 +2,15 @@
 """Generates the benchmark scenarios, from one description, for each proxy.
 
     scripts/scenario.py realistic HOSTS ROUTES UPSTREAM_PORT [--json] > config.yaml
+    scripts/scenario.py realistic HOSTS ROUTES UPSTREAM_PORT --shapes > shapes.json
 
 "realistic": HOSTS virtual hosts (`hN.bench.example`), each its own VirtualService with ROUTES
 rules mixing prefix, exact, regex and header matches, a request header set per rule and, on every
 fifth rule, two weighted destinations; all destinations are STATIC ServiceEntries on
 127.0.0.1:UPSTREAM_PORT. With --json every document is written as one line of JSON (the form
-`kubectl get -o json` tools emit), otherwise as YAML. Documents are separated by `---`.
+`kubectl get -o json` tools emit), otherwise as YAML. Documents are separated by `---`. With
+--shapes, the scenario's request shapes instead, as a JSON list of [host, path, header or null]
+(read by scripts/shapes-client.py). HOSTS 0 is the one-route scenario.
 
 As a module (scripts/bench-suite): `istio_docs`, `envoy_config` and `nginx_config` write the same
 scenario for Pylon, Envoy and nginx; `requests` lists request shapes that reach every kind of rule.
@@ -224,6 +227,9 @@ def main():
     if len(args) != 4 or args[0] != "realistic":
         sys.exit(__doc__)
     hosts, routes, port = int(args[1]), int(args[2]), int(args[3])
+    if "--shapes" in sys.argv:
+        json.dump(requests(hosts, routes), sys.stdout)
+        return
     docs = istio_docs(hosts, routes, port)
     if as_json:
         sys.stdout.write("\n---\n".join(json.dumps(d, separators=(",", ":")) for d in docs) + "\n")
