@@ -28,3 +28,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod tls;
 pub mod upgrade;
+pub mod workers;

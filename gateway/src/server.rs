@@ -71,7 +71,9 @@ impl Options {
             selection,
             port_map,
             status_addr: any,
-            threads: 2,
+            // One worker, as most gateway pods run; the tests that start the binary run its
+            // default, one per CPU, on the work-stealing runtime (`workers`).
+            threads: 1,
             dns_server: None,
             metrics_addr: Some(any),
             admin_addr: Some(any),
@@ -149,7 +151,7 @@ pub struct Running {
     stop_accepting: watch::Sender<Stop>,
     /// Turned true when a successor serves the operator endpoints.
     release: watch::Sender<bool>,
-    data: Option<Runtime>,
+    data: Option<crate::workers::Workers>,
     admin: Option<Runtime>,
     /// Logs each rotation of the workload identity (`--identity-dir`) while it lives.
     _identity_watch: Option<notify::RecommendedWatcher>,
@@ -250,7 +252,7 @@ fn runtime(name: &str, threads: usize) -> Result<Runtime, StartError> {
 /// Runs `work` on `rt` and waits for it, from any thread (also inside another runtime, where
 /// `block_on` is not allowed).
 fn run_on<T: Send + 'static>(
-    rt: &Runtime,
+    rt: &crate::workers::Workers,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T, StartError> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -301,7 +303,8 @@ pub fn start(opts: &Options) -> Result<Running, StartError> {
     // advises for timers that are mostly cancelled (`set_fast_timeout_to_tokio_threshold`).
     // Only timeouts under a second stay on the fast timer.
     pingora::time::fast_timeout::set_fast_timeout_to_tokio_threshold(Some(std::time::Duration::ZERO));
-    let data = runtime("pylon-data", opts.threads)?;
+    let data = crate::workers::Workers::start("pylon-data", opts.threads)
+        .map_err(|e| StartError::Setup(format!("cannot start the data plane's workers: {e}")))?;
     let admin = runtime("pylon-admin", 1)?;
     let dns = {
         // The resolver binds to the runtime it is created in.
