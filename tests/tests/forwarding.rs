@@ -117,6 +117,39 @@ async fn upstream_connections_are_reused() {
     assert!(up.connections() <= 3, "{} upstream connections for 30 requests", up.connections());
 }
 
+/// As Envoy keeps every idle connection of a cluster (up to `max_connections`), the gateway keeps
+/// the connections a burst of concurrent requests opened, and the next burst reuses them all;
+/// Pingora's default pool kept 128 and closed the rest, so each request past those connected anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_requests_reuses_the_upstream_connections_of_the_last() {
+    const BURST: usize = 200;
+    let up = Upstream::start("up").await;
+    let yaml = gateway(80, &["*"])
+        + &service("up", "up.internal", &[&up])
+        + &virtual_service("vs", &["*"], &route("up.internal"));
+    let gw = TestGateway::start(&yaml);
+    let client = http1();
+    let burst = || {
+        let mut all = tokio::task::JoinSet::new();
+        for _ in 0..BURST {
+            let (client, url) = (client.clone(), gw.url(80));
+            // Answered after 300 ms: the whole burst is in flight at once.
+            all.spawn(async move { get(&client, &url, "x", "/", &[("x-delay-ms", "300")]).await.status });
+        }
+        all
+    };
+    for status in burst().join_all().await {
+        assert_eq!(status, 200);
+    }
+    let opened = up.connections();
+    assert!(opened >= BURST, "{opened} upstream connections for {BURST} concurrent requests");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for status in burst().join_all().await {
+        assert_eq!(status, 200);
+    }
+    assert_eq!(up.connections(), opened, "the second burst connected anew");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_request_headers_are_added() {
     let up = Upstream::start("up").await;
