@@ -7,7 +7,9 @@
 //! runtime schedules the same tasks without them. Pingora makes the same choice per thread when
 //! `work_stealing` is off (`pingora-runtime`, `NoStealRuntime`). More workers share Tokio's
 //! work-stealing runtime, as Pingora's default: connections and the upstream connection pool move
-//! freely between them.
+//! freely between them. (A single-threaded runtime per thread was tried: a pooled upstream
+//! connection taken by a request on another thread raced the idle watcher Pingora runs on the
+//! first, and was dropped instead of reused, which `tests/tests/connection_limits.rs` caught.)
 
 use std::future::Future;
 
