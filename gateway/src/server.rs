@@ -71,7 +71,7 @@ impl Options {
             selection,
             port_map,
             status_addr: any,
-            // One worker, as most gateway pods run; the tests that start the binary run its
+            // One worker, on its single-threaded runtime; the tests that start the binary run its
             // default, one per CPU, on the work-stealing runtime (`workers`).
             threads: 1,
             dns_server: None,

@@ -1,6 +1,6 @@
 //! The data plane's runtime: the worker threads that serve every connection.
 //!
-//! One worker (`--threads 1`, the usual size of a gateway pod or a small edge host) runs a
+//! One worker (`--threads 1`: a gateway pod with one CPU, a small edge host) runs a
 //! single-threaded Tokio runtime on a thread of its own. Tokio's multi-threaded scheduler, with
 //! one worker, still readies every task for stealing (shared run queues, the LIFO slot, a search
 //! for idle workers to wake on each wake-up) and pays its atomic operations; a single-threaded
