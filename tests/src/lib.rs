@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod closed_port;
 pub mod conformance;
 pub mod dns;
 pub mod faulty;

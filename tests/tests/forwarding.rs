@@ -199,7 +199,8 @@ async fn http_1_0_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_have_envoy_codes_and_bodies() {
     let up = Upstream::start("up").await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = e2e::closed_port::ClosedPort::new().unwrap();
+    let closed = closed_port.port;
     let rules = "- match: [{uri: {prefix: /nc}}]\n  route: [{destination: {host: missing.internal}}]\n- match: [{uri: {prefix: /uh}}]\n  route: [{destination: {host: none.internal}}]\n- match: [{uri: {prefix: /uf}}]\n  route: [{destination: {host: down.internal}}]\n- match: [{uri: {prefix: /ok}}]\n  route: [{destination: {host: up.internal}}]";
     let none = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: none}\nspec:\n  hosts: [none.internal]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: NONE\n---\n";
     let down = format!(
@@ -228,7 +229,8 @@ async fn outcomes_have_envoy_codes_and_bodies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failures_are_retried_on_another_endpoint() {
     let up = Upstream::start("alive").await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = e2e::closed_port::ClosedPort::new().unwrap();
+    let closed = closed_port.port;
     let se = format!(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: mixed}}\nspec:\n  hosts: [mixed.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{http: {closed}}}}}\n  - {{address: 127.0.0.1, ports: {{http: {}}}}}\n---\n",
         up.port()

@@ -50,7 +50,8 @@ async fn http2_requests_keep_their_authority_through_a_rewrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_503s_keep_the_connection_and_connect_failures_close_it() {
     let up = Upstream::start("up").await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = e2e::closed_port::ClosedPort::new().unwrap();
+    let closed = closed_port.port;
     let down = format!(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: down}}\nspec:\n  hosts: [down.internal]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {closed}}}}}]\n---\n"
     );

@@ -167,7 +167,8 @@ async fn a_route_timeout_cuts_a_body_still_streaming() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_own_503_and_504_carry_the_routes_response_headers() {
     let up = Upstream::start("up").await;
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let held = e2e::closed_port::ClosedPort::new().unwrap();
+    let dead_port = held.port;
     let dead = service_at("dead", "dead.internal", &[(dead_port, 1)]);
     let routes = "- match: [{uri: {prefix: /dead}}]\n  route: [{destination: {host: dead.internal}, headers: {response: {set: {x-destination: dead}}}}]\n  headers: {response: {set: {x-route: dead}}}\n- match: [{uri: {prefix: /slow}}]\n  route: [{destination: {host: up.internal}}]\n  timeout: 100ms\n  headers: {response: {set: {x-route: slow}}}";
     let yaml = gateway(80, &["*"])
