@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support fails by panicking
 
+pub mod bare;
 pub mod certs;
 pub mod client;
 pub mod closed_port;
