@@ -3,6 +3,7 @@
 
     scripts/scenario.py realistic HOSTS ROUTES UPSTREAM_PORT [--json] > config.yaml
     scripts/scenario.py realistic HOSTS ROUTES UPSTREAM_PORT --shapes > shapes.json
+    scripts/scenario.py upstream UPSTREAM_PORT DIR > up.conf
 
 "realistic": HOSTS virtual hosts (`hN.bench.example`), each its own VirtualService with ROUTES
 rules mixing prefix, exact, regex and header matches, a request header set per rule and, on every
@@ -10,10 +11,13 @@ fifth rule, two weighted destinations; all destinations are STATIC ServiceEntrie
 127.0.0.1:UPSTREAM_PORT. With --json every document is written as one line of JSON (the form
 `kubectl get -o json` tools emit), otherwise as YAML. Documents are separated by `---`. With
 --shapes, the scenario's request shapes instead, as a JSON list of [host, path, header or null]
-(read by scripts/shapes-client.py). HOSTS 0 is the one-route scenario.
+(read by scripts/shapes-client.py). HOSTS 0 is the one-route scenario. "upstream": the nginx
+configuration of the upstream every benchmark proxies to, answering `200 ok` on UPSTREAM_PORT (its
+pid file and error log in DIR).
 
 As a module (scripts/bench-suite): `istio_docs`, `envoy_config` and `nginx_config` write the same
-scenario for Pylon, Envoy and nginx; `requests` lists request shapes that reach every kind of rule.
+scenario for Pylon, Envoy and nginx; `requests` lists request shapes that reach every kind of rule;
+`upstream_config` writes the upstream.
 """
 
 import json
@@ -181,6 +185,26 @@ def envoy_config(hosts, routes, listen_port, up_port, admin_port):
     }
 
 
+def upstream_config(port, workdir):
+    """The upstream every benchmark proxies to: nginx, one worker, answering `200 ok` to anything on
+    127.0.0.1:PORT, keeping connections open (its pid file and error log in WORKDIR)."""
+    return f"""worker_processes 1;
+master_process off;
+daemon off;
+pid {workdir}/up.pid;
+error_log {workdir}/up.err warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location / {{ default_type text/plain; return 200 "ok\n"; }}
+  }}
+}}
+"""
+
+
 def nginx_config(hosts, routes, listen_port, up_port, workdir):
     """The scenario as nginx configuration (one worker): locations for the path matches, a map per
     host for the header match, `proxy_set_header` for the header operation. Weighted splits go to
@@ -224,6 +248,9 @@ http {{
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     as_json = "--json" in sys.argv
+    if len(args) == 3 and args[0] == "upstream":
+        sys.stdout.write(upstream_config(int(args[1]), args[2]))
+        return
     if len(args) != 4 or args[0] != "realistic":
         sys.exit(__doc__)
     hosts, routes, port = int(args[1]), int(args[2]), int(args[3])
