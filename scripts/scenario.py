@@ -185,21 +185,28 @@ def envoy_config(hosts, routes, listen_port, up_port, admin_port):
     }
 
 
-def upstream_config(port, workdir):
-    """The upstream every benchmark proxies to: nginx, one worker, answering `200 ok` to anything on
-    127.0.0.1:PORT, keeping connections open (its pid file and error log in WORKDIR)."""
+def nginx_main(workdir, name):
+    """The start of an nginx configuration for a benchmark: one worker in the foreground, its pid
+    file and error log in WORKDIR named NAME, no access log, kept-alive connections kept; the
+    `http` block is left open."""
     return f"""worker_processes 1;
 master_process off;
 daemon off;
-pid {workdir}/up.pid;
-error_log {workdir}/up.err warn;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}.err warn;
 events {{ worker_connections 16384; }}
 http {{
   access_log off;
   keepalive_requests 10000000;
-  server {{
+"""
+
+
+def upstream_config(port, workdir):
+    """The upstream every benchmark proxies to: nginx answering `200 ok` to anything on
+    127.0.0.1:PORT (its pid file and error log in WORKDIR)."""
+    return nginx_main(workdir, "up") + f"""  server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
-    location / {{ default_type text/plain; return 200 "ok\n"; }}
+    location / {{ default_type text/plain; return 200 "ok\\n"; }}
   }}
 }}
 """
@@ -209,17 +216,7 @@ def nginx_config(hosts, routes, listen_port, up_port, workdir):
     """The scenario as nginx configuration (one worker): locations for the path matches, a map per
     host for the header match, `proxy_set_header` for the header operation. Weighted splits go to
     the one upstream (both destinations are the same endpoint anyway)."""
-    head = f"""worker_processes 1;
-master_process off;
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx.err warn;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  keepalive_requests 10000000;
-  upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; }}
-"""
+    head = nginx_main(workdir, "nginx") + f"  upstream up {{ server 127.0.0.1:{up_port}; keepalive 256; }}\n"
     proxy = "proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";"
     body = []
     if hosts == 0:
