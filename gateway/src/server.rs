@@ -241,11 +241,7 @@ impl Drop for Running {
 }
 
 fn runtime(name: &str, threads: usize) -> Result<Runtime, StartError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .thread_name(name)
-        .enable_all()
-        .build()
+    crate::workers::work_stealing(name, threads)
         .map_err(|e| StartError::Setup(format!("cannot start the {name} runtime: {e}")))
 }
 

@@ -34,7 +34,7 @@ impl Workers {
     /// Starts `threads` workers (at least one), their threads named `name`.
     pub fn start(name: &str, threads: usize) -> std::io::Result<Self> {
         if threads > 1 {
-            let rt = Builder::new_multi_thread().worker_threads(threads).thread_name(name).enable_all().build()?;
+            let rt = work_stealing(name, threads)?;
             return Ok(Workers { handle: rt.handle().clone(), kind: Kind::Stealing(Some(rt)) });
         }
         let rt = Builder::new_current_thread().enable_all().build()?;
@@ -86,6 +86,12 @@ impl Workers {
             }
         }
     }
+}
+
+/// Tokio's work-stealing runtime with `threads` workers (at least one), their threads named `name`:
+/// the data plane's with several workers, and the operator endpoints' runtime.
+pub fn work_stealing(name: &str, threads: usize) -> std::io::Result<Runtime> {
+    Builder::new_multi_thread().worker_threads(threads.max(1)).thread_name(name).enable_all().build()
 }
 
 impl Drop for Workers {
