@@ -130,6 +130,37 @@ async fn tcp_connections_are_counted() {
     }
 }
 
+/// A worker remembers the series of the requests it counted last, by what chose their labels in
+/// the configuration it served them with: after a reload that renames the route (the same route
+/// at the same place in a new configuration), requests count under the new name only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_after_a_reload_count_under_the_new_labels() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start("up").await;
+    let gw = TestGateway::start(&config(&up));
+    let c = http1();
+    let route = |name: &str| format!("route=\"{name}\"");
+    let (found, renamed) = (route("found"), route("renamed"));
+    for _ in 0..3 {
+        assert_eq!(get(&c, &gw.url(80), "x", "/ok", &[]).await.status, 200);
+    }
+    let text = gw.metrics_when(|t| sample(t, "pylon_gateway_requests_total", &[&found]) == Some(3.0)).await;
+    assert_eq!(sample(&text, "pylon_gateway_requests_total", &[&found]), Some(3.0), "{text}");
+    gw.write_config(&config(&up).replace("- name: found", "- name: renamed"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.running.state.reloads.applied.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the edited configuration was not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(get(&c, &gw.url(80), "x", "/ok", &[]).await.status, 200);
+    }
+    let text = gw.metrics_when(|t| sample(t, "pylon_gateway_requests_total", &[&renamed]) == Some(5.0)).await;
+    assert_eq!(sample(&text, "pylon_gateway_requests_total", &[&renamed]), Some(5.0), "{text}");
+    assert_eq!(sample(&text, "pylon_gateway_requests_total", &[&found]), Some(3.0), "{text}");
+    assert_eq!(sample(&text, "istio_requests_total", &["response_code=\"200\""]), Some(8.0), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_endpoints_describe_and_reload_the_gateway() {
     let up = Upstream::start("up").await;

@@ -21,6 +21,10 @@ use pingora::connectors::l4::BindTo;
 use crate::error::Outcome;
 use outlier::{Attempt, OutlierPolicy};
 
+/// The endpoints a pick chooses among: inline up to eight, so that picking for a request to a
+/// small cluster allocates nothing.
+type Candidates<'a> = smallvec::SmallVec<[&'a Arc<Endpoint>; 8]>;
+
 /// A DestinationRule duration (`30s`, `1h`) as a `Duration`; `None` when absent or malformed
 /// (validation has reported it).
 pub(crate) fn duration(d: Option<&String>) -> Option<Duration> {
@@ -276,8 +280,16 @@ impl Upstream {
     pub fn pick_for(&self, tried: &[SocketAddr], key: Option<u64>) -> Option<InFlight> {
         let all = self.endpoints.load();
         let available = self.available(&all);
-        let fresh: Vec<&Arc<Endpoint>> = available.iter().copied().filter(|e| !tried.contains(&e.addr)).collect();
-        let candidates = if fresh.is_empty() { available } else { fresh };
+        let candidates = if tried.is_empty() {
+            available
+        } else {
+            let fresh: Candidates<'_> = available.iter().copied().filter(|e| !tried.contains(&e.addr)).collect();
+            if fresh.is_empty() {
+                available
+            } else {
+                fresh
+            }
+        };
         if let (Some(ring), Some(key)) = (&self.hash, key) {
             return ring.pick(key, &all, &candidates).map(|e| InFlight::new(e.clone()));
         }
@@ -290,9 +302,9 @@ impl Upstream {
     }
 
     /// The endpoints not ejected; all of them below `minHealthPercent` available (panic mode).
-    fn available<'a>(&self, all: &'a [Arc<Endpoint>]) -> Vec<&'a Arc<Endpoint>> {
+    fn available<'a>(&self, all: &'a [Arc<Endpoint>]) -> Candidates<'a> {
         let Some(policy) = &self.outlier else { return all.iter().collect() };
-        let live: Vec<&Arc<Endpoint>> = all.iter().filter(|e| !e.health.ejected()).collect();
+        let live: Candidates<'a> = all.iter().filter(|e| !e.health.ejected()).collect();
         let panic = live.len() * 100 < policy.min_health_percent as usize * all.len();
         if panic {
             all.iter().collect()

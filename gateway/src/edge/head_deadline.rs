@@ -94,7 +94,8 @@ impl<S> HeadDeadline<S> {
             return;
         };
         // Only spaces (in the request line), CR and LF matter: the bytes between them are
-        // skipped with `memchr`, since this runs on every read of every HTTP/1.1 connection.
+        // skipped with `memchr`, since this runs on every read of every HTTP/1.1 connection; the
+        // CR and LF that follow a match are taken at once, without searching again.
         let mut i = 0;
         while i < bytes.len() {
             let rest = &bytes[i..];
@@ -110,33 +111,19 @@ impl<S> HeadDeadline<S> {
             if skipped > 0 {
                 *matched = 0;
             }
-            let at = i + skipped;
-            if let Some(n) = spaces {
-                match bytes[at] {
-                    b' ' if *n == 2 => {
-                        bytes[at] = b'\n';
-                        *spaces = None;
-                    }
-                    b' ' => *n += 1,
-                    // Empty lines before a request line are allowed (RFC 9112 §2.2).
-                    b'\r' | b'\n' if *n == 0 && *matched < 2 => {}
-                    _ => *spaces = None,
+            let mut at = i + skipped;
+            loop {
+                if head_byte(matched, spaces, bytes, at) {
+                    self.phase = Phase::Rest;
+                    self.read_ahead |= at + 1 < bytes.len();
+                    return;
+                }
+                at += 1;
+                if !matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+                    break;
                 }
             }
-            // `\r\n\r\n`, or a bare `\n\n` (which Pingora's parser also accepts).
-            *matched = match (*matched, bytes[at]) {
-                (0 | 2, b'\r') => *matched + 1,
-                (1, b'\n') | (3, b'\n') => *matched + 1,
-                (0, b'\n') => 2,
-                (2, b'\n') => 4,
-                _ => 0,
-            };
-            if *matched == 4 {
-                self.phase = Phase::Rest;
-                self.read_ahead |= at + 1 < bytes.len();
-                return;
-            }
-            i = at + 1;
+            i = at;
         }
         // The head goes on past these bytes: its deadline starts now (their arrival). A head read
         // whole, the usual case, never needs a timer.
@@ -161,6 +148,34 @@ impl<S> HeadDeadline<S> {
             *deadline = None;
         }
     }
+}
+
+/// Follows `bytes[at]`, a space, CR or LF of a request head: `matched` bytes of the blank line
+/// seen, `spaces` counted in the request line while it lasts (a third one becomes a line feed, see
+/// `HeadDeadline::saw`). True at the end of the head.
+#[inline]
+fn head_byte(matched: &mut u8, spaces: &mut Option<u8>, bytes: &mut [u8], at: usize) -> bool {
+    if let Some(n) = spaces {
+        match bytes[at] {
+            b' ' if *n == 2 => {
+                bytes[at] = b'\n';
+                *spaces = None;
+            }
+            b' ' => *n += 1,
+            // Empty lines before a request line are allowed (RFC 9112 §2.2).
+            b'\r' | b'\n' if *n == 0 && *matched < 2 => {}
+            _ => *spaces = None,
+        }
+    }
+    // `\r\n\r\n`, or a bare `\n\n` (which Pingora's parser also accepts).
+    *matched = match (*matched, bytes[at]) {
+        (0 | 2, b'\r') => *matched + 1,
+        (1, b'\n') | (3, b'\n') => *matched + 1,
+        (0, b'\n') => 2,
+        (2, b'\n') => 4,
+        _ => 0,
+    };
+    *matched == 4
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadline<S> {

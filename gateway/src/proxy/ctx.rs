@@ -39,6 +39,8 @@ pub struct Ctx {
     pub route_config: Option<usize>,
     /// The TLS connection context, for requests that came over TLS.
     pub tls: Option<Arc<TlsSession>>,
+    /// What the request checks learned of its head.
+    pub head: super::request::Head,
     /// The matched route.
     pub route: Option<RouteRef>,
     /// The chosen cluster.
@@ -46,7 +48,7 @@ pub struct Ctx {
     /// The endpoint of the current attempt.
     pub endpoint: Option<InFlight>,
     /// Endpoints already tried (retries prefer others).
-    pub tried: Vec<SocketAddr>,
+    pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
     /// Retries left (the route's `retries`, else Istio's default policy).
     pub retries_left: u32,
     /// A retriable failure found no retry left (Envoy's `URX`).
@@ -100,10 +102,11 @@ impl Ctx {
             scheme: "http",
             route_config: None,
             tls: None,
+            head: super::request::Head::default(),
             route: None,
             cluster: None,
             endpoint: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             retries_left: 0,
             retries_exhausted: false,
             outcome: None,

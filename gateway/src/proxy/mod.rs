@@ -97,8 +97,8 @@ impl Gateway {
 /// `Expect: 100-continue` on a request going upstream: the gateway answers `100 Continue` itself
 /// and does not pass the expectation on (Envoy's default, `proxy_100_continue: false`). A request
 /// the gateway answers itself gets its final reply at once instead (see `LocalReply::write`).
-async fn continue_if_expected(session: &mut Session) -> Result<()> {
-    if session.as_downstream().is_http2() || !request::expects_continue(session.req_header()) {
+async fn continue_if_expected(session: &mut Session, ctx: &Ctx) -> Result<()> {
+    if !ctx.head.expects_continue || session.as_downstream().is_http2() {
         return Ok(());
     }
     session.req_header_mut().remove_header(&http::header::EXPECT);
@@ -151,8 +151,16 @@ impl ProxyHttp for Gateway {
         // own 60 s bound.
         ctx.stream_idle_timeout = self.stream_idle_timeout;
         forwarded::strip_internal(session.req_header_mut());
+        // The client's header-name case goes nowhere (upstream, names go in lower case, see
+        // `request::with_header_map`): dropped here, once, Pingora's copy of the request for the
+        // upstream and its removal of hop-by-hop headers each handle one map instead of two.
+        if session.req_header().has_case() {
+            request::with_header_map(session.req_header_mut(), |_| ());
+        }
         let mode = ctx.snap.table.path_normalization;
-        let checked = request::check(session).map_or_else(|| request::normalize_path(session, mode), Err);
+        let (head, refused) = request::check(session);
+        ctx.head = head;
+        let checked = refused.map_or_else(|| request::normalize_path(session, mode), Err);
         ctx.outcome = checked.err();
         Ok(())
     }
@@ -172,7 +180,7 @@ impl ProxyHttp for Gateway {
         }
         match route_request(session, ctx).await {
             Decision::Forward => {
-                continue_if_expected(session).await?;
+                continue_if_expected(session, ctx).await?;
                 Ok(false)
             }
             Decision::Reply(reply) => {

@@ -46,52 +46,69 @@ pub fn authority(req: &RequestHeader) -> std::borrow::Cow<'_, str> {
     if let Some(a) = req.uri.authority() {
         return a.as_str().into();
     }
-    req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes())).unwrap_or_default()
+    // A visible-ASCII check is cheaper than decoding UTF-8 and passes every valid host.
+    let host = req.headers.get(http::header::HOST);
+    host.map(|h| h.to_str().map_or_else(|_| String::from_utf8_lossy(h.as_bytes()), Cow::Borrowed)).unwrap_or_default()
 }
 
-/// Framing and size checks Pingora does not do; `Some` is the reply to send.
-pub fn check(session: &Session) -> Option<Outcome> {
+/// What the checks learn of a request's head on their way.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Head {
+    /// The size of its header lines (Istio's `request_bytes` counts them).
+    pub bytes: usize,
+    /// It waits for `100 Continue` before sending its body.
+    pub expects_continue: bool,
+    /// A gRPC request (`content-type: application/grpc…`).
+    pub grpc: bool,
+}
+
+/// Framing and size checks Pingora does not do, with what they learn of the head on their way;
+/// `Some` is the reply to send.
+pub fn check(session: &Session) -> (Head, Option<Outcome>) {
     let req = session.req_header();
     let h = &req.headers;
     let h1 = !session.as_downstream().is_http2();
     // One pass over the headers instead of a hashed lookup per name.
-    let (mut bytes, mut lengths, mut chunked, mut host) = (0, 0, false, false);
+    let (mut head, mut lengths, mut chunked, mut host) = (Head::default(), 0, false, false);
     for (name, v) in h {
-        bytes += name.as_str().len() + v.len() + 4;
+        head.bytes += name.as_str().len() + v.len() + 4;
         if name == http::header::CONTENT_LENGTH {
             // A list (`5, 5`) counts as several values.
             lengths += 1 + usize::from(v.as_bytes().contains(&b','));
         }
         chunked |= name == http::header::TRANSFER_ENCODING;
         host |= name == http::header::HOST;
+        head.expects_continue |= name == http::header::EXPECT && is_continue(v);
+        head.grpc |= name == http::header::CONTENT_TYPE && v.as_bytes().starts_with(b"application/grpc");
     }
     // Request smuggling: Content-Length with Transfer-Encoding is rejected outright, as Envoy does.
     // Pingora drops the Content-Length before we see the header map, so look at the raw bytes.
-    if chunked && raw_has_content_length(session) {
-        return Some(Outcome::BadRequest);
-    }
-    // Several Content-Length values, even equal ones (`5, 5`), are refused rather than collapsed
-    // (RFC 9110 §8.6 allows either; nginx refuses too).
-    if lengths > 1 {
-        return Some(Outcome::BadRequest);
-    }
-    // RFC 9112 §3.2: an HTTP/1.1 request without Host (and not in absolute form) is a 400.
-    let no_host = !host && req.uri.authority().is_none();
-    if h1 && req.version == http::Version::HTTP_11 && no_host {
-        return Some(Outcome::BadRequest);
-    }
-    if req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
-        return Some(Outcome::UriTooLong);
-    }
-    if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        return Some(Outcome::HeadersTooLarge);
-    }
-    None
+    let refused = if chunked && raw_has_content_length(session) {
+        Some(Outcome::BadRequest)
+    } else if lengths > 1 {
+        // Several Content-Length values, even equal ones (`5, 5`), are refused rather than
+        // collapsed (RFC 9110 §8.6 allows either; nginx refuses too).
+        Some(Outcome::BadRequest)
+    } else if h1 && req.version == http::Version::HTTP_11 && !host && req.uri.authority().is_none() {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host (and not in absolute form) is a 400.
+        Some(Outcome::BadRequest)
+    } else if req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        Some(Outcome::UriTooLong)
+    } else if h.len() > MAX_HEADERS || head.bytes > MAX_HEADER_BYTES {
+        Some(Outcome::HeadersTooLarge)
+    } else {
+        None
+    };
+    (head, refused)
+}
+
+fn is_continue(v: &http::HeaderValue) -> bool {
+    v.as_bytes().eq_ignore_ascii_case(b"100-continue")
 }
 
 /// `true` for a request that waits for `100 Continue` before sending its body.
 pub fn expects_continue(req: &RequestHeader) -> bool {
-    req.headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    req.headers.get(http::header::EXPECT).is_some_and(is_continue)
 }
 
 /// Runs `f` on the upstream request's own `http` header map, then hands the request back to

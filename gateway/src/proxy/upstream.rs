@@ -37,7 +37,8 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
     ctx.tried.push(addr);
     ctx.endpoint = Some(chosen);
     let origination = origination.map_err(|_| Outcome::UpstreamTls)?;
-    let mut peer = match origination {
+    // Boxed at once: the peer is large, and it was copied into the box after being set up.
+    let mut peer = Box::new(match origination {
         None => HttpPeer::new(addr, false, String::new()),
         Some(o) => {
             let host = match ctx.route().and_then(|r| r.authority_override(ctx.cluster)) {
@@ -49,7 +50,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
                 Outcome::UpstreamTls
             })?
         }
-    };
+    });
     upstream.bind_source(&mut peer);
     peer.options.connection_timeout = Some(upstream.connect_timeout);
     // A pooled connection unused this long is closed (`http.idleTimeout`; `0s`: never).
@@ -78,7 +79,7 @@ pub fn peer(ctx: &mut Ctx, req: &RequestHeader, downstream_h2: bool) -> Result<B
         peer.options.alpn = ALPN::H2;
         peer.options.max_h2_streams = upstream.max_h2_streams;
     }
-    Ok(Box::new(peer))
+    Ok(peer)
 }
 
 /// `connected_to_upstream`: counts the attempt against its connection's limits (HTTP/1.1 only: an

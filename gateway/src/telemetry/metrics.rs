@@ -346,10 +346,15 @@ impl Metrics {
 
     /// Counts one finished HTTP request.
     pub fn http(&self, r: &HttpRequest<'_>) {
+        self.http_series(r).observe(r);
+    }
+
+    /// The series `r`'s label set feeds.
+    pub fn http_series(&self, r: &HttpRequest<'_>) -> Arc<HttpSeries> {
         // The status as text without formatting a number (0, no response, is not a status).
         let status = http::StatusCode::from_u16(r.code).ok();
         let code = status.as_ref().map_or("0", http::StatusCode::as_str);
-        let series = self.http_cache.get(r, || {
+        self.http_cache.get(r, || {
             let grpc = r.grpc_status.map(|g| g.to_string()).unwrap_or_default();
             let v = self.values(r.destination, r.protocol, code, &grpc, r.flags);
             HttpSeries {
@@ -361,12 +366,7 @@ impl Metrics {
                     .gateway_requests
                     .with_label_values(&[r.gateway, r.server, r.route, code, r.flags]),
             }
-        });
-        series.requests.inc();
-        series.duration.observe(r.duration_ms);
-        series.request_bytes.observe(r.request_bytes as f64);
-        series.response_bytes.observe(r.response_bytes as f64);
-        series.gateway_requests.inc();
+        })
     }
 
     /// Counts a connection on gateway `port` closed without being proxied, and why; `destination`

@@ -1,15 +1,23 @@
 //! What one finished request reports: the metric labels and the access log line, read from the
 //! Pingora session and the request context.
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pingora::proxy::Session;
 
 use super::access_log::Entry;
 use super::metrics::{Destination, HttpRequest};
+use super::series::{Choice, Recent};
 use super::Telemetry;
 use crate::error::Outcome;
 use crate::proxy::ctx::Ctx;
+
+thread_local! {
+    /// The series this worker thread counted last.
+    static RECENT: RefCell<Recent<crate::snapshot::Snapshot>> = RefCell::new(Recent::default());
+}
 
 /// Envoy's `%RESPONSE_CODE_DETAILS%` for how the request ended.
 fn details(ctx: &Ctx, code: u16) -> &str {
@@ -83,7 +91,7 @@ fn header(session: &Session, name: impl http::header::AsHeaderName) -> &str {
 pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let resp = session.response_written();
     let code = resp.map_or(0, |r| r.status.as_u16());
-    let grpc = header(session, http::header::CONTENT_TYPE).starts_with("application/grpc");
+    let grpc = ctx.head.grpc;
     // Istio's `grpc_response_status` is for gRPC requests only.
     let grpc_status = resp
         .filter(|_| grpc)
@@ -92,17 +100,20 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
         .and_then(|v| v.parse().ok());
     let flags = flags(ctx);
     let elapsed = ctx.started.elapsed();
+    // The request head as it arrived (counted by the request checks).
+    let head_in = ctx.head.bytes;
+    let head_out: usize = resp.map_or(0, |r| r.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum());
+    let server = server_id(ctx);
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
+    let route = ctx.route().map_or("", |r| if r.name.is_empty() { r.origin.as_str() } else { r.name.as_str() });
+    let (gateway, server_name) = server
+        .and_then(|id| ctx.snap.table.servers.get(id))
+        .map_or(("unknown", "unknown"), |s| (s.gateway.as_str(), s.port_name.as_str()));
     let destination = match upstream {
         Some(u) => &u.destination,
         None => Destination::unknown(),
     };
-    let (gateway, server) = server_of(ctx);
-    let route = ctx.route().map_or("", |r| if r.name.is_empty() { r.origin.as_str() } else { r.name.as_str() });
-    let req = session.req_header();
-    let head_in: usize = req.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    let head_out: usize = resp.map_or(0, |r| r.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum());
-    t.metrics.http(&HttpRequest {
+    let counted = HttpRequest {
         destination,
         protocol: if grpc { "grpc" } else { "http" },
         code,
@@ -112,9 +123,21 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
         request_bytes: (head_in + session.body_bytes_read()) as u64,
         response_bytes: (head_out + session.body_bytes_sent()) as u64,
         gateway,
-        server,
+        server: server_name,
         route,
-    });
+    };
+    let choice = Choice {
+        snapshot: Arc::as_ptr(&ctx.snap) as usize,
+        metrics: std::ptr::from_ref(&t.metrics) as usize,
+        route: ctx.route.map(|r| (r.config, r.vhost, r.route)),
+        cluster: ctx.cluster,
+        server,
+        code,
+        grpc_status,
+        flags: Choice::flags_of(flags),
+        grpc,
+    };
+    RECENT.with(|recent| Recent::count(recent, choice, &ctx.snap, &counted, || t.metrics.http_series(&counted)));
     let cache_rule = ctx.cache.and_then(|i| ctx.snap.table.caches.get(i));
     if let (Some(rule), Some(status)) = (cache_rule, ctx.cache_status) {
         t.metrics.cache_request(&rule.policy, status);
@@ -124,16 +147,17 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     }
 }
 
-/// The Gateway resource and server (`port.name`) a request was served by: the TLS server chosen by
-/// SNI, else the first server of the port's route table (merged plaintext servers share it).
-fn server_of(ctx: &Ctx) -> (&str, &str) {
-    let table = &ctx.snap.table;
-    let id = match &ctx.tls {
+/// The server a request was served by (the Gateway resource and `port.name` labels): the TLS
+/// server chosen by SNI, else the first server of the port's route table (merged plaintext servers
+/// share it).
+fn server_id(ctx: &Ctx) -> Option<usize> {
+    match &ctx.tls {
         Some(t) if t.generation == ctx.snap.generation => Some(t.server),
-        _ => ctx.route_config.and_then(|rc| table.route_configs.get(rc)).and_then(|rc| rc.servers.first().copied()),
-    };
-    id.and_then(|id| table.servers.get(id))
-        .map_or(("unknown", "unknown"), |s| (s.gateway.as_str(), s.port_name.as_str()))
+        _ => ctx
+            .route_config
+            .and_then(|rc| ctx.snap.table.route_configs.get(rc))
+            .and_then(|rc| rc.servers.first().copied()),
+    }
 }
 
 fn entry(session: &Session, ctx: &Ctx, code: u16, flags: &str, elapsed: Duration) -> Entry {
