@@ -96,9 +96,13 @@ pub fn forwarding_headers(
     // Room for these four and for what the route adds after them (`x-envoy-attempt-count`, its
     // header operations): growing the map later rehashes every header, about 1,500 instructions.
     headers.reserve(8);
-    // One pass over the client's names first: few requests carry any `x-forwarded-*` header, and
-    // each lookup or removal below hashes its name.
-    let forwarded = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
+    // One pass over the client's names first: few requests carry any `x-forwarded-*` header or an
+    // `x-request-id`, and each lookup or removal below hashes its name.
+    let (mut forwarded, mut sent_id) = (false, false);
+    for k in headers.keys() {
+        forwarded |= k.as_str().starts_with("x-forwarded-");
+        sent_id |= *k == X_REQUEST_ID;
+    }
     if let Some((peer, client)) = addresses {
         // Every x-forwarded-for line counts; Envoy appends with a bare comma.
         let prev = if forwarded { joined(headers.get_all(&X_FORWARDED_FOR)).unwrap_or_default() } else { "".into() };
@@ -117,9 +121,12 @@ pub fn forwarding_headers(
     }
     client_cert_header(headers, xfcc_mode, client_cert, forwarded)?;
     // One id per request, whatever the number of upstream attempts.
-    let lines = headers.get_all(&X_REQUEST_ID);
-    let single = lines.iter().nth(1).is_none();
-    let sent = lines.iter().next().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let (single, sent) = if sent_id {
+        let lines = headers.get_all(&X_REQUEST_ID);
+        (lines.iter().nth(1).is_none(), lines.iter().next().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+    } else {
+        (true, None)
+    };
     let id = match (request_id, sent) {
         // A retry, or a client's id kept: a single line already says it.
         (Some(id), Some(sent)) if single && id == sent => return Ok(id.to_string()),
