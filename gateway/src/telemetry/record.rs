@@ -2,7 +2,6 @@
 //! Pingora session and the request context.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pingora::proxy::Session;
@@ -127,7 +126,6 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
         route,
     };
     let choice = Choice {
-        snapshot: Arc::as_ptr(&ctx.snap) as usize,
         metrics: std::ptr::from_ref(&t.metrics) as usize,
         route: ctx.route.map(|r| (r.config, r.vhost, r.route)),
         cluster: ctx.cluster,

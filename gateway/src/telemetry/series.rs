@@ -131,15 +131,12 @@ impl HttpCache {
     }
 }
 
-/// What chose a request's label values: the snapshot it was served with and, in it, its route,
-/// cluster and server; the response's code, gRPC status and flags; the registry counting it. Equal
-/// choices in one snapshot have equal labels, so a request that repeats a recent choice finds its
-/// series without hashing or comparing a label (~700 instructions a request, `scripts/bench
-/// profile`).
+/// What chose a request's label values in the snapshot it was served with: its route, cluster
+/// and server; the response's code, gRPC status and flags; the registry counting it. Equal choices
+/// in one snapshot have equal labels, so a request that repeats a recent choice finds its series
+/// without hashing or comparing a label (~700 instructions a request, `scripts/bench profile`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
-    /// The snapshot's address: its allocation is held ([`Recent`]) so the address names it alone.
-    pub snapshot: usize,
     /// The `Metrics` counting it.
     pub metrics: usize,
     /// Route table, virtual host and route.
@@ -152,8 +149,8 @@ pub struct Choice {
     pub code: u16,
     /// The gRPC status, for gRPC.
     pub grpc_status: Option<u16>,
-    /// Response flags and protocol: static strings, compared by address and length (equal ones
-    /// have equal text).
+    /// Response flags: a static string, compared by address and length (equal ones have equal
+    /// text).
     pub flags: (usize, usize),
     /// `http` or `grpc`.
     pub grpc: bool,
@@ -166,12 +163,12 @@ impl Choice {
     }
 }
 
-/// A recent choice and its series.
+/// A recent choice, the snapshot it was made in, and its series.
 struct Entry<S> {
+    /// Names the snapshot by its address, and keeps that allocation (not its contents) from being
+    /// reused by a later snapshot while it does.
+    snapshot: Weak<S>,
     choice: Choice,
-    /// Keeps the snapshot's allocation (not its contents) from being reused while the choice
-    /// names it by address.
-    _pin: Weak<S>,
     series: Arc<HttpSeries>,
 }
 
@@ -197,15 +194,15 @@ impl<S> Recent<S> {
         r: &HttpRequest<'_>,
         find: impl FnOnce() -> Arc<HttpSeries>,
     ) {
-        debug_assert_eq!(choice.snapshot, Arc::as_ptr(snapshot) as usize);
         let Ok(mut recent) = cell.try_borrow_mut() else { return find().observe(r) };
-        if let Some(e) = recent.entries.iter().flatten().find(|e| e.choice == choice) {
+        let made_in = |e: &&Entry<S>| std::ptr::eq(e.snapshot.as_ptr(), Arc::as_ptr(snapshot));
+        if let Some(e) = recent.entries.iter().flatten().filter(made_in).find(|e| e.choice == choice) {
             return e.series.observe(r);
         }
         let series = find();
         series.observe(r);
         let at = recent.next;
-        recent.entries[at] = Some(Entry { choice, _pin: Arc::downgrade(snapshot), series });
+        recent.entries[at] = Some(Entry { snapshot: Arc::downgrade(snapshot), choice, series });
         recent.next = (at + 1) % 4;
     }
 }
@@ -255,9 +252,8 @@ mod tests {
         }
     }
 
-    fn choice(snapshot: &Arc<u64>, code: u16) -> Choice {
+    fn choice(code: u16) -> Choice {
         Choice {
-            snapshot: Arc::as_ptr(snapshot) as usize,
             metrics: 1,
             route: Some((0, 0, 0)),
             cluster: Some(0),
@@ -280,13 +276,13 @@ mod tests {
             made.clone()
         };
         for _ in 0..3 {
-            Recent::count(&recent, choice(&snapshot, 200), &snapshot, &request(&d, 200, "r1"), find);
+            Recent::count(&recent, choice(200), &snapshot, &request(&d, 200, "r1"), find);
         }
         assert_eq!((found.get(), made.requests.get()), (1, 3));
         // Another response code, then another snapshot with the same route: each found anew.
-        Recent::count(&recent, choice(&snapshot, 503), &snapshot, &request(&d, 503, "r1"), find);
+        Recent::count(&recent, choice(503), &snapshot, &request(&d, 503, "r1"), find);
         let reloaded = Arc::new(1u64);
-        Recent::count(&recent, choice(&reloaded, 200), &reloaded, &request(&d, 200, "r1"), find);
+        Recent::count(&recent, choice(200), &reloaded, &request(&d, 200, "r1"), find);
         assert_eq!(found.get(), 3);
     }
 
@@ -296,7 +292,7 @@ mod tests {
         let d = Destination::of("reviews.default.svc.cluster.local", None);
         let old = Arc::new(7u64);
         let address = Arc::as_ptr(&old) as usize;
-        Recent::count(&recent, choice(&old, 200), &old, &request(&d, 200, "r1"), || Arc::new(series()));
+        Recent::count(&recent, choice(200), &old, &request(&d, 200, "r1"), || Arc::new(series()));
         drop(old);
         // Its allocation stays while remembered: no later snapshot can take its address and be
         // mistaken for it.
