@@ -46,10 +46,9 @@ impl ProxyHttp for Bare {
 /// no routing, no path normalization, no retries, no policy, no checks on the request. From Envoy as
 /// Istio configures a gateway: the connection manager's `use_remote_address: true` and
 /// `generate_request_id: true` (the forwarding headers and a request id); the virtual hosts'
-/// `include_request_attempt_count`;
-/// the clusters' 1-hour idle timeout of pooled upstream connections (DestinationRule
-/// `http.idleTimeout`); Envoy's own 5-minute stream idle timeout; `server: istio-envoy`. And Istio's
-/// standard metrics (<https://istio.io/latest/docs/reference/config/metrics/>): a counter and three
+/// `include_request_attempt_count`; the clusters' 1-hour idle timeout of pooled upstream connections
+/// (DestinationRule `http.idleTimeout`); Envoy's own 5-minute stream idle timeout; `server:
+/// istio-envoy`. And Istio's standard metrics (<https://istio.io/latest/docs/reference/config/metrics/>): a counter and three
 /// histograms per request, with Istio's labels and Envoy's buckets, on a series resolved once here
 /// (one route, one upstream, one code): no lookup, which no real gateway can do.
 ///
