@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::proxy::{ProxyHttp, Session};
@@ -22,10 +22,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use gateway::edge::forwarded;
 use gateway::proxy::request;
+use gateway::proxy::X_ENVOY_ATTEMPT_COUNT;
 use gateway::telemetry::metrics::{ENVOY_BUCKETS, LABELS};
-use http::{HeaderName, HeaderValue};
-
-static X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+use gateway::telemetry::record::head_bytes;
+use http::HeaderValue;
 
 struct Bare {
     upstream: SocketAddr,
@@ -112,8 +112,8 @@ impl ProxyHttp for IstioWork {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> pingora::Result<Box<HttpPeer>> {
         let mut peer = Box::new(HttpPeer::new(self.upstream, false, String::new()));
-        peer.options.read_timeout = Some(Duration::from_secs(300));
-        peer.options.idle_timeout = Some(Duration::from_secs(3600));
+        peer.options.read_timeout = Some(gateway::server::DEFAULT_STREAM_IDLE_TIMEOUT);
+        peer.options.idle_timeout = Some(gateway::cluster::DEFAULT_HTTP_IDLE_TIMEOUT);
         Ok(peer)
     }
 
@@ -151,7 +151,6 @@ impl ProxyHttp for IstioWork {
 
     /// Istio's sizes count the head and the body, as Pylon counts them.
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
-        let head_bytes = |h: &http::HeaderMap| h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
         let head_in = head_bytes(&session.req_header().headers);
         let head_out = session.response_written().map_or(0, |r| head_bytes(&r.headers));
         self.requests.inc();

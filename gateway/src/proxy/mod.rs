@@ -15,6 +15,8 @@ pub mod retry;
 pub mod route;
 mod upstream;
 
+pub use upstream::X_ENVOY_ATTEMPT_COUNT;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -71,7 +71,7 @@ pub fn check(session: &Session) -> (Head, Option<Outcome>) {
     // One pass over the headers instead of a hashed lookup per name.
     let (mut head, mut lengths, mut chunked, mut host) = (Head::default(), 0, false, false);
     for (name, v) in h {
-        head.bytes += name.as_str().len() + v.len() + 4;
+        head.bytes += crate::telemetry::record::header_line_bytes(name, v);
         if name == http::header::CONTENT_LENGTH {
             // A list (`5, 5`) counts as several values.
             lengths += 1 + usize::from(v.as_bytes().contains(&b','));

@@ -86,6 +86,17 @@ fn header(session: &Session, name: impl http::header::AsHeaderName) -> &str {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
+/// The size of a header block as Istio's `request_bytes` and `response_bytes` count it.
+pub fn head_bytes(headers: &http::HeaderMap) -> usize {
+    headers.iter().map(|(k, v)| header_line_bytes(k, v)).sum()
+}
+
+/// One header's share of [`head_bytes`]: its `name: value` line with the CRLF.
+#[inline]
+pub fn header_line_bytes(name: &http::HeaderName, value: &http::HeaderValue) -> usize {
+    name.as_str().len() + value.len() + 4
+}
+
 /// Reports the request `session` served with `ctx`: metrics always, the access log when on.
 pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let resp = session.response_written();
@@ -101,7 +112,7 @@ pub fn request(t: &Telemetry, session: &Session, ctx: &Ctx) {
     let elapsed = ctx.started.elapsed();
     // The request head as it arrived (counted by the request checks).
     let head_in = ctx.head.bytes;
-    let head_out: usize = resp.map_or(0, |r| r.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum());
+    let head_out = resp.map_or(0, |r| head_bytes(&r.headers));
     let server = server_id(ctx);
     let upstream = ctx.cluster.and_then(|c| ctx.snap.upstreams.get(c));
     let route = ctx.route().map_or("", |r| if r.name.is_empty() { r.origin.as_str() } else { r.name.as_str() });
