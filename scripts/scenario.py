@@ -15,12 +15,15 @@ fifth rule, two weighted destinations; all destinations are STATIC ServiceEntrie
 configuration of the upstream every benchmark proxies to, answering `200 ok` on UPSTREAM_PORT (its
 pid file and error log in DIR).
 
-As a module (scripts/bench-suite): `istio_docs`, `envoy_config` and `nginx_config` write the same
-scenario for Pylon, Envoy and nginx; `requests` lists request shapes that reach every kind of rule;
-`upstream_config` writes the upstream.
+As a module (scripts/bench-suite, scripts/bench-profile): `istio_docs`, `envoy_config` and
+`nginx_config` write the same scenario for Pylon, Envoy and nginx; `requests` lists request shapes
+that reach every kind of rule; `upstream_config` writes the upstream; `Tls` makes the TLS scenario's
+certificates and `https_gateway` terminates TLS with them.
 """
 
 import json
+import os
+import subprocess
 import sys
 
 
@@ -95,6 +98,37 @@ def istio_docs(hosts, routes, port):
         }
         return [gateway(), service("a", port), vs]
     return [gateway(), service("a", port), service("b", port)] + [virtual_service(h, routes) for h in range(hosts)]
+
+
+class Tls:
+    """A throwaway CA and an ECDSA P-256 server certificate for bench.example.com signed by it (needs
+    the openssl command)."""
+
+    def __init__(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        self.ca, self.cert, self.key = f"{folder}/ca.crt", f"{folder}/site.crt", f"{folder}/site.key"
+
+        def openssl(*argv):
+            subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=bench-ca",
+                "-keyout", f"{folder}/ca.key", "-out", self.ca)
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=bench.example.com",
+                "-keyout", self.key, "-out", f"{folder}/site.csr")
+        with open(f"{folder}/ext", "w") as f:
+            f.write("subjectAltName=DNS:bench.example.com\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        openssl("x509", "-req", "-in", f"{folder}/site.csr", "-CA", self.ca, "-CAkey", f"{folder}/ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{folder}/ext", "-out", self.cert)
+
+
+def https_gateway(docs, tls):
+    """Turns the Gateway of DOCS into one HTTPS server on 443 for every name (the load tools send the
+    address, no SNI), terminating TLS with the certificate of TLS (a `Tls`)."""
+    for d in docs:
+        if d["kind"] == "Gateway":
+            d["spec"]["servers"] = [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "bind": "127.0.0.1", "hosts": ["*"],
+                                     "tls": {"mode": "SIMPLE", "serverCertificate": tls.cert, "privateKey": tls.key}}]
+    return docs
 
 
 def requests(hosts, routes):
